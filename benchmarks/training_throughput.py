@@ -1,0 +1,106 @@
+"""Training-loop overhead: one full epoch of ``Trainer`` vs a bare forward/backward loop.
+
+Both loops run in this process over the same in-memory uint8 tensors (real MNIST when
+``--data-dir`` has it, else random images of MNIST's size), alternating so that machine
+noise hits both. The goal of issue #2: ratio full/bare <= 1.15. Writes JSON.
+
+    python benchmarks/training_throughput.py [--data-dir ../shared/datasets] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from osr_train.data.datasets import ImageSet, OpenSetData
+from osr_train.models import ConvNet
+from osr_train.training import Normalizer, TrainConfig, Trainer
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_data(data_dir: Path | None) -> OpenSetData:
+    if data_dir is not None and (data_dir / "MNIST" / "raw").is_dir():
+        from osr_train.data import load_open_set_data
+
+        return load_open_set_data("mnist", data_dir, ood_dirs=[], progress=False)
+    rng = np.random.default_rng(0)
+    make = lambda n, name: ImageSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n), name)  # noqa: E731
+    return OpenSetData("random", make(50_000, "train"), make(10_000, "val"), make(10_000, "test"))
+
+
+def bare_epoch(data: OpenSetData, batch_size: int, seed: int) -> float:
+    """Forward/backward/step over the same tensors: nothing else."""
+    torch.manual_seed(seed)
+    model = ConvNet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    normalize = Normalizer()
+    x, y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    t0 = time.perf_counter()
+    for start in range(0, len(y) - 1, batch_size):
+        idx = order[start : start + batch_size]
+        loss = F.cross_entropy(model(normalize(x[idx])), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def full_epoch(data: OpenSetData, batch_size: int, seed: int, out_dir: Path) -> float:
+    """One epoch of the real loop: batches, optimiser, progress bar, validation, checkpoint."""
+    config = TrainConfig(model="baseline", epochs=1, batch_size=batch_size, seed=seed, device="cpu")
+    trainer = Trainer(config, data, out_dir, Console(file=open(os.devnull, "w"), force_terminal=True), {"architecture": "ConvNet"})
+    t0 = time.perf_counter()
+    trainer.fit()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "training_throughput.json")
+    args = parser.parse_args()
+    data = load_data(args.data_dir)
+    bare, full = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        bare_epoch(data, args.batch_size, 99)  # warm-up (allocator, kernels)
+        for r in range(args.repeats):
+            bare.append(bare_epoch(data, args.batch_size, r))
+            full.append(full_epoch(data, args.batch_size, r, Path(tmp)))
+            print(f"repeat {r + 1}: bare {bare[-1]:.2f} s, full {full[-1]:.2f} s, ratio {full[-1] / bare[-1]:.3f}")
+    result = {
+        "benchmark": "training epoch: full loop vs bare forward/backward loop",
+        "data": data.dataset,
+        "train_images": len(data.train),
+        "val_images": len(data.val),
+        "batch_size": args.batch_size,
+        "bare_seconds": bare,
+        "full_seconds": full,
+        "ratio_median": statistics.median(f / b for f, b in zip(full, bare)),
+        "goal_ratio_max": 1.15,
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"median ratio {result['ratio_median']:.3f} (goal <= 1.15) -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()

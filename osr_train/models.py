@@ -1,0 +1,76 @@
+"""The seed's networks: a small CNN classifier, and its Siamese (shared-weight) variant."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ARCHITECTURES = ("ConvNet", "SiameseNet")
+
+
+class ConvNet(nn.Module):
+    """The seed's baseline CNN (108,362 parameters): 28x28x1 -> 10 logits.
+
+    conv 1->8 k5 p2, ReLU, maxpool 2; conv 8->16 k5 p2, ReLU, maxpool 2;
+    linear 784->128, ReLU; 128->32, ReLU; 32->10.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, kernel_size=5, stride=1, padding=2)
+        self.conv2 = nn.Conv2d(8, 16, kernel_size=5, stride=1, padding=2)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(16 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, 32)
+        self.fc3 = nn.Linear(32, num_classes)
+        self.relu = nn.ReLU()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 32-d penultimate embedding (used by feature-space scores and t-SNE)."""
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        return self.relu(self.fc2(self.relu(self.fc1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(self.features(x))
+
+
+class SiameseNet(ConvNet):
+    """The same layers used as one branch twice: ``forward_one`` is the exported classifier.
+
+    Stage 1 trains the 10-d output as an embedding with a contrastive loss on pairs;
+    stage 2 fine-tunes the same output as class logits with cross-entropy.
+    """
+
+    def forward_one(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None):  # type: ignore[override]
+        if x2 is None:
+            return self.forward_one(x1)
+        # One pass over both halves is the same computation as two branch calls, and faster.
+        out = self.forward_one(torch.cat([x1, x2]))
+        return out[: len(x1)], out[len(x1) :]
+
+
+def build_model(architecture: str, num_classes: int = 10) -> ConvNet:
+    if architecture == "ConvNet":
+        return ConvNet(num_classes)
+    if architecture == "SiameseNet":
+        return SiameseNet(num_classes)
+    raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The single-branch classifier ``x -> logits`` of either architecture."""
+    return _SingleBranch(model) if isinstance(model, SiameseNet) else model
+
+
+class _SingleBranch(nn.Module):
+    def __init__(self, model: SiameseNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_one(x)

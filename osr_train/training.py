@@ -1,0 +1,265 @@
+"""The seed's two-stage training, on in-memory uint8 tensors normalised per batch.
+
+Stage 1 (Siamese only): contrastive loss on pairs made by splitting each batch in two.
+Stage 2 (and the baseline): cross-entropy. Every epoch ends with a validation pass and an
+atomic checkpoint, so Ctrl-C always leaves the last complete epoch on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from osr_train.checkpoint import save_checkpoint
+from osr_train.data.datasets import ImageSet, OpenSetData
+from osr_train.losses import ContrastiveLoss, pair_labels
+from osr_train.models import ConvNet, SiameseNet, build_model, classifier_of
+from osr_train.preprocess import PREPROCESSING, PreprocessContract
+
+MODELS = ("baseline", "siamese")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters; the defaults are the seed notebook's."""
+
+    model: str = "siamese"
+    epochs: int = 30
+    pretrain_epochs: int = 40
+    batch_size: int | None = None  # seed: 64 for the baseline, 128 for the Siamese stages
+    lr: float = 1e-3
+    margin: float = 2.0
+    seed: int = 0
+    device: str = "auto"
+    threshold: float = 0.999
+    score: str = "msp"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, not {self.model!r}")
+        if self.batch_size is None:
+            self.batch_size = 64 if self.model == "baseline" else 128
+        if self.epochs < 1 or self.pretrain_epochs < 0 or self.batch_size < 2 or self.lr <= 0:
+            raise ValueError("epochs >= 1, pretrain epochs >= 0, batch size >= 2 and lr > 0 are required")
+
+    @property
+    def architecture(self) -> str:
+        return "ConvNet" if self.model == "baseline" else "SiameseNet"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but this PyTorch build sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+class Normalizer:
+    """uint8 ``(B, H, W)`` -> normalised float ``(B, 1, H, W)`` on the device (the contract)."""
+
+    def __init__(self, contract: PreprocessContract = PREPROCESSING) -> None:
+        self.scale = 1.0 / (255.0 * contract.std)
+        self.shift = contract.mean / contract.std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self.scale - self.shift).unsqueeze(1)
+
+
+@dataclass
+class TensorSplit:
+    x: torch.Tensor  # uint8 (N, 28, 28) on the device
+    y: torch.Tensor  # int64 (N,)
+
+    @classmethod
+    def from_imageset(cls, images: ImageSet, device: torch.device) -> "TensorSplit":
+        return cls(torch.from_numpy(images.images).to(device), torch.from_numpy(images.labels).to(device))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class EpochLog:
+    stage: str
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: ConvNet
+    history: list[EpochLog] = field(default_factory=list)
+    interrupted: bool = False
+
+
+@torch.inference_mode()
+def predict_logits(classifier: torch.nn.Module, x: torch.Tensor, normalize: Normalizer, batch_size: int = 2048) -> torch.Tensor:
+    """Logits for uint8 images, in large batches (evaluation mode, no autograd)."""
+    was_training = classifier.training
+    classifier.eval()
+    out = torch.cat([classifier(normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+    classifier.train(was_training)
+    return out
+
+
+class Trainer:
+    """Runs the stages of a :class:`TrainConfig` on an :class:`OpenSetData`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: OpenSetData,
+        out_dir: Path,
+        console: Console | None = None,
+        checkpoint_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.console = console or Console()
+        self.out_dir = Path(out_dir)
+        self.checkpoint_path = self.out_dir / "checkpoint.pt"
+        self.checkpoint_config = checkpoint_config or {}
+        self.normalize = Normalizer()
+        self.train = TensorSplit.from_imageset(data.train, self.device)
+        self.val = TensorSplit.from_imageset(data.val, self.device)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        self.model = build_model(config.architecture, len(data.class_names)).to(self.device)
+        self.classifier = classifier_of(self.model)
+        self.last_saved: tuple[str, int] | None = None
+
+    # -- one epoch -------------------------------------------------------------------------
+    def _batches(self, batch_size: int):
+        order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
+        for start in range(0, len(order) - 1, batch_size):  # a last batch of 1 is dropped
+            idx = order[start : start + batch_size]
+            yield self.normalize(self.train.x[idx]), self.train.y[idx]
+
+    def _ce_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(self.classifier(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    def _contrastive_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, loss_fn: ContrastiveLoss) -> torch.Tensor:
+        half = len(y) // 2
+        _, _, pair = pair_labels(y)
+        assert isinstance(self.model, SiameseNet)
+        out1, out2 = self.model(x[:half], x[half : 2 * half])
+        loss = loss_fn(out1, out2, pair)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    # -- validation --------------------------------------------------------------------------
+    def _validate_ce(self) -> tuple[float, float]:
+        logits = predict_logits(self.classifier, self.val.x, self.normalize)
+        loss = F.cross_entropy(logits, self.val.y).item()
+        acc = (logits.argmax(1) == self.val.y).float().mean().item()
+        return loss, acc
+
+    def _validate_contrastive(self, loss_fn: ContrastiveLoss) -> tuple[float, float]:
+        """Validation contrastive loss, and pair accuracy (same class iff distance < margin/2)."""
+        emb = predict_logits(self.classifier, self.val.x, self.normalize)
+        half = len(emb) // 2
+        _, _, pair = pair_labels(self.val.y)
+        loss = loss_fn(emb[:half], emb[half : 2 * half], pair).item()
+        same_pred = F.pairwise_distance(emb[:half], emb[half : 2 * half]) < loss_fn.margin / 2
+        acc = (same_pred == (pair == 0)).float().mean().item()
+        return loss, acc
+
+    # -- stages --------------------------------------------------------------------------------
+    def _run_stage(
+        self,
+        stage: str,
+        epochs: int,
+        step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        validate: Callable[[], tuple[float, float]],
+        result: TrainResult,
+        acc_label: str,
+    ) -> None:
+        bs = int(self.config.batch_size)
+        steps = len(range(0, len(self.train) - 1, bs))
+        columns = (
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+        )
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task = progress.add_task(f"{stage} epoch 1/{epochs}", total=epochs * steps, status="")
+            for epoch in range(1, epochs + 1):
+                progress.update(task, description=f"{stage} epoch {epoch}/{epochs}")
+                t0 = time.perf_counter()
+                self.model.train()
+                total = torch.zeros((), device=self.device)
+                n = 0
+                for x, y in self._batches(bs):
+                    total += step(x, y)
+                    n += 1
+                    progress.advance(task)
+                train_loss = (total / max(n, 1)).item()
+                val_loss, val_acc = validate()
+                seconds = time.perf_counter() - t0
+                log = EpochLog(stage, epoch, train_loss, val_loss, val_acc, seconds)
+                result.history.append(log)
+                self._save_epoch(stage, epoch)
+                status = f"loss {train_loss:.4f}  val loss {val_loss:.4f}  {acc_label} {val_acc:.2%}"
+                progress.update(task, status=status)
+                progress.console.print(f"  {stage} {epoch:>3}/{epochs}  {status}  ({seconds:.1f} s)", highlight=False)
+
+    def _save_epoch(self, stage: str, epoch: int) -> None:
+        cfg = dict(self.checkpoint_config, stage=stage, epoch=epoch, complete=False)
+        save_checkpoint(self.checkpoint_path, self.model, cfg)
+        self.last_saved = (stage, epoch)
+
+    def fit(self) -> TrainResult:
+        """Train all stages; on Ctrl-C return what was done with ``interrupted=True``."""
+        cfg = self.config
+        result = TrainResult(self.model)
+        try:
+            if cfg.model == "siamese" and cfg.pretrain_epochs > 0:
+                loss_fn = ContrastiveLoss(cfg.margin)
+                opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+                self._run_stage(
+                    "pretrain", cfg.pretrain_epochs,
+                    lambda x, y: self._contrastive_step(opt, x, y, loss_fn),
+                    lambda: self._validate_contrastive(loss_fn), result, "val pair acc",
+                )
+            opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)  # a fresh Adam, as the seed
+            self._run_stage(
+                "finetune" if cfg.model == "siamese" else "train", cfg.epochs,
+                lambda x, y: self._ce_step(opt, x, y), self._validate_ce, result, "val acc",
+            )
+        except KeyboardInterrupt:
+            result.interrupted = True
+        self.model.eval()
+        return result
+
+
+def history_to_json(history: list[EpochLog]) -> list[dict[str, Any]]:
+    return [asdict(h) for h in history]
+
+
+def config_to_json(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def numpy_logits(classifier: torch.nn.Module, images: ImageSet, device: torch.device) -> np.ndarray:
+    """Logits of a whole ImageSet as float32 numpy (for evaluation)."""
+    x = torch.from_numpy(images.images).to(device)
+    return predict_logits(classifier, x, Normalizer()).float().cpu().numpy()

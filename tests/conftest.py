@@ -1,0 +1,61 @@
+"""Shared fixtures: small files written by the tests, and the real data when it is present."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("OSR_SHARED_DATA", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/datasets``; tests that use it skip cleanly when it is absent."""
+    root = shared_data_dir()
+    if not (root / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real data sets not found at {root}")
+    return root
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool = False) -> Path:
+    """Write ``array`` (uint8) in the IDX format."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        with gzip.open(path, "wb") as fh:
+            fh.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_fake_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: int = 0, compress: bool = True) -> Path:
+    """A tiny MNIST in torchvision's layout: each class is a bright square at its own place."""
+    rng = np.random.default_rng(seed)
+    raw = root / "MNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 30, size=(n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            r, c = divmod(int(label), 5)
+            images[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * c : 6 + 5 * c] = 255
+        suffix = ".gz" if compress else ""
+        write_idx(raw / f"{prefix}-images-idx3-ubyte{suffix}", images, compress=compress)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte{suffix}", labels, compress=compress)
+    return root
+
+
+@pytest.fixture
+def fake_mnist(tmp_path: Path) -> Path:
+    return write_fake_mnist(tmp_path / "data")

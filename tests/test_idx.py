@@ -1,0 +1,71 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from conftest import write_idx
+from osr_train.data import DataError, IdxFormatError, load_mnist, read_idx
+
+
+def test_round_trip_plain_and_gzip(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    for compress in (False, True):
+        path = write_idx(tmp_path / f"x{compress}.idx", images, compress=compress)
+        out = read_idx(path, expected_ndim=3, expected_shape=(None, 28, 28))
+        assert out.dtype == np.uint8 and np.array_equal(out, images)
+
+
+def test_truncated_file_names_file_and_sizes(tmp_path):
+    path = write_idx(tmp_path / "t.idx", np.zeros((10, 28, 28), np.uint8))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(IdxFormatError, match=r"t\.idx: file truncated.*7,756 bytes"):
+        read_idx(path)
+
+
+def test_trailing_bytes_are_refused(tmp_path):
+    path = write_idx(tmp_path / "t.idx", np.zeros((2, 3), np.uint8))
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IdxFormatError, match="trailing bytes"):
+        read_idx(path)
+
+
+def test_wrong_magic_number(tmp_path):
+    path = tmp_path / "foreign.bin"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(IdxFormatError, match=r"foreign\.bin: not an IDX file \(bad magic number 0x89504e47\)"):
+        read_idx(path)
+
+
+def test_wrong_shape_and_dimensions(tmp_path):
+    path = write_idx(tmp_path / "s.idx", np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(IdxFormatError, match="unexpected shape"):
+        read_idx(path, expected_shape=(None, 28, 28))
+    with pytest.raises(IdxFormatError, match="expected 1 dimensions"):
+        read_idx(path, expected_ndim=1)
+
+
+def test_corrupt_gzip(tmp_path):
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(bytes(500))[:20])
+    with pytest.raises(IdxFormatError, match=r"bad\.gz: cannot read"):
+        read_idx(path)
+
+
+def test_load_mnist_checks_labels_and_counts(fake_mnist):
+    train = load_mnist(fake_mnist, "train")
+    assert train.images.shape == (120, 28, 28) and train.labels.max() == 9
+    raw = fake_mnist / "MNIST" / "raw"
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.full(40, 12, np.uint8), compress=True)
+    with pytest.raises(DataError, match="label 12 out of range"):
+        load_mnist(fake_mnist, "test")
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros(39, np.uint8), compress=True)
+    with pytest.raises(DataError, match="40 images but .* 39 labels"):
+        load_mnist(fake_mnist, "test")
+
+
+def test_missing_mnist_message_says_where_and_suggests_digits(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path / "nowhere", "train")
+    message = str(info.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
+    assert "--dataset digits" in message and "--download" in message
