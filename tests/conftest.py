@@ -59,3 +59,20 @@ def write_fake_mnist(root: Path, n_train: int = 120, n_test: int = 40, seed: int
 @pytest.fixture
 def fake_mnist(tmp_path: Path) -> Path:
     return write_fake_mnist(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> Path:
+    """A Siamese model trained briefly on the bundled digits (a few seconds); its folder.
+
+    Holds ``model.pt``, ``metrics.json``, ``history.json`` and the plots. Treat as read-only.
+    """
+    from typer.testing import CliRunner
+
+    from osr_train.cli import app
+
+    out = tmp_path_factory.mktemp("trained-digits")
+    args = ["siamese", "--dataset", "digits", "--epochs", "12", "--pretrain-epochs", "3", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out

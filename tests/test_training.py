@@ -14,14 +14,6 @@ from osr_train.training import Trainer
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    out = tmp_path_factory.mktemp("siamese")
-    result = runner.invoke(app, ["siamese", "--dataset", "digits", "--epochs", "12", "--pretrain-epochs", "3", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_training_learns_and_writes_artefacts(trained_digits):
     out = trained_digits
     metrics = json.loads((out / "metrics.json").read_text())
