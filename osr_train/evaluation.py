@@ -1,27 +1,31 @@
-"""Evaluate a trained classifier: closed-set accuracy and open-set metrics at a threshold."""
+"""Evaluate a classifier: closed-set accuracy, every score's OOD metrics, and open-set
+metrics at the stored threshold, per unknown set and pooled."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from osr_train.data.datasets import ImageSet, OpenSetData
 from osr_train.metrics import ood_report, open_set_report
-from osr_train.scoring import ScoredClassifier
+from osr_train.scoring import logit_score, mahalanobis_score
 from osr_train.training import Normalizer
+
+LOGIT_SCORES = ("msp", "max_logit", "energy")
 
 
 @dataclass
 class Outputs:
-    """Model outputs on one image set."""
+    """Model outputs on one image set: logits, embedding, and every available score."""
 
     name: str
     labels: np.ndarray
     logits: np.ndarray
-    probs: np.ndarray
-    score: np.ndarray
+    features: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def pred(self) -> np.ndarray:
@@ -29,25 +33,62 @@ class Outputs:
 
 
 @torch.inference_mode()
-def run_model(model: ScoredClassifier, images: ImageSet, device: torch.device | str = "cpu", batch_size: int = 2048) -> Outputs:
-    model.eval()
+def run_model(
+    classifier: torch.nn.Module,
+    images: ImageSet,
+    device: torch.device | str = "cpu",
+    mahalanobis: dict[str, Any] | None = None,
+    batch_size: int = 4096,
+) -> Outputs:
+    """Run ``classifier`` (with ``forward_with_features``) and compute every score."""
+    classifier.eval()
     normalize = Normalizer()
     x = torch.from_numpy(images.images)
-    parts = [model(normalize(x[i : i + batch_size].to(device))) for i in range(0, len(x), batch_size)]
-    logits, probs, score = (torch.cat([p[k] for p in parts]).float().cpu().numpy() for k in range(3))
-    return Outputs(images.name, images.labels, logits, probs, score)
+    parts = [classifier.forward_with_features(normalize(x[i : i + batch_size].to(device))) for i in range(0, len(x), batch_size)]
+    logits = torch.cat([p[0] for p in parts]).float()
+    feats = torch.cat([p[1] for p in parts]).float()
+    probs = torch.softmax(logits, 1)
+    scores = {name: logit_score(name, logits, probs).cpu().numpy() for name in LOGIT_SCORES}
+    if mahalanobis:
+        means = torch.tensor(mahalanobis["means"], device=feats.device)
+        precision = torch.tensor(mahalanobis["precision"], device=feats.device)
+        scores["mahalanobis"] = mahalanobis_score(feats, means, precision).cpu().numpy()
+    return Outputs(images.name, images.labels, logits.cpu().numpy(), feats.cpu().numpy(), scores)
 
 
-def evaluate(model: ScoredClassifier, data: OpenSetData, threshold: float, device: torch.device | str = "cpu") -> tuple[dict, Outputs, list[Outputs]]:
-    """Metrics on the test knowns and the (pooled) test unknowns, plus the raw outputs."""
-    known = run_model(model, data.test, device)
-    unknowns = [run_model(model, u, device) for u in data.unknown_test]
-    pooled_pred = np.concatenate([u.pred for u in unknowns]) if unknowns else np.empty(0, dtype=np.int64)
-    pooled_score = np.concatenate([u.score for u in unknowns]) if unknowns else np.empty(0)
-    metrics = open_set_report(known.labels, known.pred, known.score, pooled_pred, pooled_score, threshold)
-    metrics["score"] = model.score_name
-    metrics["known_set"] = data.test.name
+def evaluate_outputs(known: Outputs, unknowns: list[Outputs], score: str, threshold: float) -> dict[str, Any]:
+    """The metrics dictionary: top-level figures at the threshold on pooled unknowns, then
+    per-score OOD metrics (pooled and per unknown set)."""
+    pooled_pred = np.concatenate([u.pred for u in unknowns]) if unknowns else np.empty(0, np.int64)
+    pooled = {s: (np.concatenate([u.scores[s] for u in unknowns]) if unknowns else np.empty(0)) for s in known.scores}
+    metrics: dict[str, Any] = {"score": score}
+    metrics.update(open_set_report(known.labels, known.pred, known.scores[score], pooled_pred, pooled[score], threshold))
+    metrics["known_set"] = known.name
     metrics["unknown_sets"] = {u.name: len(u.labels) for u in unknowns}
     if unknowns:
-        metrics["ood"] = ood_report(known.score, pooled_score)
-    return metrics, known, unknowns
+        metrics["ood_pooled"] = {s: ood_report(known.scores[s], pooled[s]) for s in known.scores}
+        metrics["per_unknown_set"] = {
+            u.name: {
+                "at_threshold": {
+                    k: v
+                    for k, v in open_set_report(known.labels, known.pred, known.scores[score], u.pred, u.scores[score], threshold).items()
+                    if not k.startswith("confusion")
+                },
+                "ood": {s: ood_report(known.scores[s], u.scores[s]) for s in known.scores},
+            }
+            for u in unknowns
+        }
+    return metrics
+
+
+def evaluate(
+    classifier: torch.nn.Module,
+    data: OpenSetData,
+    score: str,
+    threshold: float,
+    device: torch.device | str = "cpu",
+    mahalanobis: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Outputs, list[Outputs]]:
+    known = run_model(classifier, data.test, device, mahalanobis)
+    unknowns = [run_model(classifier, u, device, mahalanobis) for u in data.unknown_test]
+    return evaluate_outputs(known, unknowns, score, threshold), known, unknowns

@@ -35,6 +35,11 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(self.features(x))
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the penultimate embedding in one pass."""
+        feats = self.features(x)
+        return self.fc3(feats), feats
+
 
 class SiameseNet(ConvNet):
     """The same layers used as one branch twice: ``forward_one`` is the exported classifier.
@@ -74,3 +79,6 @@ class _SingleBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_one(x)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_features(x)

@@ -29,6 +29,7 @@ SCORES: dict[str, ScoreSpec] = {
     "msp": ScoreSpec("msp", "maximum softmax probability", 0.0, 1.0),
     "max_logit": ScoreSpec("max_logit", "maximum logit", None, None),
     "energy": ScoreSpec("energy", "negative free energy, logsumexp of the logits", None, None),
+    "mahalanobis": ScoreSpec("mahalanobis", "minus the Mahalanobis distance of the embedding to the nearest class mean", None, None),
 }
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
 from osr_train.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
@@ -41,6 +42,11 @@ class TrainConfig:
     device: str = "auto"
     threshold: float = 0.999
     score: str = "msp"
+    schedule: str = "constant"  # or "onecycle"
+    augment: bool = False
+    outlier_weight: float = 0.0  # outlier exposure: weight of the uniform-posterior loss
+    outlier_batch: int = 64
+    use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -49,6 +55,8 @@ class TrainConfig:
             self.batch_size = 64 if self.model == "baseline" else 128
         if self.epochs < 1 or self.pretrain_epochs < 0 or self.batch_size < 2 or self.lr <= 0:
             raise ValueError("epochs >= 1, pretrain epochs >= 0, batch size >= 2 and lr > 0 are required")
+        if self.schedule not in ("constant", "onecycle"):
+            raise ValueError(f"schedule must be constant or onecycle, not {self.schedule!r}")
 
     @property
     def architecture(self) -> str:
@@ -141,31 +149,63 @@ class Trainer:
         self.model = build_model(config.architecture, len(data.class_names)).to(self.device)
         self.classifier = classifier_of(self.model)
         self.last_saved: tuple[str, int] | None = None
+        self.augment = RandomAffine() if config.augment else None
+        self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    def _outlier_pool(self, n: int = 50_000) -> torch.Tensor:
+        """Synthetic outliers made once, stored as uint8 like the digits (see outliers.py)."""
+        from osr_train.outliers import OutlierGenerator
+
+        gen = OutlierGenerator(self.train.x, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7)
+        chunks = [gen(min(4096, n - i)) for i in range(0, n, 4096)]
+        return ((torch.cat(chunks).squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).to(self.device)
+
+    def _optimizer(self, epochs: int) -> torch.optim.Optimizer:
+        """A fresh Adam per stage (as the seed), with the recipe's schedule."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        if self.config.schedule == "onecycle":
+            steps = len(range(0, len(self.train) - 1, int(self.config.batch_size)))
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr, total_steps=epochs * steps)
+        else:
+            self.scheduler = None
+        return opt
+
+    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss.detach()
 
     # -- one epoch -------------------------------------------------------------------------
     def _batches(self, batch_size: int):
         order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
         for start in range(0, len(order) - 1, batch_size):  # a last batch of 1 is dropped
             idx = order[start : start + batch_size]
-            yield self.normalize(self.train.x[idx]), self.train.y[idx]
+            x = self.normalize(self.train.x[idx])
+            yield (self.augment(x, self.generator) if self.augment else x), self.train.y[idx]
 
     def _ce_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(self.classifier(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+        if self.outliers is None:
+            return self._step(optimizer, F.cross_entropy(self.classifier(x), y))
+        # Outlier exposure (Hendrycks et al.): push the posterior of outliers towards uniform.
+        idx = torch.randint(0, len(self.outliers), (self.config.outlier_batch,), generator=self.generator).to(self.device)
+        out = self.normalize(self.outliers[idx])
+        if self.augment is not None:
+            out = self.augment(out, self.generator)
+        logits = self.classifier(torch.cat([x, out]))
+        known, outlier = logits[: len(x)], logits[len(x) :]
+        uniform = -(outlier.log_softmax(1)).mean(1).mean()
+        return self._step(optimizer, F.cross_entropy(known, y) + self.config.outlier_weight * uniform)
 
     def _contrastive_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, loss_fn: ContrastiveLoss) -> torch.Tensor:
         half = len(y) // 2
         _, _, pair = pair_labels(y)
         assert isinstance(self.model, SiameseNet)
         out1, out2 = self.model(x[:half], x[half : 2 * half])
-        loss = loss_fn(out1, out2, pair)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+        return self._step(optimizer, loss_fn(out1, out2, pair))
 
     # -- validation --------------------------------------------------------------------------
     def _validate_ce(self) -> tuple[float, float]:
@@ -234,13 +274,13 @@ class Trainer:
         try:
             if cfg.model == "siamese" and cfg.pretrain_epochs > 0:
                 loss_fn = ContrastiveLoss(cfg.margin)
-                opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+                opt = self._optimizer(cfg.pretrain_epochs)
                 self._run_stage(
                     "pretrain", cfg.pretrain_epochs,
                     lambda x, y: self._contrastive_step(opt, x, y, loss_fn),
                     lambda: self._validate_contrastive(loss_fn), result, "val pair acc",
                 )
-            opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)  # a fresh Adam, as the seed
+            opt = self._optimizer(cfg.epochs)  # a fresh Adam, as the seed
             self._run_stage(
                 "finetune" if cfg.model == "siamese" else "train", cfg.epochs,
                 lambda x, y: self._ce_step(opt, x, y), self._validate_ce, result, "val acc",

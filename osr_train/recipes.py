@@ -1,0 +1,53 @@
+"""Training recipes: ``seed`` reproduces the notebook, ``best`` is the open-set recipe of issue #5.
+
+``best`` keeps the same 108k-parameter network and adds what the seed lacked:
+on-device augmentation (small affine warps), outlier exposure on synthetic outliers
+(never CIFAR-10), a one-cycle learning-rate schedule, and a threshold calibrated on
+validation knowns at a target true-positive rate instead of a fixed 0.999.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    pretrain_epochs: int  # Siamese stage 1 (ignored by the baseline)
+    epochs: int
+    batch_size_baseline: int
+    batch_size_siamese: int
+    lr: float
+    schedule: str  # "constant" (seed) or "onecycle"
+    augment: bool
+    outlier_weight: float  # 0 disables outlier exposure
+    outlier_batch: int
+    score: str
+    threshold: float | None  # fixed threshold, or None to calibrate at target_tpr
+    target_tpr: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    "seed": Recipe(
+        name="seed", pretrain_epochs=40, epochs=30, batch_size_baseline=64, batch_size_siamese=128, lr=1e-3,
+        schedule="constant", augment=False, outlier_weight=0.0, outlier_batch=0, score="msp",
+        threshold=0.999, target_tpr=None,
+    ),
+    "best": Recipe(
+        name="best", pretrain_epochs=8, epochs=24, batch_size_baseline=128, batch_size_siamese=128, lr=3e-3,
+        schedule="onecycle", augment=True, outlier_weight=0.5, outlier_batch=64, score="energy",
+        threshold=None, target_tpr=0.995,
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None

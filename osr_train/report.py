@@ -1,0 +1,188 @@
+"""``osr-train evaluate``: every score on every unknown set, plots, and a ``report.md``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from osr_train.evaluation import Outputs
+
+
+def plot_roc(known: Outputs, unknowns: list[Outputs], path: Path) -> Path:
+    """ROC curves (known = positive) of every score against the pooled unknowns."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from osr_train.plots import _save
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, known_scores in known.scores.items():
+        pooled = np.concatenate([u.scores[name] for u in unknowns])
+        y = np.r_[np.ones(len(known_scores)), np.zeros(len(pooled))]
+        s = np.r_[known_scores, pooled]
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y, s):.4%})")
+    ax.set(xscale="log", xlim=(1e-4, 1), ylim=(0.8, 1.001), xlabel="false-positive rate on unknowns (log)",
+           ylabel="true-positive rate on knowns", title="ROC: test knowns vs pooled unknowns")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_histograms(known: Outputs, unknowns: list[Outputs], score: str, threshold: float, path: Path) -> Path:
+    """Score histograms, knowns vs each unknown set, with the stored score's threshold marked."""
+    import matplotlib.pyplot as plt
+
+    from osr_train.plots import _save
+
+    names = list(known.scores)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        values = [known.scores[name]] + [u.scores[name] for u in unknowns]
+        lo, hi = np.percentile(np.concatenate(values), [0.5, 100])
+        bins = np.linspace(lo, hi, 60)
+        ax.hist(np.clip(known.scores[name], lo, hi), bins=bins, alpha=0.6, density=True, label=f"known ({known.name})")
+        for u in unknowns:
+            ax.hist(np.clip(u.scores[name], lo, hi), bins=bins, alpha=0.5, density=True, label=f"unknown ({u.name})")
+        if name == score:
+            ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
+        ax.set(title=name + (" (stored score)" if name == score else ""), yscale="log", xlabel="score")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_tsne(known: Outputs, unknowns: list[Outputs], path: Path, n_known: int = 1500, n_unknown: int = 500, seed: int = 0) -> Path:
+    """t-SNE of the 10-d output embedding (the contrastive space of the Siamese model)."""
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    from osr_train.plots import _save
+
+    rng = np.random.default_rng(seed)
+    ki = rng.choice(len(known.labels), min(n_known, len(known.labels)), replace=False)
+    parts, groups = [known.logits[ki]], [known.labels[ki]]
+    for g, u in enumerate(unknowns):
+        ui = rng.choice(len(u.labels), min(n_unknown, len(u.labels)), replace=False)
+        parts.append(u.logits[ui])
+        groups.append(np.full(len(ui), 10 + g))
+    emb = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(np.concatenate(parts))
+    groups_all = np.concatenate(groups)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for c in range(10):
+        m = groups_all == c
+        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(c), label=str(c))
+    for g, u in enumerate(unknowns):
+        m = groups_all == 10 + g
+        ax.scatter(emb[m, 0], emb[m, 1], s=6, marker="x", color=["k", "grey", "brown"][g % 3], label=f"unknown: {u.name}")
+    ax.set(title="t-SNE of the output embedding (test digits and unknowns)", xticks=[], yticks=[])
+    ax.legend(fontsize=7, markerscale=3, ncol=2)
+    return _save(fig, path)
+
+
+def metrics_table_md(metrics: dict[str, Any]) -> str:
+    """Markdown tables: per score and unknown set, then the figures at the stored threshold."""
+    lines = ["| score | unknown set | AUROC | AUPR-in | AUPR-out | FPR@95%TPR |", "|---|---|---|---|---|---|"]
+    sets = [("pooled", metrics["ood_pooled"])] + [(k, v["ood"]) for k, v in metrics.get("per_unknown_set", {}).items()]
+    for score in metrics["ood_pooled"]:
+        for set_name, ood in sets:
+            o = ood[score]
+            star = " (stored)" if score == metrics["score"] else ""
+            lines.append(f"| {score}{star} | {set_name} | {o['auroc']:.4%} | {o['aupr_in']:.4%} | {o['aupr_out']:.4%} | {o['fpr_at_95_tpr']:.2%} |")
+    lines += ["", f"At the stored threshold ({metrics['score']} >= {metrics['threshold']:.6g}):", "",
+              "| metric | value | measured on |", "|---|---|---|",
+              f"| closed-set accuracy | {metrics['closed_set_accuracy']:.2%} | {metrics['n_known']:,} knowns |",
+              f"| known acceptance | {metrics['known_acceptance']:.2%} | {metrics['n_known']:,} knowns |"]
+    if metrics["unknown_rejection"] is not None:
+        lines += [f"| unknown rejection | {metrics['unknown_rejection']:.2%} | {metrics['n_unknown']:,} unknowns |",
+                  f"| 11-class open-set accuracy | {metrics['open_set_accuracy']:.2%} | {metrics['n_known'] + metrics['n_unknown']:,} images |"]
+    for name, per in metrics.get("per_unknown_set", {}).items():
+        at = per["at_threshold"]
+        lines.append(f"| {name}: unknown rejection / 11-class accuracy | {at['unknown_rejection']:.2%} / {at['open_set_accuracy']:.2%} | {at['n_unknown']:,} unknowns |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, checkpoint: Path, config: dict[str, Any], metrics: dict[str, Any], figures: dict[str, str]) -> Path:
+    from osr_train.io import atomic_path
+
+    text = [
+        f"# Evaluation of `{checkpoint}`", "",
+        f"Model: {config['architecture']} ({config.get('model', '?')}, recipe `{config.get('recipe', 'seed')}`), trained on "
+        f"{config.get('dataset')}. Stored score: `{metrics['score']}`, threshold {metrics['threshold']:.6g} "
+        f"({(config.get('calibration') or {}).get('method', 'fixed')}).", "",
+        f"Knowns: {metrics['known_set']} ({metrics['n_known']:,}). Unknowns: "
+        + ", ".join(f"{k} ({v:,})" for k, v in metrics["unknown_sets"].items()) + ".", "",
+        "## Metrics", "", metrics_table_md(metrics), "", "## Figures", "",
+    ]
+    for title, file in figures.items():
+        text += [f"### {title}", "", f"![{title}]({file})", ""]
+    path = out_dir / "report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(text))
+    return path
+
+
+def evaluate_command(
+    checkpoint: Path,
+    *,
+    data_dir: Path | None = None,
+    ood_dirs: list[Path] | None = None,
+    out: Path | None = None,
+    tsne: bool = True,
+    device: str = "auto",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on its data set's test knowns and every unknown set."""
+    console = console or Console(stderr=True)
+    from osr_train.checkpoint import CheckpointError, load_checkpoint
+    from osr_train.evaluation import evaluate_outputs, run_model
+    from osr_train.io import check_writable_dir, write_json
+    from osr_train.models import classifier_of
+    from osr_train.pipeline import TrainingFailed, _load_data, print_summary
+    from osr_train.plots import plot_confusion
+    from osr_train.scoring import fit_mahalanobis
+    from osr_train.training import Normalizer, TensorSplit, resolve_device
+
+    try:
+        model, config = load_checkpoint(checkpoint)
+        dev = resolve_device(device)
+    except (CheckpointError, RuntimeError, ValueError) as exc:
+        raise TrainingFailed(str(exc)) from None
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent / "evaluation"
+    try:
+        check_writable_dir(out_dir)
+    except PermissionError as exc:
+        raise TrainingFailed(str(exc)) from None
+    data = _load_data(config["dataset"], data_dir, ood_dirs, False, config.get("seed", 0), console)
+    if not data.unknown_test:
+        raise TrainingFailed("no unknown set: pass --ood-dir, or put CIFAR-10 in the data folder")
+    classifier = classifier_of(model.to(dev))
+    mahalanobis = config.get("mahalanobis")
+    if not mahalanobis:  # older checkpoints: fit the statistics on the training knowns now
+        train = TensorSplit.from_imageset(data.train, dev)
+        mahalanobis = fit_mahalanobis(classifier, train.x, train.y, Normalizer())
+    t0 = time.perf_counter()
+    known = run_model(classifier, data.test, dev, mahalanobis)
+    unknowns = [run_model(classifier, u, dev, mahalanobis) for u in data.unknown_test]
+    metrics = evaluate_outputs(known, unknowns, config["score"], config["threshold"])
+    metrics.update(checkpoint=str(checkpoint), dataset=config["dataset"], recipe=config.get("recipe", "seed"),
+                   model=config.get("model"))
+    write_json(out_dir / "metrics.json", metrics)
+    figures = {
+        "ROC curves": plot_roc(known, unknowns, out_dir / "roc.png").name,
+        "Score histograms": plot_histograms(known, unknowns, config["score"], config["threshold"], out_dir / "score_histograms.png").name,
+        "Closed-set confusion matrix": plot_confusion(metrics["confusion_matrix_10"], list(config["class_names"]), out_dir / "confusion_10.png", "Closed-set confusion (test knowns)").name,
+        "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_11"], list(config["class_names"]) + ["unknown"], out_dir / "confusion_11.png", f"Open-set confusion ({config['score']} >= {config['threshold']:.4g})").name,
+    }
+    if tsne:
+        with console.status("t-SNE of the embedding (subsample)..."):
+            figures["t-SNE of the embedding"] = plot_tsne(known, unknowns, out_dir / "tsne.png").name
+    report = write_report(out_dir, Path(checkpoint), config, metrics, figures)
+    print_summary(console, metrics)
+    console.print(f"report:  {report}  ({time.perf_counter() - t0:.0f} s)\nmetrics: {out_dir / 'metrics.json'}")
+    return metrics
