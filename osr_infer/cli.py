@@ -1,8 +1,197 @@
-"""Placeholder until its issue lands."""
+"""``osr-infer``: classify images with an exported ONNX model (digit or unknown).
 
+Torch-free unless ``--parity`` is given: the parity module is imported only then.
+"""
+
+from __future__ import annotations
+
+import logging
 import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
+from osr_infer.session import DEFAULT_MODEL
+
+EPILOG = (
+    "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
+    "3 some inputs unreadable (reported and skipped; the rest classified and written)."
+)
+SOURCES_HELP = (
+    "Image files, folders (recursive), or data sets: mnist:test, mnist:train, cifar10:test (from --data-dir; "
+    "every CIFAR-10 image counts as unknown), digits (bundled: the digits test split plus sample-photo crops as unknowns)."
+)
+LISTED_FAILURES = 20  # unreadable files listed one per line; the rest are counted
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], epilog=EPILOG)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@app.command(epilog=EPILOG)
+def infer(
+    sources: Optional[list[str]] = typer.Argument(None, metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
+    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="ONNX model exported by osr-export."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Accept as known when score >= this [default: the model's osr.threshold].", show_default=False
+    ),
+    batch_size: int = typer.Option(256, "--batch-size", help="Images per ONNX Runtime call."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Decoding processes [default: CPU count]; 0 decodes in the main process.", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score)."),
+    unknown: Optional[list[str]] = typer.Option(None, "--unknown", metavar="SOURCE", help="A source whose every image counts as unknown (repeatable)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False),
+    parity: Optional[Path] = typer.Option(None, "--parity", metavar="CHECKPOINT", help="Also run this PyTorch checkpoint on the same batches and compare."),
+    atol: float = typer.Option(1e-4, "--atol", help="--parity tolerance on |delta| of logits, probs and score."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Classify images with an exported model: each is a digit, or unknown."""
+    try:
+        code = infer_command(
+            sources or [], model=model, threshold=threshold, batch_size=batch_size, workers=workers, output=output,
+            unknown=unknown or [], data_dir=data_dir, parity=parity, atol=atol, progress=progress,
+        )
+    except InferError as exc:
+        fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
+def infer_command(
+    specs: list[str],
+    *,
+    model: Path = DEFAULT_MODEL,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    workers: int | None = None,
+    output: Path | None = None,
+    unknown: list[str] | None = None,
+    data_dir: Path | None = None,
+    parity: Path | None = None,
+    atol: float = 1e-4,
+    progress: bool = True,
+    pool_kind: str = "process",
+) -> int:
+    """The whole command as a function (tests and the benchmark call it); returns the exit status."""
+    from osr_infer.decode import DecodePool, default_workers
+    from osr_infer.pipeline import run_inference
+    from osr_infer.report import print_report
+    from osr_infer.results import ResultsWriter, check_output
+    from osr_infer.session import InferenceModel
+    from osr_infer.sources import resolve_sources
+    from osr_train.data import default_data_dir
+
+    unknown = unknown or []
+    if batch_size < 1:
+        raise InferError(f"--batch-size must be at least 1, not {batch_size}")
+    if workers is not None and workers < 0:
+        raise InferError(f"--workers must be 0 or more, not {workers}")
+    if output is not None:
+        check_output(output)
+    if not specs and not unknown:
+        raise InferError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+    workers = default_workers() if workers is None else workers
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+
+    # Decoding workers get the cores; ONNX Runtime then takes what is left, without spinning.
+    decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
+    cores = default_workers()
+    session = InferenceModel(model, threshold, threads=max(1, cores - workers) if decoding else cores, spin=not decoding)
+    if session.fixed_batch is not None and session.fixed_batch != batch_size:
+        session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
+        batch_size = session.fixed_batch
+    resolved = resolve_sources(specs, unknown, data_dir, session.contract)
+    for note in session.notes:
+        err.print(f"note: {note}")
+
+    with DecodePool(session.contract, workers, kind=pool_kind) as pool:
+        if any(s.from_files for s in resolved):
+            pool.start()  # fork before torch or the progress bar start threads
+        observers = []
+        if parity is not None:
+            from osr_infer.parity import ParityCheck  # the only torch import of osr_infer
+
+            check = ParityCheck(parity, session, [s.name for s in resolved], atol)
+            for note in check.notes:
+                err.print(f"[yellow]warning:[/] {note}", markup=True)
+            observers.append(check)
+        listed = 0
+
+        def report_failure(path: str, reason: str) -> None:
+            nonlocal listed
+            listed += 1
+            if listed <= LISTED_FAILURES:
+                err.print(f"[yellow]skipped[/] {path}: {reason}", markup=True)
+
+        writer = ResultsWriter(output) if output is not None else None
+        if writer is not None:
+            with writer:
+                run = run_inference(
+                    resolved, session, pool, batch_size=batch_size, writer=writer, observers=observers, console=err,
+                    progress=progress, on_failure=report_failure,
+                )
+                if not len(run.predictions):
+                    raise InferError(_nothing_read(run))
+        else:
+            run = run_inference(
+                resolved, session, pool, batch_size=batch_size, observers=observers, console=err, progress=progress,
+                on_failure=report_failure,
+            )
+    if not len(run.predictions):
+        raise InferError(_nothing_read(run))
+    print_report(run, out, output=str(output) if output is not None else None)
+    if run.failures:
+        more = len(run.failures) - LISTED_FAILURES
+        err.print(
+            f"[yellow]warning:[/] {len(run.failures):,} input(s) unreadable and skipped"
+            f"{f' ({more:,} not listed above)' if more > 0 else ' (listed above)'}",
+            markup=True,
+        )
+    if observers:
+        for line in observers[0].lines():
+            out.print(line, markup=False, style="red" if line.startswith("[E]") else None)
+        if not observers[0].passed:
+            return EXIT_PARITY_FAILED
+    return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
+
+
+def _nothing_read(run) -> str:  # noqa: ANN001
+    n = len(run.failures)
+    return f"none of the {n:,} input file(s) could be read" if n else "nothing to classify"
+
+
+def _decodes_files(specs: list[str], data_dir: Path) -> bool:
+    """Will any source need image decoding (files, folders, CIFAR-10 as JPEGs)?"""
+    from osr_infer.sources import DATASET_REFERENCES
+
+    for spec in specs:
+        if spec not in DATASET_REFERENCES:
+            return True
+        if spec == "cifar10:test":
+            from osr_train.data.cifar import find_cifar10
+
+            found = find_cifar10(data_dir)
+            if found is not None and not (found / "test_batch").is_file():
+                return True
+    return False
 
 
 def main() -> None:
-    print("osr_infer: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted (no results file written)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

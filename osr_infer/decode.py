@@ -1,0 +1,164 @@
+"""Parallel image decoding that streams ahead of inference.
+
+Files are decoded in chunks by a pool of worker processes (``--workers``, default the CPU
+count): decoding a small image is mostly Python work under the GIL, so threads barely
+scale, while processes do. The main process meanwhile runs ONNX Runtime on the chunks
+that are ready, so decoding and inference overlap; a bounded window of chunks in flight
+keeps memory flat however many files there are. ``workers=0`` decodes in the calling
+thread (for debugging, or a machine where processes are unwelcome).
+
+Every file goes through :func:`osr_train.preprocess.load_image` with the model's contract;
+a file that fails is reported with its reason and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import warnings
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from osr_infer.errors import InferError
+from osr_infer.sources import Source
+from osr_train.preprocess import ImageDecodeError, PreprocessContract, load_image
+
+#: Files per decoding task: large enough to amortise inter-process overhead, small enough
+#: that the first batch is ready quickly and the pool stays balanced (tuned in benchmarks/).
+CHUNK_FILES = 64
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Piece:
+    """Consecutive items of one source, decoded: ``pixels[k]`` is item ``index[k]``."""
+
+    source: int
+    index: np.ndarray  # int64 positions within the source
+    pixels: np.ndarray  # uint8 (k, size, size)
+    failures: list[tuple[str, str]]  # (path, reason) for the files of this piece that failed
+
+
+def decode_files(paths: Sequence[str], contract: PreprocessContract) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)])."""
+    size = contract.size
+    pixels = np.empty((len(paths), size, size), dtype=np.uint8)
+    ok: list[int] = []
+    failed: list[tuple[int, str]] = []
+    for i, path in enumerate(paths):
+        try:
+            pixels[len(ok)] = load_image(path, contract)
+            ok.append(i)
+        except ImageDecodeError as exc:
+            failed.append((i, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not sink the batch
+            failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
+    return np.asarray(ok, dtype=np.int64), pixels[: len(ok)], failed
+
+
+def _noop() -> None:
+    return None
+
+
+class DecodePool:
+    """Ordered, bounded-prefetch decoding of sources into :class:`Piece` s.
+
+    Use as a context manager; :meth:`start` forks the workers early, while the process has
+    no Python threads yet (the progress bar and ONNX Runtime start threads later).
+    """
+
+    def __init__(self, contract: PreprocessContract, workers: int | None = None, *, kind: str = "process", chunk_files: int = CHUNK_FILES) -> None:
+        if kind not in ("process", "thread"):
+            raise ValueError(f"pool kind must be 'process' or 'thread', not {kind!r}")
+        self.contract = contract
+        self.workers = default_workers() if workers is None else int(workers)
+        if self.workers < 0:
+            raise InferError(f"--workers must be 0 or more, not {self.workers}")
+        self.kind = kind
+        self.chunk_files = max(1, int(chunk_files))
+        self._executor: Executor | None = None
+
+    def __enter__(self) -> "DecodePool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> "DecodePool":
+        if self._executor is None and self.workers > 0:
+            if self.kind == "thread":
+                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="osr-decode")
+            else:
+                # fork is fast and safe while this process runs no other Python thread (native
+                # BLAS/ORT threads register fork handlers or are never used by the children);
+                # otherwise forkserver, which never forks a multi-threaded parent.
+                methods = multiprocessing.get_all_start_methods()
+                method = "fork" if "fork" in methods and threading.active_count() == 1 else ("forkserver" if "forkserver" in methods else "spawn")
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*multi-threaded, use of fork", category=DeprecationWarning)
+                    self._executor.submit(_noop).result()  # forks all workers now
+        return self
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def pieces(self, sources: list[Source], memory_chunk: int = 4096) -> Iterator[Piece]:
+        """Every item of every source, in order; files decoded ``chunk_files`` at a time."""
+        self.start()
+        window: deque[tuple[int, int, int, Future | Piece]] = deque()
+        max_in_flight = max(2, 4 * self.workers)
+        tasks = self._tasks(sources, memory_chunk)
+        exhausted = False
+        while True:
+            while not exhausted and len(window) < max_in_flight:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                    break
+                window.append(self._submit(sources, *task))
+            if not window:
+                return
+            s, start, stop, pending = window.popleft()
+            yield pending if isinstance(pending, Piece) else self._collect(sources[s], s, start, pending)
+
+    def _tasks(self, sources: list[Source], memory_chunk: int) -> Iterator[tuple[int, int, int]]:
+        for s, source in enumerate(sources):
+            step = self.chunk_files if source.from_files else memory_chunk
+            for start in range(0, len(source), step):
+                yield s, start, min(len(source), start + step)
+
+    def _submit(self, sources: list[Source], s: int, start: int, stop: int) -> tuple[int, int, int, Future | Piece]:
+        source = sources[s]
+        if not source.from_files:
+            return s, start, stop, Piece(s, np.arange(start, stop, dtype=np.int64), source.images[start:stop], [])
+        paths = source.paths[start:stop]
+        if self._executor is None:  # workers=0: decode here, now
+            future: Future = Future()
+            future.set_result(decode_files(paths, self.contract))
+            return s, start, stop, future
+        return s, start, stop, self._executor.submit(decode_files, paths, self.contract)
+
+    def _collect(self, source: Source, s: int, start: int, future: Future) -> Piece:
+        try:
+            positions, pixels, failed = future.result()
+        except BrokenProcessPool:
+            raise InferError(
+                "a decoding worker process died unexpectedly (out of memory, or a crashing image decoder); "
+                "rerun with --workers 0 to decode in-process"
+            ) from None
+        return Piece(s, positions + start, pixels, [(source.paths[start + i], reason) for i, reason in failed])

@@ -1,0 +1,212 @@
+"""One osr-infer run: decoded pieces -> fixed-size batches -> ONNX Runtime -> results.
+
+The decode pool streams pieces ahead of the model; pieces are packed into
+``--batch-size`` batches in a reused buffer (batches may span sources), normalised by the
+model's contract, classified, and the rows are streamed to the results file and, with
+``--parity``, handed to the PyTorch comparison on the very same array.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from osr_infer.decode import DecodePool, Piece
+from osr_infer.errors import InferError
+from osr_infer.results import UNKNOWN_LABEL, ResultsWriter
+from osr_infer.session import InferenceModel, ModelOutputs
+from osr_infer.sources import Source
+
+DEFAULT_BATCH_SIZE = 256
+
+
+class BatchObserver(Protocol):
+    """Anything that wants each batch as the model saw it (the parity check)."""
+
+    def observe(self, x: np.ndarray, outputs: ModelOutputs, source: np.ndarray) -> None: ...
+
+
+@dataclass
+class Batch:
+    pixels: np.ndarray  # uint8 (n, size, size); may be a reused buffer: consume before the next batch
+    source: np.ndarray  # int32 (n,) source of each row
+    index: np.ndarray  # int64 (n,) position of each row within its source
+
+
+class Batcher:
+    """Packs pieces of any size into batches of exactly ``batch_size`` rows (the last one shorter)."""
+
+    def __init__(self, batch_size: int, image_shape: tuple[int, int]) -> None:
+        self.batch_size = batch_size
+        self._pixels = np.empty((batch_size, *image_shape), dtype=np.uint8)
+        self._source = np.empty(batch_size, dtype=np.int32)
+        self._index = np.empty(batch_size, dtype=np.int64)
+        self._n = 0
+
+    def add(self, piece: Piece) -> Iterator[Batch]:
+        k, m, size = 0, len(piece.index), self.batch_size
+        while k < m:
+            take = min(size - self._n, m - k)
+            if self._n == 0 and take == size:  # a whole batch inside the piece: no copy
+                yield Batch(piece.pixels[k : k + take], np.full(take, piece.source, dtype=np.int32), piece.index[k : k + take])
+            else:
+                self._pixels[self._n : self._n + take] = piece.pixels[k : k + take]
+                self._source[self._n : self._n + take] = piece.source
+                self._index[self._n : self._n + take] = piece.index[k : k + take]
+                self._n += take
+                if self._n == size:
+                    yield self._emit()
+            k += take
+
+    def flush(self) -> Iterator[Batch]:
+        if self._n:
+            yield self._emit()
+
+    def _emit(self) -> Batch:
+        n, self._n = self._n, 0
+        return Batch(self._pixels[:n], self._source[:n].copy(), self._index[:n].copy())
+
+
+@dataclass
+class Predictions:
+    """Per classified image, in output order."""
+
+    source: np.ndarray
+    index: np.ndarray
+    pred: np.ndarray  # argmax class
+    probability: np.ndarray  # top softmax probability
+    score: np.ndarray
+    known: np.ndarray  # score >= threshold
+
+    @classmethod
+    def concat(cls, parts: list["Predictions"]) -> "Predictions":
+        if not parts:
+            return cls(*(np.empty(0, dtype=d) for d in (np.int32, np.int64, np.int64, np.float32, np.float32, bool)))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    def __len__(self) -> int:
+        return len(self.pred)
+
+
+@dataclass
+class InferenceRun:
+    """What a run produced; the report and the tests read this."""
+
+    sources: list[Source]
+    model: InferenceModel
+    predictions: Predictions
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), in input order
+    failed_per_source: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    output_rows: int | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.predictions) / self.seconds if self.seconds > 0 else float("nan")
+
+    def true_labels(self) -> np.ndarray:
+        """Label of each classified image (0-9 known, 10 unknown, -1 unlabelled)."""
+        out = np.full(len(self.predictions), -1, dtype=np.int64)
+        for s, source in enumerate(self.sources):
+            mask = self.predictions.source == s
+            out[mask] = source.labels[self.predictions.index[mask]]
+        return out
+
+    def open_set_labels(self) -> list[str]:
+        """``label`` column values: class name where accepted, ``unknown`` where rejected."""
+        names = np.array([*self.model.class_names, UNKNOWN_LABEL], dtype=object)
+        p = self.predictions
+        return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        _RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True, refresh_per_second=4,
+    )
+
+
+def run_inference(
+    sources: list[Source],
+    model: InferenceModel,
+    pool: DecodePool,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    writer: ResultsWriter | None = None,
+    observers: list[BatchObserver] | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+    on_failure: Callable[[str, str], None] | None = None,
+) -> InferenceRun:
+    """Classify every item of ``sources``; unreadable files are reported and skipped."""
+    if batch_size < 1:
+        raise InferError(f"--batch-size must be at least 1, not {batch_size}")
+    fixed = model.fixed_batch
+    if fixed is not None:
+        batch_size = fixed  # the CLI says so; a fixed-batch model gets exactly that (the last batch padded)
+    contract, threshold = model.contract, model.threshold
+    names = np.array([*model.class_names, UNKNOWN_LABEL], dtype=object)
+    observers = observers or []
+    parts: list[Predictions] = []
+    failures: list[tuple[str, str]] = []
+    failed_per_source = [0] * len(sources)
+    total = sum(len(s) for s in sources)
+    console = console or Console(stderr=True)
+    bar = _progress(console) if progress else None
+    task = bar.add_task("classifying", total=total) if bar else None
+
+    def classify(batch: Batch) -> None:
+        pixels, n = batch.pixels, len(batch.index)
+        if fixed is not None and n < fixed:  # pad a short last batch for a fixed-batch model
+            pixels = np.concatenate([pixels, np.zeros((fixed - n, *pixels.shape[1:]), dtype=np.uint8)])
+        x = contract.normalize(pixels)
+        out = model.run(x)
+        if fixed is not None and n < fixed:
+            x, out = x[:n], ModelOutputs(out.logits[:n], out.probs[:n], out.score[:n])
+        pred = out.logits.argmax(axis=1)
+        probability = out.probs.max(axis=1)
+        known = out.score >= threshold
+        if writer is not None:
+            ids = [sources[s].item_id(i) for s, i in zip(batch.source.tolist(), batch.index.tolist())]
+            writer.write(ids, names[np.where(known, pred, len(names) - 1)].tolist(), probability, out.score)
+        for observer in observers:
+            observer.observe(x, out, batch.source)
+        parts.append(Predictions(batch.source, batch.index, pred, probability, out.score.astype(np.float32, copy=False), known))
+
+    t0 = time.perf_counter()
+    if bar:
+        bar.start()
+    try:
+        batcher = Batcher(batch_size, (contract.size, contract.size))
+        for piece in pool.pieces(sources):
+            failed_per_source[piece.source] += len(piece.failures)
+            for path, reason in piece.failures:
+                failures.append((path, reason))
+                if on_failure:
+                    on_failure(path, reason)
+            for batch in batcher.add(piece):
+                classify(batch)
+            if bar:
+                bar.advance(task, len(piece.index) + len(piece.failures))
+        for batch in batcher.flush():
+            classify(batch)
+    finally:
+        if bar:
+            bar.stop()
+    seconds = time.perf_counter() - t0
+    return InferenceRun(sources, model, Predictions.concat(parts), failures, failed_per_source, seconds, writer.rows if writer else None)

@@ -1,0 +1,128 @@
+"""What a run prints: per-image rows for small runs, a summary for large ones, and metrics.
+
+Metrics come from :mod:`osr_train.metrics`, the same code that scored the model in
+training: for labelled sources (knowns from MNIST/digits, unknowns from CIFAR-10 or any
+``--unknown`` source) closed-set accuracy, known acceptance, unknown rejection and the
+11-class open-set accuracy, per source and over everything labelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from osr_infer.pipeline import InferenceRun
+from osr_infer.results import UNKNOWN_LABEL
+from osr_train.metrics import UNKNOWN, ood_report, open_set_report
+
+#: Runs up to this many images get one table row per image.
+TABLE_ROWS = 50
+
+
+def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any] | None:
+    """Open-set metrics over the labelled rows (0-9 known, 10 unknown); None if there are none."""
+    known, unknown = (labels >= 0) & (labels < UNKNOWN), labels == UNKNOWN
+    if not known.any() and not unknown.any():
+        return None
+    if known.any():
+        report = open_set_report(labels[known], pred[known], score[known], pred[unknown], score[unknown], threshold)
+        report.pop("confusion_matrix_10"), report.pop("confusion_matrix_11")
+        if unknown.any():
+            report["ood"] = ood_report(score[known], score[unknown])
+        return report
+    rejection = float(np.mean(score[unknown] < threshold))  # unknowns only: rejecting is the right answer
+    return {
+        "threshold": float(threshold), "n_known": 0, "n_unknown": int(unknown.sum()), "closed_set_accuracy": None,
+        "known_acceptance": None, "unknown_rejection": rejection, "open_set_accuracy": rejection,
+    }
+
+
+def run_metrics(run: InferenceRun) -> dict[str, dict[str, Any]]:
+    """``{source name: metrics}`` for each labelled source, plus ``"all labelled"`` when several."""
+    labels, p, thr = run.true_labels(), run.predictions, run.model.threshold
+    out: dict[str, dict[str, Any]] = {}
+    for s, source in enumerate(run.sources):
+        mask = p.source == s
+        metrics = labelled_metrics(labels[mask], p.pred[mask], p.score[mask], thr)
+        if metrics is not None:
+            out[source.name] = metrics
+    if len(out) > 1:
+        out["all labelled"] = labelled_metrics(labels, p.pred, p.score, thr)
+    return out
+
+
+def label_counts(run: InferenceRun) -> dict[str, dict[str, int]]:
+    """``{source name: {label: count}}`` over the class names and ``unknown``."""
+    names = [*run.model.class_names, UNKNOWN_LABEL]
+    p = run.predictions
+    open_pred = np.where(p.known, p.pred, len(run.model.class_names))
+    return {
+        source.name: dict(zip(names, np.bincount(open_pred[p.source == s], minlength=len(names)).tolist()))
+        for s, source in enumerate(run.sources)
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def print_report(run: InferenceRun, console: Console, *, output: str | None = None) -> None:
+    p = run.predictions
+    if 0 < len(p) <= TABLE_ROWS:
+        table = Table(title=f"{len(p)} images", show_header=True, header_style="bold")
+        for name, justify in (("path", "left"), ("label", "right"), ("probability", "right"), ("score", "right")):
+            table.add_column(name, justify=justify, overflow="fold")
+        labels = run.open_set_labels()
+        for k in range(len(p)):
+            source = run.sources[int(p.source[k])]
+            table.add_row(source.item_id(int(p.index[k])), labels[k], f"{p.probability[k]:.6f}", f"{p.score[k]:.6g}")
+        console.print(table)
+    else:
+        counts = label_counts(run)
+        table = Table(title="predicted labels", show_header=True, header_style="bold")
+        table.add_column("label")
+        for name in counts:
+            table.add_column(name, justify="right", overflow="fold")
+        if len(counts) > 1:
+            table.add_column("total", justify="right")
+        for label in [*run.model.class_names, UNKNOWN_LABEL]:
+            row = [counts[name][label] for name in counts]
+            table.add_row(label, *(f"{c:,}" for c in row), *([f"{sum(row):,}"] if len(counts) > 1 else []))
+        classified = [int(np.sum(p.source == s)) for s in range(len(run.sources))]
+        table.add_section()
+        table.add_row("classified", *(f"{c:,}" for c in classified), *([f"{sum(classified):,}"] if len(counts) > 1 else []))
+        if any(run.failed_per_source):
+            f = run.failed_per_source
+            table.add_row("[red]unreadable", *(f"{c:,}" for c in f), *([f"{sum(f):,}"] if len(counts) > 1 else []))
+        console.print(table)
+
+    metrics = run_metrics(run)
+    if metrics:
+        table = Table(title=f"open-set metrics at threshold {run.model.threshold:g}", show_header=True, header_style="bold")
+        table.add_column("metric")
+        for name in metrics:
+            table.add_column(name, justify="right", overflow="fold")
+        rows = (
+            ("knowns", lambda m: f"{m['n_known']:,}"),
+            ("unknowns", lambda m: f"{m['n_unknown']:,}"),
+            ("closed-set accuracy", lambda m: _pct(m["closed_set_accuracy"])),
+            ("known acceptance", lambda m: _pct(m["known_acceptance"])),
+            ("unknown rejection", lambda m: _pct(m["unknown_rejection"])),
+            ("open-set accuracy (11-class)", lambda m: _pct(m["open_set_accuracy"])),
+            ("AUROC (threshold-free)", lambda m: _pct(m["ood"]["auroc"]) if "ood" in m else "-"),
+        )
+        for label, cell in rows:
+            table.add_row(label, *(cell(m) for m in metrics.values()))
+        console.print(table)
+
+    failed = len(run.failures)
+    line = (
+        f"{len(p):,} images classified in {run.seconds:.2f} s ({run.images_per_second:,.0f} images/s)"
+        f"{f'; {failed:,} unreadable, skipped' if failed else ''}"
+    )
+    console.print(line, highlight=False)
+    if output is not None:
+        console.print(f"results: {output} ({run.output_rows:,} rows)", highlight=False)

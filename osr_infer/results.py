@@ -1,0 +1,93 @@
+"""The results file: one row per classified image, CSV or JSON Lines, written atomically.
+
+Fields: ``path`` (the file, or ``<source>:<index>`` for an in-memory data set), ``label``
+(the class name, or ``unknown``), ``probability`` (top softmax probability) and ``score``
+(the model's known-vs-unknown score; ``score >= threshold`` means known). Rows are
+streamed to a temporary file beside the target, which replaces the target only when the
+run completes: an interrupted or failed run never leaves a truncated results file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from osr_infer.errors import InferError
+from osr_train.io import atomic_path, check_writable_dir
+
+FIELDS = ("path", "label", "probability", "score")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
+UNKNOWN_LABEL = "unknown"
+
+
+def check_output(path: str | Path) -> Path:
+    """Validate ``--output`` before any work: a known suffix in a writable folder."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise InferError(f"--output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv or .jsonl")
+    if path.is_dir():
+        raise InferError(f"--output {path} is a folder; give a file name ending in .csv or .jsonl")
+    try:
+        check_writable_dir(path.parent if str(path.parent) else Path("."))
+    except PermissionError as exc:
+        raise InferError(f"--output: {exc}") from None
+    return path
+
+
+def _number(value: float) -> str:
+    return f"{value:.9g}"  # 9 significant digits round-trip a float32 exactly
+
+
+class ResultsWriter:
+    """Context manager: ``write`` batches of rows, committed on a clean exit."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = check_output(path)
+        self.format = FORMATS[self.path.suffix.lower()]
+        self.rows = 0
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "ResultsWriter":
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._fh = self._stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
+        if self.format == "csv":
+            self._csv = csv.writer(self._fh, lineterminator="\n")
+            self._csv.writerow(FIELDS)
+        return self
+
+    def __exit__(self, *exc_info) -> bool:
+        return self._stack.__exit__(*exc_info)
+
+    def write(self, paths: Sequence[str], labels: Sequence[str], probability: np.ndarray, score: np.ndarray) -> None:
+        probability = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
+        score_values = np.asarray(score, dtype=np.float64).tolist()
+        if self.format == "csv":
+            self._csv.writerows(zip(paths, labels, probability, [_number(v) for v in score_values]))
+        else:
+            scores = [_number(v) if math.isfinite(v) else "null" for v in score_values]
+            probs = [p if p not in ("nan", "inf", "-inf") else "null" for p in probability]
+            self._fh.write(
+                "".join(
+                    f'{{"path": {json.dumps(p)}, "label": {json.dumps(lab)}, "probability": {pr}, "score": {sc}}}\n'
+                    for p, lab, pr, sc in zip(paths, labels, probs, scores)
+                )
+            )
+        self.rows += len(paths)
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Read a results file back (tests, and anyone post-processing a run)."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        if FORMATS.get(path.suffix.lower()) == "jsonl":
+            return [json.loads(line) for line in fh if line.strip()]
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["probability"], row["score"] = float(row["probability"]), float(row["score"])
+    return rows
