@@ -1,8 +1,105 @@
-"""Placeholder until its issue lands."""
+"""``osr-export``: turn a trained checkpoint into verified ONNX / TorchScript artefacts."""
 
+from __future__ import annotations
+
+import logging
+import os
 import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+app = typer.Typer(add_completion=False, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch.")
+console = Console(stderr=True)
+
+
+class Format(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    all = "all"
+
+
+class Quantize(str, Enum):
+    int8 = "int8"
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(
+        Path("artifacts/siamese/model.pt"), help="A final model.pt written by osr-train.", show_default=True
+    ),
+    format: Format = typer.Option(Format.all, "--format", "-f", help="Which artefact(s) to write."),  # noqa: A002
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (18 or newer)."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Override the checkpoint's decision threshold [default: the checkpoint's].", show_default=False
+    ),
+    quantize: Optional[Quantize] = typer.Option(
+        None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns).", show_default=False
+    ),
+    atol: float = typer.Option(1e-4, "--atol", help="Largest |difference| to PyTorch allowed on logits, probs and score."),
+    probe_size: str = typer.Option(
+        "1024", "--probe-size", help="Probe images to verify on, or 'all' (e.g. 10,000 MNIST test + 10,000 CIFAR-10)."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Data folder for the probe [default: $OSR_DATA_DIR or ./data].", show_default=False
+    ),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the verification report as JSON here.", show_default=False),
+    int8_min_agreement: float = typer.Option(
+        0.95, "--int8-min-agreement", help="Refuse the INT8 model if fewer open-set predictions agree with fp32."
+    ),
+    calibration_size: int = typer.Option(512, "--calibration-size", help="Validation images used to calibrate INT8."),
+) -> None:
+    """Export CHECKPOINT, check each artefact against PyTorch on a probe batch, and write it only if it passes.
+
+    Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8).
+    Exit codes: 0 written, 1 verification failed (nothing written), 2 bad input.
+    """
+    from osr_export.probe import parse_probe_size
+
+    try:
+        size = parse_probe_size(probe_size)
+    except ValueError as exc:
+        fail(str(exc))
+    from osr_export.pipeline import FORMATS, ExportFailed, export_command
+
+    try:
+        export_command(
+            checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
+            threshold=threshold, quantize=quantize.value if quantize else None, atol=atol, probe_size=size,
+            data_dir=data_dir, report_path=report, int8_min_agreement=int8_min_agreement,
+            calibration_size=calibration_size, console=console,
+        )
+    except ExportFailed as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def _quiet_exporter_logs() -> None:
+    """torch.onnx warns about optional torchvision ops on every export; not our concern."""
+    for name in ("torch.onnx._internal.exporter._registration", "onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main() -> None:
-    print("osr_export: not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
+    _quiet_exporter_logs()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 132  # logs and CI: room for the parity table
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted; nothing was written")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -38,6 +38,8 @@ class ModelMetadata:
     export_time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     score_params: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # Optional, absent from fp32 exports: how an INT8 model was quantised (readers may ignore it).
+    quantization: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -53,7 +55,10 @@ class ModelMetadata:
         return PreprocessContract.from_dict(self.preprocessing)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["quantization"] is None:
+            del data["quantization"]  # keeps fp32 metadata exactly as schema 1 first defined it
+        return data
 
     def to_props(self) -> dict[str, str]:
         """``{"osr.threshold": "0.999", ...}`` for ONNX ``metadata_props``."""

@@ -29,6 +29,8 @@ def _has_dynamic_batch(model: onnx.ModelProto) -> bool:
 
 
 def _dynamo_export(module: torch.nn.Module, example: torch.Tensor, opset: int) -> onnx.ModelProto:
+    # torch.onnx warns on every export that the optional torchvision ops are not registered.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,0 +1,330 @@
+"""What ``osr-export`` does, as a function: load, export, verify against PyTorch, then write.
+
+Every artefact is first written to a temporary file beside its target and loaded back from
+there by the runtime that will serve it (ONNX Runtime, ``torch.jit.load``); only when every
+requested format passes verification are the temporary files renamed into place. A failure
+anywhere leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from osr_export.metadata import MetadataError, ModelMetadata
+from osr_export.probe import Probe
+from osr_export.runners import Outputs, Runner
+from osr_export.verify import DEFAULT_ATOL, Check, FormatReport, print_reports, verify_format
+from osr_train.io import atomic_path
+from osr_train.preprocess import PreprocessContract
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx"}
+DEFAULT_CHECKPOINT = Path("artifacts") / "siamese" / "model.pt"
+MIN_OPSET = 18
+BATCH_SIZE = 1024
+
+
+class ExportFailed(RuntimeError):
+    """A user-facing failure: printed as one line, with an exit code (2: bad input, 1: verification)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredClassifier, config, metadata)
+    from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
+    from osr_train.checkpoint import CheckpointError
+
+    if not checkpoint.exists() and (checkpoint.parent / "checkpoint.pt").exists():
+        raise ExportFailed(
+            f"checkpoint not found: {checkpoint} (only the intermediate {checkpoint.parent / 'checkpoint.pt'} exists: "
+            "is training still running?)"
+        )
+    if checkpoint.is_dir():
+        raise ExportFailed(f"{checkpoint} is a folder; give the model.pt file")
+    try:
+        scored, config = scored_from_checkpoint(checkpoint)
+        metadata = metadata_from_checkpoint(checkpoint, config, threshold)
+    except (CheckpointError, MetadataError) as exc:
+        raise ExportFailed(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:  # a checkpoint whose config lacks a field
+        raise ExportFailed(f"{checkpoint}: incomplete checkpoint config ({type(exc).__name__}: {exc})") from None
+    return scored, config, metadata
+
+
+def _onnx_checks(path: Path, metadata: ModelMetadata, opset: int) -> list[Check]:
+    """Properties of the written file itself: single file, opset, checker, readable metadata."""
+    import onnx
+
+    from osr_export.runners import onnx_session
+
+    checks = []
+    model = onnx.load(str(path), load_external_data=False)
+    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    checks.append(Check("self-contained", not external, f"{path.stat().st_size / 1024:.0f} KiB, no external data"
+                        if not external else f"initializers stored outside the file: {external[:3]}"))
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    checks.append(Check("opset", version >= max(opset, MIN_OPSET), f"ai.onnx opset {version}"))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        checks.append(Check("onnx.checker full_check", True, "valid"))
+    except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and friends
+        checks.append(Check("onnx.checker full_check", False, str(exc).splitlines()[0]))
+    checks.append(_metadata_check(
+        lambda: ModelMetadata.from_props(onnx_session(path).get_modelmeta().custom_metadata_map), metadata,
+        "custom_metadata_map",
+    ))
+    return checks
+
+
+def _metadata_check(read: Callable[[], ModelMetadata], metadata: ModelMetadata, where: str) -> Check:
+    try:
+        back = read()
+    except Exception as exc:  # noqa: BLE001
+        return Check("metadata", False, f"unreadable from {where}: {exc}")
+    same = back.to_dict() == metadata.to_dict()
+    detail = f"osr.* read back from {where}: threshold {back.threshold:g}, score {back.score}, preprocessing " \
+             f"mean {back.preprocessing['mean']:g} std {back.preprocessing['std']:g}"
+    return Check("metadata", same, detail if same else f"{where} differs from what was written")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )
+
+
+def export_command(
+    checkpoint: Path | None = None,
+    *,
+    formats: tuple[str, ...] = FORMATS,
+    out: Path | None = None,
+    opset: int = MIN_OPSET,
+    threshold: float | None = None,
+    quantize: str | None = None,
+    atol: float = DEFAULT_ATOL,
+    probe_size: int | None = 1024,
+    data_dir: Path | None = None,
+    report_path: Path | None = None,
+    int8_min_agreement: float | None = None,
+    calibration_size: int = 512,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Export ``checkpoint`` to ``formats``, verify each against PyTorch, write them all or none."""
+    from osr_export.quantize import DEFAULT_MIN_AGREEMENT
+
+    console = console or Console(stderr=True)
+    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    int8_min_agreement = DEFAULT_MIN_AGREEMENT if int8_min_agreement is None else int8_min_agreement
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportFailed(f"unknown format {unknown or formats}; choose from {', '.join(FORMATS)}")
+    if opset < MIN_OPSET:
+        raise ExportFailed(f"opset {opset} is too old; {MIN_OPSET} or newer is required")
+    if not atol > 0:
+        raise ExportFailed(f"--atol must be positive, not {atol:g}")
+    if quantize not in (None, "int8"):
+        raise ExportFailed(f"unknown quantisation {quantize!r}; only int8 is supported")
+    if quantize and "onnx" not in formats:
+        raise ExportFailed("--quantize int8 quantises the ONNX model: use --format onnx or --format all")
+    if not 0 <= int8_min_agreement <= 1:
+        raise ExportFailed(f"--int8-min-agreement must be within [0, 1], not {int8_min_agreement:g}")
+    if calibration_size < 1:
+        raise ExportFailed(f"--calibration-size must be at least 1, not {calibration_size}")
+
+    scored, config, metadata = _load(checkpoint, threshold)
+    out_dir = Path(out) if out is not None else checkpoint.parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportFailed(f"output folder {out_dir} is a file, not a folder")
+    from osr_train.io import check_writable_dir
+
+    try:
+        check_writable_dir(out_dir)
+    except PermissionError as exc:
+        raise ExportFailed(str(exc)) from None
+    if report_path is not None:
+        try:
+            check_writable_dir(Path(report_path).parent)
+        except PermissionError as exc:
+            raise ExportFailed(f"--report: {exc}") from None
+
+    from osr_export.probe import build_probe, calibration_images
+    from osr_train.data.datasets import DataError
+
+    contract: PreprocessContract = metadata.contract
+    t0 = time.perf_counter()
+    try:
+        probe = build_probe(config, data_dir, probe_size, contract)
+        calibration = calibration_images(config, data_dir, calibration_size) if quantize else None
+    except DataError as exc:
+        raise ExportFailed(str(exc)) from None
+    style = "" if probe.real_data else "[yellow]"
+    console.print(f"{style}probe: {probe.describe()}  ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True)
+    for note in probe.notes:
+        console.print(f"[yellow]probe: {note}[/]", highlight=False, soft_wrap=True)
+
+    result = _Export(scored, metadata, checkpoint, out_dir, opset, atol, probe, console).run(
+        formats, calibration, int8_min_agreement
+    )
+    if report_path is not None:
+        from osr_train.io import write_json
+
+        write_json(report_path, result)
+        console.print(f"report: {report_path}", highlight=False)
+    if not result["passed"]:
+        raise ExportFailed(f"verification failed ({result['failure']}); nothing was written", 1)
+    return result
+
+
+class _Abort(Exception):
+    """Unwinds the ExitStack, which deletes every temporary file."""
+
+
+@dataclass
+class _Export:
+    """One export run: the module, its metadata, the probe and PyTorch's answers on it."""
+
+    scored: Any  # ScoredClassifier
+    metadata: ModelMetadata
+    checkpoint: Path
+    out_dir: Path
+    opset: int
+    atol: float
+    probe: Probe
+    console: Console
+
+    def __post_init__(self) -> None:
+        from osr_export.runners import run_batched, torch_runner
+
+        self.x = self.metadata.contract.normalize(np.concatenate([s.images for s in self.probe.sources]))
+        bounds = np.cumsum([0] + [len(s) for s in self.probe.sources])
+        self.sources = [(s.name, slice(int(a), int(b))) for s, a, b in zip(self.probe.sources, bounds[:-1], bounds[1:])]
+        self.reference = run_batched(torch_runner(self.scored), self.x, BATCH_SIZE)
+        self.result: dict[str, Any] = {
+            "checkpoint": str(self.checkpoint), "checkpoint_sha256": self.metadata.checkpoint_sha256,
+            "threshold": self.metadata.threshold, "score": self.metadata.score, "atol": self.atol,
+            "probe": self.probe.to_dict(), "formats": [], "written": [], "passed": False,
+        }
+
+    def run(self, formats: tuple[str, ...], calibration: tuple[np.ndarray, str] | None, int8_min_agreement: float) -> dict[str, Any]:
+        """Export each format to a temp file, verify it, and rename them all only if all pass."""
+        try:
+            with ExitStack() as stack:
+                temps = {f: stack.enter_context(atomic_path(self.out_dir / FILENAMES[f])) for f in formats}
+                reports = [self._export_and_verify(fmt, temps[fmt]) for fmt in formats]
+                title = f"Parity vs PyTorch (atol {self.atol:g}, threshold {self.metadata.threshold:g}, score {self.metadata.score})"
+                print_reports(self.console, reports, title)
+                self.result["formats"] = [r.to_dict() for r in reports]
+                failed = [r.format for r in reports if not r.passed]
+                if calibration is not None and not failed:
+                    int8_tmp = stack.enter_context(atomic_path(self.out_dir / FILENAMES["int8"]))
+                    self.result["int8"] = self._quantize(temps["onnx"], int8_tmp, calibration, int8_min_agreement)
+                    if not self.result["int8"]["passed"]:
+                        failed.append("int8")
+                if failed:
+                    self.result["failure"] = f"{', '.join(failed)} failed"
+                    raise _Abort()
+                self.result["passed"] = True
+                names = [FILENAMES[f] for f in formats] + ([FILENAMES["int8"]] if calibration is not None else [])
+                self.result["written"] = [str(self.out_dir / n) for n in names]
+        except _Abort:
+            return self.result
+        for target in self.result["written"]:
+            self.console.print(f"wrote {target}", highlight=False)
+        return self.result
+
+    def _export_and_verify(self, fmt: str, tmp: Path) -> FormatReport:
+        with _progress(self.console) as progress:
+            task = progress.add_task(f"exporting {fmt}", total=None)
+            t0 = time.perf_counter()
+            try:
+                runner, single, checks = self._export_onnx(tmp) if fmt == "onnx" else self._export_torchscript(tmp)
+            except Exception as exc:  # noqa: BLE001 - exporter/runtime failures become a FAIL line
+                log.debug("export of %s failed", fmt, exc_info=True)
+                report = FormatReport(fmt, self.atol, self.metadata.threshold)
+                report.checks.append(Check("export", False, _one_line(exc)))
+                return report
+            exported = time.perf_counter() - t0
+            progress.update(task, description=f"verifying {fmt}", total=2 * len(self.x), completed=0)
+            report = verify_format(
+                fmt, runner=runner, runner_single=single, reference=self.reference, x=self.x, sources=self.sources,
+                threshold=self.metadata.threshold, atol=self.atol, batch_size=BATCH_SIZE,
+                n_classes=len(self.metadata.class_names), advance=lambda k: progress.advance(task, k), extra_checks=checks,
+            )
+        report.checks.insert(0, Check("export", True, f"exported in {exported:.1f} s, verified in {time.perf_counter() - t0 - exported:.1f} s"))
+        return report
+
+    def _export_onnx(self, tmp: Path) -> tuple[Runner, Runner, list[Check]]:
+        from osr_export import onnx_export
+        from osr_export.runners import onnx_runner
+
+        model = onnx_export.to_onnx_model(self.scored, self.metadata, self.opset)
+        onnx_export.save_onnx(model, tmp)
+        checks = _onnx_checks(tmp, self.metadata, self.opset)
+        return onnx_runner(tmp), onnx_runner(tmp, threads=1), checks
+
+    def _export_torchscript(self, tmp: Path) -> tuple[Runner, Runner, list[Check]]:
+        from osr_export import torchscript_export
+        from osr_export.runners import torch_runner, torch_threads
+
+        module = torchscript_export.to_torchscript(self.scored, self.metadata)
+        torchscript_export.save_torchscript(module, self.metadata, tmp)
+        loaded, _ = torchscript_export.load_torchscript(tmp)  # what a deployment loads, not the traced object
+        runner = torch_runner(loaded)
+
+        def single(batch: np.ndarray) -> Outputs:
+            with torch_threads(1):
+                return runner(batch)
+
+        where = f"the osr.json extra file of {FILENAMES['torchscript']}"
+        check = _metadata_check(lambda: torchscript_export.load_torchscript(tmp)[1], self.metadata, where)
+        return runner, single, [check]
+
+    def _quantize(self, fp32_path: Path, tmp: Path, calibration: tuple[np.ndarray, str], min_agreement: float) -> dict[str, Any]:
+        from osr_export.quantize import QuantizationError, int8_report, int8_table, quantize_int8
+        from osr_export.runners import onnx_runner, onnx_session, run_batched
+
+        images, name = calibration
+        t0 = time.perf_counter()
+        try:
+            with self.console.status(f"quantising to INT8 (calibration: {name})"):
+                record = quantize_int8(fp32_path, tmp, self.metadata.contract.normalize(images), self.metadata, name)
+            fp32 = run_batched(onnx_runner(fp32_path), self.x, BATCH_SIZE)
+            int8 = run_batched(onnx_runner(tmp), self.x, BATCH_SIZE)
+            back = ModelMetadata.from_props(onnx_session(tmp).get_modelmeta().custom_metadata_map)
+        except (QuantizationError, MetadataError) as exc:
+            self.console.print(f"[bold red]FAIL int8: {exc}[/]", highlight=False, soft_wrap=True)
+            return {"passed": False, "summary": f"FAIL int8: {exc}"}
+        labelled = [(s.name, s.role, part, s.labels) for s, (_, part) in zip(self.probe.sources, self.sources)]
+        report = int8_report(fp32, int8, labelled, self.metadata.threshold, min_agreement)
+        report.size_fp32, report.size_int8 = fp32_path.stat().st_size, tmp.stat().st_size
+        self.console.print(int8_table(report))
+        self.console.print(
+            f"  int8: {record['format']}, weights {record['weights']}, calibration {record['calibration']}; "
+            f"kept in float: {', '.join(record['float_nodes'])}; metadata read back with osr.quantization: "
+            f"{back.quantization is not None} ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True,
+        )
+        style = "bold green" if report.passed else "bold red"
+        self.console.print(f"[{style}]{report.summary()}[/]", highlight=False, soft_wrap=True)
+        return {**report.to_dict(), "quantization": record}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+__all__ = ["DEFAULT_CHECKPOINT", "ExportFailed", "FILENAMES", "FORMATS", "export_command"]
