@@ -7,7 +7,8 @@ Polygraphy-style: max/mean |delta logits|, max |delta probs|, max |delta score|,
 agreement and decision agreement at the threshold, each PASSED or FAILED against ``atol``
 (default 1e-4). An argmax flip between near-tied top logits, or a decision flip for an
 input whose score lies within ``atol`` of the threshold, is reported but is not a failure:
-at that distance the two runtimes are both right.
+at that distance the two runtimes are both right. Scores can be large (Mahalanobis
+distances), so the score tolerance and the threshold band scale as ``atol * max(1, |x|)``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class SourceParity:
     logits_count: int = 0
     probs_max: float = 0.0
     score_max: float = 0.0
+    score_scaled_max: float = 0.0  # max |delta| / max(1, |score|): scores like Mahalanobis run into the hundreds
     argmax_disagree: int = 0
     argmax_ties: int = 0  # disagreements between top logits within atol: reported, not failures
     decision_disagree: int = 0
@@ -53,7 +55,7 @@ class SourceParity:
             out.append("logits")
         if self.probs_max > atol:
             out.append("probs")
-        if self.score_max > atol:
+        if self.score_scaled_max > atol:
             out.append("score")
         if self.argmax_disagree - self.argmax_ties:
             out.append("argmax")
@@ -79,8 +81,9 @@ class ParityCheck:
             raise InferError(f"--parity: {exc}") from None
         meta = model.metadata
         if meta is not None:
-            # Compare like with like: the score the ONNX graph computes is the metadata's.
-            scored = ScoredClassifier(scored.classifier, meta.score, meta.score_params)
+            if (meta.score, meta.score_params) != (scored.score_name, scored.score_params):
+                # Compare like with like: the score the ONNX graph computes is the metadata's.
+                scored = ScoredClassifier(scored.classifier, meta.score, meta.score_params)
             if file_sha256(self.checkpoint) != meta.checkpoint_sha256:
                 self.notes.append(
                     f"{self.checkpoint} is not the checkpoint {model.path.name} was exported from (sha256 differs); "
@@ -97,11 +100,13 @@ class ParityCheck:
         d_logits = np.abs(logits - outputs.logits)
         d_probs = np.abs(probs - outputs.probs).max(axis=1)
         d_score = np.abs(score - outputs.score)
+        d_score_scaled = d_score / np.maximum(1.0, np.abs(score))
         arg_pt, arg_ort = logits.argmax(1), outputs.logits.argmax(1)
         top2 = np.sort(logits, axis=1)[:, -2:]
         tie = (top2[:, 1] - top2[:, 0]) <= self.atol
         dec_pt, dec_ort = score >= self.threshold, outputs.score >= self.threshold
-        near = (np.abs(score - self.threshold) <= self.atol) | (np.abs(outputs.score - self.threshold) <= self.atol)
+        band = self.atol * max(1.0, abs(self.threshold))
+        near = (np.abs(score - self.threshold) <= band) | (np.abs(outputs.score - self.threshold) <= band)
         for s in np.unique(source).tolist():
             m = source == s
             p = self.sources[s]
@@ -111,6 +116,7 @@ class ParityCheck:
             p.logits_count += int(d_logits[m].size)
             p.probs_max = max(p.probs_max, float(d_probs[m].max()))
             p.score_max = max(p.score_max, float(d_score[m].max()))
+            p.score_scaled_max = max(p.score_scaled_max, float(d_score_scaled[m].max()))
             flips = m & (arg_pt != arg_ort)
             p.argmax_disagree += int(flips.sum())
             p.argmax_ties += int((flips & tie).sum())
@@ -139,7 +145,7 @@ class ParityCheck:
             out.append(f"[I]     {p.name} ({p.n:,} images)")
             out.append(f"{tag('logits')}         logits   : max |Δ| {p.logits_max:.3e}, mean |Δ| {p.logits_mean:.3e} (atol {atol:g})  {ok('logits' in failed)}")
             out.append(f"{tag('probs')}         probs    : max |Δ| {p.probs_max:.3e} (atol {atol:g})  {ok('probs' in failed)}")
-            out.append(f"{tag('score')}         score    : max |Δ| {p.score_max:.3e} (atol {atol:g})  {ok('score' in failed)}")
+            out.append(f"{tag('score')}         score    : max |Δ| {p.score_max:.3e} (atol {atol:g} x max(1, |score|))  {ok('score' in failed)}")
             ties = f"; {p.argmax_ties:,} between near-tied logits (reported, not counted)" if p.argmax_ties else ""
             out.append(f"{tag('argmax')}         argmax   : {p.n - p.argmax_disagree:,}/{p.n:,} agree{ties}  {ok('argmax' in failed)}")
             near = f"; {p.decision_near:,} within atol of the threshold ({p.decision_near_flips:,} of them differ; reported, not counted)"

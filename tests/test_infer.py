@@ -1,0 +1,416 @@
+"""osr-infer: sources, decoding, batching, results, reports, bad input, and staying torch-free."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from infer_testing import (
+    cached_digits_onnx,
+    digit_images,
+    edit_onnx,
+    invoke,
+    write_bad_and_odd_files,
+    write_pngs,
+)
+from osr_infer.decode import DecodePool, Piece
+from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_SOME_INPUTS_FAILED, InferError
+from osr_infer.pipeline import Batcher, run_inference
+from osr_infer.results import ResultsWriter, read_results
+from osr_infer.session import InferenceModel
+from osr_infer.sources import Source, resolve_sources
+from osr_train.preprocess import PREPROCESSING, load_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory, trained_digits) -> Path:
+    return cached_digits_onnx(tmp_path_factory, trained_digits)
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """150 bundled test digits as PNGs (more than two decoding chunks), and their labels."""
+    images, labels = digit_images(150)
+    folder = tmp_path_factory.mktemp("digit-pngs")
+    write_pngs(folder, images)
+    return folder, labels
+
+
+# --- staying torch-free ---------------------------------------------------------------------
+
+
+def _python(code: str, cwd: Path = REPO) -> dict:
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_module_but_parity_imports_without_torch():
+    import pkgutil
+
+    import osr_infer
+
+    modules = sorted(f"osr_infer.{m.name}" for m in pkgutil.iter_modules(osr_infer.__path__))
+    assert "osr_infer.parity" in modules and "osr_infer.cli" in modules
+    others = [m for m in modules if m != "osr_infer.parity"]
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {others!r}: importlib.import_module(m)\n"
+        "print(json.dumps({'torch': sorted(k for k in sys.modules if k == 'torch' or k.startswith('torch.'))}))"
+    )
+    assert _python(code) == {"torch": []}
+
+
+def test_a_full_run_without_parity_stays_torch_free(onnx_model, digit_folder, tmp_path):
+    """The CLI's main path (decode pool, ORT, metrics, results file) never imports torch."""
+    folder, _ = digit_folder
+    out = tmp_path / "r.csv"
+    argv = ["osr-infer", str(folder), "digits", "--model", str(onnx_model), "-o", str(out), "--workers", "2"]
+    code = (
+        "import json, sys\n"
+        f"sys.argv = {argv!r}\n"
+        "from osr_infer.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    status = exc.code\n"
+        "print(json.dumps({'status': status, 'torch': 'torch' in sys.modules}))"
+    )
+    assert _python(code) == {"status": 0, "torch": False}
+    assert len(read_results(out)) == 150 + 360 + 500
+
+
+# --- classifying folders and writing results -------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_folder_rows_match_the_model_run_image_by_image(onnx_model, digit_folder, tmp_path, suffix):
+    """Every file gets the row of its own image: parallel decoding and batching keep the order."""
+    folder, labels = digit_folder
+    out = tmp_path / f"results{suffix}"
+    result = invoke([folder, "--model", onnx_model, "--batch-size", 7, "--workers", 2, "-o", out])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = read_results(out)
+    files = sorted(folder.glob("*.png"))
+    assert [r["path"] for r in rows] == [str(p) for p in files]
+    assert set(rows[0]) == {"path", "label", "probability", "score"}
+
+    model = InferenceModel(onnx_model)
+    single = [model.run(PREPROCESSING.normalize(load_image(p))) for p in files]
+    for row, o in zip(rows, single):
+        assert row["probability"] == pytest.approx(float(o.probs.max()), abs=1e-6)
+        assert row["score"] == pytest.approx(float(o.score[0]), abs=1e-6)
+        expected = str(int(o.logits.argmax())) if o.score[0] >= model.threshold else "unknown"
+        assert row["label"] == expected
+    accepted = [(r["label"], y) for r, y in zip(rows, labels) if r["label"] != "unknown"]
+    assert accepted and np.mean([lab == str(y) for lab, y in accepted]) > 0.8  # a trained model, not noise
+    assert "150 images classified" in result.stdout and f"results: {out}" in result.stdout
+
+
+def test_threshold_override_changes_decisions_only(onnx_model, digit_folder, tmp_path):
+    folder, _ = digit_folder
+    runs = {}
+    for thr in ("0.5", "0.999999"):
+        out = tmp_path / f"{thr}.csv"
+        assert invoke([folder, "--model", onnx_model, "--threshold", thr, "-o", out]).exit_code == EXIT_OK
+        runs[thr] = read_results(out)
+    low, high = runs["0.5"], runs["0.999999"]
+    assert [r["score"] for r in low] == [r["score"] for r in high]
+    assert sum(r["label"] == "unknown" for r in low) < sum(r["label"] == "unknown" for r in high)
+    assert all((r["label"] == "unknown") == (r["score"] < 0.5) for r in low)
+
+
+def test_small_runs_print_a_row_per_image_large_ones_a_summary(onnx_model, digit_folder):
+    folder, _ = digit_folder
+    few = invoke([sorted(folder.glob("*.png"))[0], "--model", onnx_model])
+    assert few.exit_code == EXIT_OK and "img00000.png" in few.stdout and "probability" in few.stdout
+    many = invoke([folder, "--model", onnx_model])
+    assert "img00000.png" not in many.stdout and "predicted labels" in many.stdout and "images/s" in many.stdout
+
+
+def test_digits_source_reproduces_the_training_metrics(onnx_model, trained_digits):
+    """`digits` = the test split and photo crops osr-train evaluated on: the same numbers."""
+    from osr_infer.report import run_metrics
+
+    model = InferenceModel(onnx_model)
+    sources = resolve_sources(["digits"], [], Path("unused"), model.contract)
+    with DecodePool(model.contract, 0) as pool:
+        run = run_inference(sources, model, pool, progress=False)
+    got = run_metrics(run)["digits"]
+    want = json.loads((trained_digits / "metrics.json").read_text())
+    assert (got["n_known"], got["n_unknown"]) == (want["n_known"], want["n_unknown"]) == (360, 500)
+    for key in ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy"):
+        assert got[key] == pytest.approx(want[key], abs=1.5 / 860), key  # at most one borderline flip
+
+
+def test_unknown_option_labels_a_folder_as_unknowns(onnx_model, digit_folder, tmp_path):
+    from osr_infer.report import run_metrics
+
+    folder, _ = digit_folder
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(photos / f"p{i}.jpg")
+    result = invoke([folder, "--unknown", photos, "--model", onnx_model])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "unknown rejection" in result.stdout
+    model = InferenceModel(onnx_model)
+    sources = resolve_sources([str(folder)], [str(photos)], Path("unused"), model.contract)
+    assert sources[0].labels.tolist() == [-1] * 150 and sources[1].labels.tolist() == [10] * 20
+    with DecodePool(model.contract, 0) as pool:
+        run = run_inference(sources, model, pool, progress=False)
+    metrics = run_metrics(run)
+    assert list(metrics) == [str(photos)]  # the unlabelled folder has no metrics
+    assert metrics[str(photos)]["unknown_rejection"] == pytest.approx(np.mean(run.predictions.score[run.predictions.source == 1] < model.threshold))
+
+
+# --- data set references -----------------------------------------------------------------------
+
+
+def _write_cifar_pickle(root: Path, n: int = 30) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump(batch, fh, protocol=2)
+    return root
+
+
+def test_mnist_and_cifar_references_are_labelled(onnx_model, fake_mnist, tmp_path):
+    _write_cifar_pickle(fake_mnist)
+    out = tmp_path / "r.csv"
+    result = invoke(["mnist:test", "cifar10:test", "--data-dir", fake_mnist, "--model", onnx_model, "-o", out])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = read_results(out)
+    assert [r["path"] for r in rows] == [f"mnist:test:{i}" for i in range(40)] + [f"cifar10:test:{i}" for i in range(30)]
+    for metric in ("closed-set accuracy", "known acceptance", "unknown rejection", "open-set accuracy (11-class)"):
+        assert metric in result.stdout
+    model = InferenceModel(onnx_model)
+    mnist, cifar = resolve_sources(["mnist:test", "cifar10:test"], [], fake_mnist, model.contract)
+    assert mnist.labels.tolist() == [i % 10 for i in range(40)] and set(cifar.labels.tolist()) == {10}
+
+
+def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
+    root = tmp_path / "data" / "cifar10-test-jpeg"
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "ship"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / cls / f"{i:04d}.jpg")
+    (source,) = resolve_sources(["cifar10:test"], [], tmp_path / "data")
+    assert source.from_files and len(source) == 6 and set(source.labels.tolist()) == {10}
+    result = invoke(["cifar10:test", "--data-dir", tmp_path / "data", "--model", onnx_model])
+    assert result.exit_code == EXIT_OK and "6 images classified" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("mnist:val", "unknown data set reference 'mnist:val'"),
+        ("mnist:test", "mnist:test: MNIST not found in"),
+        ("cifar10:test", "cifar10:test: no CIFAR-10 test set in"),
+        ("no/such/folder", "no such file or folder: no/such/folder"),
+    ],
+)
+def test_bad_source_references_fail_with_one_line(onnx_model, tmp_path, spec, message):
+    result = invoke([spec, "--data-dir", tmp_path, "--model", onnx_model])
+    assert result.exit_code == EXIT_ERROR
+    assert message in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_bad_files_are_reported_and_skipped_the_rest_written(onnx_model, digit_folder, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(digit_folder[0], folder / "digits")
+    bad, odd = write_bad_and_odd_files(folder / "odd")
+    out = tmp_path / "r.csv"
+    result = invoke([folder, "--model", onnx_model, "-o", out, "--workers", 2])
+    assert result.exit_code == EXIT_SOME_INPUTS_FAILED, result.output
+    for name, reason in bad.items():
+        line = next((x for x in result.stderr.splitlines() if x.startswith(f"skipped {folder / 'odd' / name}:")), None)
+        assert line is not None, (name, result.stderr)
+        assert reason in line, (name, line)
+    assert f"{len(bad)} input(s) unreadable and skipped" in result.stderr
+    written = {Path(r["path"]).name for r in read_results(out)}
+    assert set(odd) <= written and not set(bad) & written
+    assert len(written) == 150 + len(odd)
+
+
+def test_every_input_unreadable_is_an_error_and_writes_nothing(onnx_model, tmp_path):
+    bad, _ = write_bad_and_odd_files(tmp_path / "in")
+    for name in list((tmp_path / "in").iterdir()):
+        if name.name not in bad:
+            name.unlink()
+    out = tmp_path / "r.csv"
+    result = invoke([tmp_path / "in", "--model", onnx_model, "-o", out])
+    assert result.exit_code == EXIT_ERROR
+    assert f"none of the {len(bad)} input file(s) could be read" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".r.csv*"))
+
+
+def test_empty_folder(onnx_model, tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    result = invoke([tmp_path / "empty", "--model", onnx_model])
+    assert result.exit_code == EXIT_ERROR and "no image files under" in result.stderr
+
+
+def test_missing_model_and_default_model_hint(digit_folder, tmp_path, monkeypatch):
+    result = invoke([digit_folder[0], "--model", tmp_path / "nope.onnx"])
+    assert result.exit_code == EXIT_ERROR and f"model not found: {tmp_path / 'nope.onnx'}" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    result = invoke([digit_folder[0]])
+    assert result.exit_code == EXIT_ERROR
+    assert "model not found: artifacts/siamese/model.onnx" in result.stderr and "osr-export" in result.stderr
+
+
+def test_a_file_that_is_not_onnx(digit_folder, tmp_path):
+    (tmp_path / "model.onnx").write_text("not a model")
+    result = invoke([digit_folder[0], "--model", tmp_path / "model.onnx"])
+    assert result.exit_code == EXIT_ERROR and "is not a loadable ONNX model" in result.stderr
+
+
+def test_model_without_osr_metadata_needs_an_explicit_threshold(onnx_model, digit_folder, tmp_path):
+    bare = edit_onnx(onnx_model, tmp_path / "bare.onnx", drop_metadata=True)
+    result = invoke([digit_folder[0], "--model", bare])
+    assert result.exit_code == EXIT_ERROR
+    assert "carries no osr.* metadata" in result.stderr and "pass --threshold" in result.stderr
+    out = tmp_path / "r.csv"
+    result = invoke([digit_folder[0], "--model", bare, "--threshold", "0.999", "-o", out])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "has no osr.* metadata: using threshold 0.999" in result.stderr
+    reference = tmp_path / "ref.csv"
+    invoke([digit_folder[0], "--model", onnx_model, "-o", reference])
+    assert read_results(out) == read_results(reference)
+
+
+def test_threshold_outside_the_score_range(onnx_model, digit_folder):
+    result = invoke([digit_folder[0], "--model", onnx_model, "--threshold", "1.5"])
+    assert result.exit_code == EXIT_ERROR and "--threshold: threshold 1.5 is outside (0, 1)" in result.stderr
+
+
+def test_missing_score_output_falls_back_to_msp_only_for_msp(onnx_model, digit_folder, tmp_path):
+    no_score = edit_onnx(onnx_model, tmp_path / "noscore.onnx", drop_output="score")
+    out, reference = tmp_path / "r.csv", tmp_path / "ref.csv"
+    result = invoke([digit_folder[0], "--model", no_score, "-o", out])
+    assert result.exit_code == EXIT_OK and "no 'score' output: using the top softmax probability" in result.stderr
+    invoke([digit_folder[0], "--model", onnx_model, "-o", reference])
+    assert [r["label"] for r in read_results(out)] == [r["label"] for r in read_results(reference)]
+    energy = edit_onnx(no_score, tmp_path / "energy.onnx", props={"osr.score": '"energy"', "osr.threshold": "5.0"})
+    result = invoke([digit_folder[0], "--model", energy])
+    assert result.exit_code == EXIT_ERROR
+    assert "has no 'score' output and its metadata score is 'energy'" in result.stderr
+
+
+def test_bad_options_fail_before_any_work(onnx_model, digit_folder, tmp_path):
+    cases = [
+        (["--output", tmp_path / "r.txt"], "unsupported format '.txt'; use .csv or .jsonl"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--workers", "-1"], "--workers must be 0 or more"),
+    ]
+    for extra, message in cases:
+        result = invoke([digit_folder[0], "--model", onnx_model, *extra])
+        assert result.exit_code == EXIT_ERROR and message in result.stderr, (extra, result.output)
+    result = invoke(["--model", onnx_model])
+    assert result.exit_code == EXIT_ERROR and "nothing to classify" in result.stderr
+
+
+# --- the parts -------------------------------------------------------------------------------------
+
+
+def test_batcher_packs_pieces_into_exact_batches():
+    rng = np.random.default_rng(0)
+    sizes = [3, 10, 0, 1, 7, 4]
+    pieces, start = [], 0
+    for s, n in enumerate(sizes):
+        pieces.append(Piece(s % 2, np.arange(start, start + n), rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), []))
+        start += n
+    batcher, got = Batcher(4, (28, 28)), []
+    for piece in pieces:
+        got += [(b.pixels.copy(), b.source, b.index) for b in batcher.add(piece)]
+    got += [(b.pixels.copy(), b.source, b.index) for b in batcher.flush()]
+    assert [len(b[2]) for b in got] == [4] * (sum(sizes) // 4) + [sum(sizes) % 4]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in got]), np.concatenate([p.pixels for p in pieces]))
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in got]), np.arange(sum(sizes)))
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in got]), np.concatenate([np.full(len(p.index), p.source) for p in pieces]))
+
+
+@pytest.mark.parametrize("workers, kind", [(0, "process"), (2, "thread"), (2, "process")])
+def test_decode_pool_is_ordered_and_reports_failures(tmp_path, workers, kind):
+    images, _ = digit_images(70)
+    paths = write_pngs(tmp_path / "a", images)
+    (tmp_path / "a" / "img00005.png").write_bytes(b"")
+    (tmp_path / "a" / "img00066.png").write_text("text")
+    source = Source("a", np.full(70, -1), paths=[str(p) for p in paths])
+    memory = Source("m", np.zeros(5), images=images[:5])
+    with DecodePool(PREPROCESSING, workers, kind=kind, chunk_files=16) as pool:
+        pieces = list(pool.pieces([source, memory]))
+    decoded = [p for p in pieces if p.source == 0]
+    index = np.concatenate([p.index for p in decoded])
+    assert index.tolist() == [i for i in range(70) if i not in (5, 66)]
+    np.testing.assert_array_equal(np.concatenate([p.pixels for p in decoded]), np.stack([load_image(paths[i]) for i in index]))
+    failures = [f for p in decoded for f in p.failures]
+    assert [(Path(f[0]).name, f[1][:10]) for f in failures] == [("img00005.png", "empty file"), ("img00066.png", "not an ima")]
+    assert pieces[-1].source == 1 and pieces[-1].index.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_results_are_written_atomically(tmp_path):
+    target = tmp_path / "r.csv"
+    target.write_text("previous results\n")
+    with pytest.raises(RuntimeError):
+        with ResultsWriter(target) as writer:
+            writer.write(["a.png"], ["3"], np.array([0.5]), np.array([0.5]))
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "previous results\n" and len(list(tmp_path.iterdir())) == 1
+    with ResultsWriter(tmp_path / "r.jsonl") as writer:
+        writer.write(['odd "name",1.png'], ["unknown"], np.array([0.25], np.float32), np.array([np.nan]))
+    assert read_results(tmp_path / "r.jsonl") == [{"path": 'odd "name",1.png', "label": "unknown", "probability": 0.25, "score": None}]
+    with ResultsWriter(target) as writer:
+        writer.write(['odd "name",1.png'], ["7"], np.array([0.1 + 0.2], np.float32), np.array([1 / 3], np.float32))
+    (row,) = read_results(target)
+    assert row["path"] == 'odd "name",1.png' and np.float32(row["probability"]) == np.float32(0.1 + 0.2)
+    assert np.float32(row["score"]) == np.float32(1 / 3)
+
+
+def test_sources_reject_duplicates_and_nothing(tmp_path):
+    write_pngs(tmp_path / "f", digit_images(2)[0])
+    with pytest.raises(InferError, match="given more than once"):
+        resolve_sources([str(tmp_path / "f"), str(tmp_path / "f")], [], tmp_path)
+    with pytest.raises(InferError, match="nothing to classify"):
+        resolve_sources([], [], tmp_path)
+
+
+# --- the card commands ----------------------------------------------------------------------------
+
+
+def test_card_commands_in_a_clean_folder(trained_digits, digit_folder, tmp_path, monkeypatch):
+    """osr-train siamese --dataset digits -> osr-export --format onnx -> osr-infer <pngs> --threshold 0.999.
+
+    Training is the shared fixture's (the same command with fewer epochs), copied where
+    ``osr-train`` puts it; the export uses ``osr-export`` when it is available.
+    """
+    from infer_testing import export_onnx
+
+    monkeypatch.chdir(tmp_path)
+    Path("artifacts/siamese").mkdir(parents=True)
+    shutil.copy(trained_digits / "model.pt", "artifacts/siamese/model.pt")
+    exported = subprocess.run([str(Path(sys.executable).parent / "osr-export"), "--format", "onnx"], capture_output=True, text=True)
+    if exported.returncode != 0 or not Path("artifacts/siamese/model.onnx").is_file():
+        export_onnx(Path("artifacts/siamese/model.pt"), Path("artifacts/siamese/model.onnx"))
+    shutil.copytree(digit_folder[0], "images")
+    result = invoke(["images/", "--threshold", "0.999", "--output", "predictions.csv"])
+    assert result.exit_code == EXIT_OK, result.output
+    assert len(read_results("predictions.csv")) == 150
