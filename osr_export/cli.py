@@ -93,7 +93,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     _quiet_exporter_logs()
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 132  # logs and CI: room for the parity table
+        console.width = 140  # logs and CI: room for the parity table
     try:
         app()
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from rich import box
 from rich.table import Table
 
 from osr_export.metadata import ModelMetadata
@@ -216,7 +217,7 @@ def int8_report(
 
 
 def int8_table(report: Int8Report) -> Table:
-    table = Table(title=f"INT8 vs fp32 (threshold {report.threshold:g})", header_style="bold", title_justify="left")
+    table = Table(title=f"INT8 vs fp32 (threshold {report.threshold:g})", header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
     for col in ("probe", "n", "accuracy fp32 / int8", "accepted fp32 / int8", "open-set acc. fp32 / int8",
                 "argmax agree", "decisions agree", "open-set agree", "max |Δprobs|"):
         table.add_column(col, justify="left" if col == "probe" else "right")

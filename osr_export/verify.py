@@ -109,7 +109,9 @@ class FormatReport:
         )
         if self.passed:
             return "PASS " + text
-        return "FAIL " + text + " -- " + "; ".join(self.failures[:4])
+        failures = self.failures
+        more = f" (+{len(failures) - 2} more)" if len(failures) > 2 else ""
+        return "FAIL " + text + " -- " + "; ".join(failures[:2]) + more
 
     def to_dict(self) -> dict[str, Any]:
         return {
