@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import warnings
 from collections import deque
@@ -72,6 +73,11 @@ def _noop() -> None:
     return None
 
 
+def _worker_init() -> None:
+    """Ctrl-C is the main process's to handle: it stops the pool and removes partial output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class DecodePool:
     """Ordered, bounded-prefetch decoding of sources into :class:`Piece` s.
 
@@ -106,7 +112,7 @@ class DecodePool:
                 # otherwise forkserver, which never forks a multi-threaded parent.
                 methods = multiprocessing.get_all_start_methods()
                 method = "fork" if "fork" in methods and threading.active_count() == 1 else ("forkserver" if "forkserver" in methods else "spawn")
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=".*multi-threaded, use of fork", category=DeprecationWarning)
                     self._executor.submit(_noop).result()  # forks all workers now
@@ -119,7 +125,8 @@ class DecodePool:
 
     def pieces(self, sources: list[Source], memory_chunk: int = 4096) -> Iterator[Piece]:
         """Every item of every source, in order; files decoded ``chunk_files`` at a time."""
-        self.start()
+        if any(source.from_files for source in sources):
+            self.start()
         window: deque[tuple[int, int, int, Future | Piece]] = deque()
         max_in_flight = max(2, 4 * self.workers)
         tasks = self._tasks(sources, memory_chunk)

@@ -1,0 +1,223 @@
+"""Inference throughput: ONNX Runtime vs PyTorch eager, and osr-infer end to end vs decode-only.
+
+1. Runtimes: the exported model in ONNX Runtime (the session osr-infer builds) and the same
+   checkpoint in PyTorch eager (``torch.inference_mode``, default threads) on the very same
+   normalised batches, at batch 1 and 256, alternating so machine noise hits both.
+   Goal (issue #4): ONNX Runtime >= 2.5x PyTorch eager at batch 256.
+2. Pipeline: ``osr-infer`` (its ``infer_command``: list files, decode in the worker pool,
+   batch, ONNX Runtime, write results.csv, report) over the 10,000 CIFAR-10 test JPEGs,
+   against decoding the same files with the same pool and nothing else.
+   Goal: end to end >= 85 % of decode-only throughput.
+
+Writes JSON (default ``benchmarks/results/inference_throughput.json``)::
+
+    python benchmarks/inference_throughput.py [--checkpoint artifacts/siamese/model.pt]
+        [--data-dir ../shared/datasets] [--repeats 5] [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from rich.console import Console
+
+from osr_export.onnx_export import save_onnx, to_onnx_model
+from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
+from osr_infer import cli
+from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers
+from osr_infer.session import InferenceModel
+from osr_infer.sources import resolve_sources
+from osr_train.io import write_json
+from osr_train.preprocess import PREPROCESSING, find_images
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def median_rate(samples: list[float]) -> float:
+    return float(statistics.median(samples))
+
+
+# --- 1. runtimes on the same batches ----------------------------------------------------------
+
+
+def make_batches(data_dir: Path, batch: int, n_images: int) -> list[np.ndarray]:
+    """Normalised float32 batches of real images (CIFAR-10 JPEGs, or noise when absent)."""
+    folder = data_dir / "cifar10-test-jpeg"
+    if folder.is_dir():
+        with DecodePool(PREPROCESSING, default_workers()) as pool:
+            (source,) = resolve_sources([str(folder)], [], data_dir)
+            source.paths = source.paths[:n_images]
+            source.labels = source.labels[:n_images]
+            pixels = np.concatenate([p.pixels for p in pool.pieces([source])])
+    else:
+        pixels = np.random.default_rng(0).integers(0, 256, (n_images, 28, 28), dtype=np.uint8)
+    x = PREPROCESSING.normalize(pixels)
+    return [np.ascontiguousarray(x[i : i + batch]) for i in range(0, len(x) - batch + 1, batch)]
+
+
+def time_pass(fn, batches: list[np.ndarray]) -> float:
+    t0 = time.perf_counter()
+    for x in batches:
+        fn(x)
+    return sum(len(x) for x in batches) / (time.perf_counter() - t0)
+
+
+def runtime_comparison(onnx_path: Path, scored: torch.nn.Module, data_dir: Path, repeats: int, sweep: bool) -> dict:
+    cores = default_workers()
+    sessions = {"onnxruntime": InferenceModel(onnx_path, threads=cores, spin=True)}  # osr-infer's session for in-memory data
+    if sweep:
+        sessions["onnxruntime_1_thread"] = InferenceModel(onnx_path, threads=1, spin=False)  # osr-infer's while decoding
+    torch_threads = torch.get_num_threads()
+
+    @torch.inference_mode()
+    def torch_eager(x: np.ndarray):
+        return scored(torch.from_numpy(x))
+
+    results: dict = {"torch_threads": torch_threads, "onnxruntime_threads": cores, "batches": {}}
+    for batch, n_images in ((1, 2_000), (256, 256 * 40)):
+        batches = make_batches(data_dir, batch, n_images)
+        runners = {name: s.run for name, s in sessions.items()} | {"pytorch_eager": torch_eager}
+        for fn in runners.values():  # warm-up: allocator, kernels, ORT arena
+            time_pass(fn, batches[: max(1, len(batches) // 10)])
+        rates: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(repeats):
+            for name, fn in runners.items():
+                rates[name].append(time_pass(fn, batches))
+        entry = {f"{name}_images_per_s": round(median_rate(r), 1) for name, r in rates.items()}
+        entry["samples_images_per_s"] = {name: [round(v, 1) for v in r] for name, r in rates.items()}
+        entry["images_per_pass"] = sum(len(x) for x in batches)
+        entry["ratio_onnxruntime_vs_pytorch"] = round(median_rate(rates["onnxruntime"]) / median_rate(rates["pytorch_eager"]), 2)
+        results["batches"][str(batch)] = entry
+    if sweep:  # the same comparison with PyTorch limited to one thread, for context
+        torch.set_num_threads(1)
+        batches = make_batches(data_dir, 256, 256 * 40)
+        time_pass(torch_eager, batches[:4])
+        results["pytorch_eager_1_thread_batch_256_images_per_s"] = round(median_rate([time_pass(torch_eager, batches) for _ in range(repeats)]), 1)
+        torch.set_num_threads(torch_threads)
+    return results
+
+
+# --- 2. osr-infer end to end vs decode-only -----------------------------------------------------
+
+
+def decode_only(folder: Path, workers: int, chunk_files: int = CHUNK_FILES, kind: str = "process") -> tuple[float, int]:
+    """List and decode every file with the pool osr-infer uses, and nothing else."""
+    t0 = time.perf_counter()
+    (source,) = resolve_sources([str(folder)], [], folder)
+    n = 0
+    with DecodePool(PREPROCESSING, workers, kind=kind, chunk_files=chunk_files) as pool:
+        for piece in pool.pieces([source]):
+            n += len(piece.index)
+    return time.perf_counter() - t0, n
+
+
+def end_to_end(folder: Path, model: Path, workers: int, out: Path, batch_size: int = 256) -> tuple[float, int]:
+    """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null)."""
+    t0 = time.perf_counter()
+    status = cli.infer_command([str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False)
+    seconds = time.perf_counter() - t0
+    assert status == 0, status
+    return seconds, sum(1 for _ in open(out)) - 1
+
+
+def pipeline_comparison(folder: Path, model: Path, workers: int, repeats: int, tmp: Path, sweep: bool) -> dict:
+    out = tmp / "results.csv"
+    cli.out = Console(file=io.StringIO())  # the report is not what is measured
+    decode_only(folder, workers)  # warm the page cache for both
+    e2e, dec = [], []
+    for _ in range(repeats):
+        seconds, n = end_to_end(folder, model, workers, out)
+        e2e.append(n / seconds)
+        seconds, n_decoded = decode_only(folder, workers)
+        dec.append(n_decoded / seconds)
+    result = {
+        "images": n,
+        "workers": workers,
+        "batch_size": 256,
+        "decode_chunk_files": CHUNK_FILES,
+        "end_to_end_images_per_s": round(median_rate(e2e), 1),
+        "decode_only_images_per_s": round(median_rate(dec), 1),
+        "samples_end_to_end": [round(v, 1) for v in e2e],
+        "samples_decode_only": [round(v, 1) for v in dec],
+    }
+    result["ratio_end_to_end_vs_decode_only"] = round(result["end_to_end_images_per_s"] / result["decode_only_images_per_s"], 3)
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "osr-infer"), str(folder), "--model", str(model), "--output", str(out), "--no-progress"],
+        capture_output=True, text=True,
+    )
+    result["cli_subprocess_seconds_incl_python_startup"] = round(time.perf_counter() - t0, 2)
+    assert done.returncode == 0, done.stderr
+    if sweep:
+        result["sweep_decode_only_images_per_s"] = {
+            f"{kind}_chunk_{chunk}": round(n / decode_only(folder, workers, chunk, kind)[0], 1)
+            for kind, chunk in (("thread", 64), ("process", 16), ("process", 32), ("process", 64), ("process", 128))
+        }
+        result["sweep_end_to_end_images_per_s"] = {
+            f"batch_{bs}": round(n / end_to_end(folder, model, workers, out, bs)[0], 1) for bs in (64, 256, 1024)
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_ckpt = next((p for p in (REPO / "artifacts/siamese/model.pt", REPO / "artifacts/baseline/model.pt") if p.is_file()), None)
+    parser.add_argument("--checkpoint", type=Path, default=default_ckpt)
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", REPO.parent / "shared" / "datasets")))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep", action="store_true", help="Also record the tuning variants (threads, pool kind, chunk and batch sizes).")
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "inference_throughput.json")
+    args = parser.parse_args()
+    if args.checkpoint is None or not args.checkpoint.is_file():
+        parser.error("no checkpoint: train one (osr-train) or pass --checkpoint")
+    folder = args.data_dir / "cifar10-test-jpeg"
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        scored, config = scored_from_checkpoint(args.checkpoint)
+        onnx_path = tmp / "model.onnx"
+        with contextlib.redirect_stderr(io.StringIO()):
+            save_onnx(to_onnx_model(scored, metadata_from_checkpoint(args.checkpoint, config)), onnx_path)
+        runtimes = runtime_comparison(onnx_path, scored.eval(), args.data_dir, args.repeats, args.sweep)
+        pipeline = pipeline_comparison(folder, onnx_path, default_workers(), args.repeats, tmp, args.sweep) if folder.is_dir() else None
+    b256 = runtimes["batches"]["256"]["ratio_onnxruntime_vs_pytorch"]
+    report = {
+        "benchmark": "inference_throughput",
+        "checkpoint": str(args.checkpoint),
+        "runtimes": runtimes,
+        "pipeline": pipeline,
+        "goals": {
+            "onnxruntime_vs_pytorch_batch_256": {"goal": 2.5, "measured": b256, "met": b256 >= 2.5},
+            "end_to_end_vs_decode_only": (
+                {"goal": 0.85, "measured": pipeline["ratio_end_to_end_vs_decode_only"], "met": pipeline["ratio_end_to_end_vs_decode_only"] >= 0.85}
+                if pipeline else None
+            ),
+        },
+        "machine": {
+            "cpus": os.cpu_count(), "usable_cpus": default_workers(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
+            "load_average_before": [round(v, 2) for v in load_before], "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        },
+    }
+    write_json(args.output, report)
+    print(json.dumps(report["goals"], indent=2))
+    print(f"written {args.output}")
+
+
+if __name__ == "__main__":
+    main()
