@@ -76,7 +76,7 @@ def _onnx_checks(path: Path, metadata: ModelMetadata, opset: int) -> list[Check]
     checks.append(Check("self-contained", not external, f"{path.stat().st_size / 1024:.0f} KiB, no external data"
                         if not external else f"initializers stored outside the file: {external[:3]}"))
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    checks.append(Check("opset", version >= max(opset, MIN_OPSET), f"ai.onnx opset {version}"))
+    checks.append(Check("opset", version >= max(opset, MIN_OPSET), f"ai.onnx opset {version} (asked for {opset})"))
     try:
         onnx.checker.check_model(str(path), full_check=True)
         checks.append(Check("onnx.checker full_check", True, "valid"))
@@ -134,6 +134,10 @@ def export_command(
         raise ExportFailed(f"unknown format {unknown or formats}; choose from {', '.join(FORMATS)}")
     if opset < MIN_OPSET:
         raise ExportFailed(f"opset {opset} is too old; {MIN_OPSET} or newer is required")
+    import onnx
+
+    if opset > onnx.defs.onnx_opset_version():
+        raise ExportFailed(f"opset {opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
     if not atol > 0:
         raise ExportFailed(f"--atol must be positive, not {atol:g}")
     if quantize not in (None, "int8"):
@@ -151,10 +155,29 @@ def export_command(
         raise ExportFailed(f"output folder {out_dir} is a file, not a folder")
     from osr_train.io import check_writable_dir
 
+    created = not out_dir.exists()
     try:
         check_writable_dir(out_dir)
     except PermissionError as exc:
         raise ExportFailed(str(exc)) from None
+    try:
+        return _probe_export_verify(
+            scored, config, metadata, checkpoint, out_dir, formats, opset, atol, probe_size, data_dir, report_path,
+            quantize, calibration_size, int8_min_agreement, console,
+        )
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export leaves no trace, not even the folder it would have made
+        raise
+
+
+def _probe_export_verify(
+    scored, config: dict[str, Any], metadata: ModelMetadata, checkpoint: Path, out_dir: Path,  # noqa: ANN001
+    formats: tuple[str, ...], opset: int, atol: float, probe_size: int | None, data_dir: Path | None,
+    report_path: Path | None, quantize: str | None, calibration_size: int, int8_min_agreement: float, console: Console,
+) -> dict[str, Any]:
+    from osr_train.io import check_writable_dir
+
     if report_path is not None:
         try:
             check_writable_dir(Path(report_path).parent)

@@ -218,9 +218,9 @@ def int8_report(
 
 def int8_table(report: Int8Report) -> Table:
     table = Table(title=f"INT8 vs fp32 (threshold {report.threshold:g})", header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("probe", "n", "accuracy fp32 / int8", "accepted fp32 / int8", "open-set acc. fp32 / int8",
-                "argmax agree", "decisions agree", "open-set agree", "max |Δprobs|"):
-        table.add_column(col, justify="left" if col == "probe" else "right")
+    for col in ("probe", "n", "accuracy\nfp32 / int8", "accepted\nfp32 / int8", "open-set acc.\nfp32 / int8",
+                "argmax\nagree", "decisions\nagree", "open-set\nagree", "max\n|Δprobs|"):
+        table.add_column(col, justify="left" if col == "probe" else "right", no_wrap=True)
 
     def pair(row: SourceAccuracy, key: str) -> str:
         a, b = row.fp32[key], row.int8[key]
