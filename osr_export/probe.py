@@ -221,13 +221,18 @@ def calibration_images(config: dict[str, Any], data_dir: Path | None = None, n: 
         val = load_digits_open_set(seed=seed).val
     elif dataset == "mnist":
         from osr_train.data.idx import IdxFormatError
-        from osr_train.data.mnist import load_mnist
+        from osr_train.data.mnist import MnistMissingError, load_mnist
 
         data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         try:
             train = load_mnist(data_dir, "train")
+        except MnistMissingError:
+            raise DataError(
+                f"INT8 calibration needs the MNIST validation images (from the train split), not found under "
+                f"{data_dir / 'MNIST' / 'raw'}; set --data-dir or $OSR_DATA_DIR"
+            ) from None
         except (DataError, IdxFormatError) as exc:
-            raise DataError(f"INT8 calibration needs the MNIST validation images: {str(exc).splitlines()[0]}") from None
+            raise DataError(f"INT8 calibration needs the MNIST validation images: {exc}") from None
         _, val = split_train_val(train, 10_000, seed)  # the same validation split training used
     else:
         raise DataError(f"INT8 calibration needs validation knowns, but data set {dataset!r} has no reader")
