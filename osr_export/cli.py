@@ -35,13 +35,14 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def export(
     checkpoint: Path = typer.Argument(
-        Path("artifacts/siamese/model.pt"), help="A final model.pt written by osr-train.", show_default=True
+        Path("artifacts/siamese/model.pt"), help="A final model.pt written by osr-train.", show_default=True,
+        metavar="CHECKPOINT",
     ),
     format: Format = typer.Option(Format.all, "--format", "-f", help="Which artefact(s) to write."),  # noqa: A002
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the checkpoint's folder).", show_default=False),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (18 or newer)."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Override the checkpoint's decision threshold [default: the checkpoint's].", show_default=False
+        None, "--threshold", help="Override the checkpoint's decision threshold (default: the checkpoint's).", show_default=False
     ),
     quantize: Optional[Quantize] = typer.Option(
         None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns).", show_default=False
@@ -51,7 +52,7 @@ def export(
         "1024", "--probe-size", help="Probe images to verify on, or 'all' (e.g. 10,000 MNIST test + 10,000 CIFAR-10)."
     ),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Data folder for the probe [default: $OSR_DATA_DIR or ./data].", show_default=False
+        None, "--data-dir", help="Data folder for the probe and INT8 calibration (default: $OSR_DATA_DIR or ./data).", show_default=False
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the verification report as JSON here.", show_default=False),
     int8_min_agreement: float = typer.Option(
