@@ -79,9 +79,14 @@ def infer_command(
     atol: float = 1e-4,
     progress: bool = True,
     pool_kind: str = "process",
+    chunk_files: int | None = None,
+    ort_threads: int | None = None,
 ) -> int:
-    """The whole command as a function (tests and the benchmark call it); returns the exit status."""
-    from osr_infer.decode import DecodePool, default_workers
+    """The whole command as a function (tests and the benchmark call it); returns the exit status.
+
+    ``pool_kind``, ``chunk_files`` and ``ort_threads`` are tuning knobs for the benchmark.
+    """
+    from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers
     from osr_infer.pipeline import run_inference
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
@@ -104,7 +109,8 @@ def infer_command(
     # Decoding workers get the cores; ONNX Runtime then takes what is left, without spinning.
     decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
     cores = default_workers()
-    session = InferenceModel(model, threshold, threads=max(1, cores - workers) if decoding else cores, spin=not decoding)
+    threads = ort_threads or (max(1, cores - workers) if decoding else cores)
+    session = InferenceModel(model, threshold, threads=threads, spin=not decoding)
     if session.fixed_batch is not None and session.fixed_batch != batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
         batch_size = session.fixed_batch
@@ -112,7 +118,7 @@ def infer_command(
     for note in session.notes:
         err.print(f"note: {note}")
 
-    with DecodePool(session.contract, workers, kind=pool_kind) as pool:
+    with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES) as pool:
         if any(s.from_files for s in resolved):
             pool.start()  # fork before torch or the progress bar start threads
         observers = []
