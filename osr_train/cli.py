@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train an open-set digit recogniser.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Train an open-set digit recogniser.")
 console = Console(stderr=True)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KINDS = ("smooth", "texture", "grating", "shapes", "noise", "inverted", "shuffled", "photo")
+KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "photo")
 
 
 def photo_crop_pool(n: int = 20_000, seed: int = 1234) -> np.ndarray:
@@ -100,6 +100,42 @@ class OutlierGenerator:
             mask = torch.where(self._rand(n, 1, 1) < 0.5, ellipse, rect)
             img = torch.where(mask, v * 4 - 2, img)
         return self._contrast(img.unsqueeze(1))
+
+    def silhouette(self, n: int) -> torch.Tensor:
+        """A filled random polygon on black, like a centred object photographed on a plain background."""
+        from PIL import Image, ImageDraw
+
+        out = np.zeros((n, self.size, self.size), dtype=np.float32)
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=self.gen)))
+        for i in range(n):
+            img = Image.new("L", (self.size, self.size), 0)
+            k = int(rng.integers(4, 9))
+            angles = np.sort(rng.uniform(0, 2 * np.pi, k))
+            radii = rng.uniform(7, 13, k)
+            cx, cy = rng.uniform(11, 17, 2)
+            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii)]
+            ImageDraw.Draw(img).polygon(points, fill=int(rng.integers(90, 256)))
+            out[i] = np.asarray(img, dtype=np.float32)
+        x = torch.from_numpy(out).unsqueeze(1) / 127.5 - 1
+        texture = self.texture(n) * 0.25 * (x > -1)
+        return (x + texture).clamp(-1, 1)
+
+    def strokes(self, n: int) -> torch.Tensor:
+        """Random pen strokes (2-4 curves, MNIST-like width): handwriting that is no digit."""
+        from PIL import Image, ImageDraw
+
+        out = np.zeros((n, self.size, self.size), dtype=np.float32)
+        rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=self.gen)))
+        t = np.linspace(0, 1, 12)[:, None]
+        for i in range(n):
+            img = Image.new("L", (56, 56), 0)  # drawn at 2x, then downsampled: smooth edges
+            draw = ImageDraw.Draw(img)
+            for _ in range(int(rng.integers(2, 5))):
+                p0, p1, p2, p3 = rng.uniform(8, 48, (4, 2))
+                curve = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
+                draw.line([tuple(p) for p in curve], fill=255, width=int(rng.integers(3, 8)), joint="curve")
+            out[i] = np.asarray(img.resize((self.size, self.size), Image.Resampling.BILINEAR), dtype=np.float32)
+        return torch.from_numpy(out).unsqueeze(1) / 127.5 - 1
 
     def noise(self, n: int) -> torch.Tensor:
         """Uniform or Gaussian pixel noise, sometimes lightly blurred."""
