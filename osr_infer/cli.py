@@ -106,11 +106,9 @@ def infer_command(
     workers = default_workers() if workers is None else workers
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
 
-    # Decoding workers get the cores; ONNX Runtime then takes what is left, without spinning.
     decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
-    cores = default_workers()
-    threads = ort_threads or (max(1, cores - workers) if decoding else cores)
-    session = InferenceModel(model, threshold, threads=threads, spin=not decoding)
+    threads, spin = ort_threading(workers if decoding else 0, batch_size)
+    session = InferenceModel(model, threshold, threads=ort_threads or threads, spin=spin)
     if session.fixed_batch is not None and session.fixed_batch != batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
         batch_size = session.fixed_batch
@@ -167,6 +165,22 @@ def infer_command(
         if not observers[0].passed:
             return EXIT_PARITY_FAILED
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
+
+
+def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
+    """ONNX Runtime intra-op threads and spinning for a run (measured in benchmarks/).
+
+    While worker processes decode, they get the cores and ONNX Runtime takes what is left,
+    without busy-waiting; one image per call is fastest on one thread; otherwise all cores.
+    """
+    from osr_infer.decode import default_workers
+
+    cores = default_workers()
+    if decode_workers > 0:
+        return max(1, cores - decode_workers), False
+    if batch_size <= 4:
+        return 1, False
+    return cores, True
 
 
 def _nothing_read(run) -> str:  # noqa: ANN001
