@@ -12,7 +12,7 @@ import torch
 from osr_train.data.datasets import ImageSet, OpenSetData
 from osr_train.metrics import ood_report, open_set_report
 from osr_train.scoring import logit_score, mahalanobis_score
-from osr_train.training import Normalizer
+from osr_train.training import Normalizer, channels_last, inference_copy
 
 LOGIT_SCORES = ("msp", "max_logit", "energy")
 
@@ -38,13 +38,13 @@ def run_model(
     images: ImageSet,
     device: torch.device | str = "cpu",
     mahalanobis: dict[str, Any] | None = None,
-    batch_size: int = 4096,
+    batch_size: int = 512,
 ) -> Outputs:
     """Run ``classifier`` (with ``forward_with_features``) and compute every score."""
-    classifier.eval()
+    fast = inference_copy(classifier)
     normalize = Normalizer()
     x = torch.from_numpy(images.images)
-    parts = [classifier.forward_with_features(normalize(x[i : i + batch_size].to(device))) for i in range(0, len(x), batch_size)]
+    parts = [fast.forward_with_features(channels_last(normalize(x[i : i + batch_size].to(device)))) for i in range(0, len(x), batch_size)]
     logits = torch.cat([p[0] for p in parts]).float()
     feats = torch.cat([p[1] for p in parts]).float()
     probs = torch.softmax(logits, 1)

@@ -7,6 +7,7 @@ atomic checkpoint, so Ctrl-C always leaves the last complete epoch on disk.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,14 +115,21 @@ class TrainResult:
     interrupted: bool = False
 
 
+def inference_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy in channels-last memory format: about twice as fast for
+    inference on CPU (oneDNN), and it leaves the training model untouched."""
+    return copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
-def predict_logits(classifier: torch.nn.Module, x: torch.Tensor, normalize: Normalizer, batch_size: int = 2048) -> torch.Tensor:
-    """Logits for uint8 images, in large batches (evaluation mode, no autograd)."""
-    was_training = classifier.training
-    classifier.eval()
-    out = torch.cat([classifier(normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
-    classifier.train(was_training)
-    return out
+def predict_logits(classifier: torch.nn.Module, x: torch.Tensor, normalize: Normalizer, batch_size: int = 512) -> torch.Tensor:
+    """Logits for uint8 images (no autograd; batches of 512 are fastest on CPU here)."""
+    fast = inference_copy(classifier)
+    return torch.cat([fast(channels_last(normalize(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)])
 
 
 class Trainer:
@@ -240,7 +248,7 @@ class Trainer:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
         )
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        with Progress(*columns, console=self.console, transient=False, refresh_per_second=4) as progress:
             task = progress.add_task(f"{stage} epoch 1/{epochs}", total=epochs * steps, status="")
             for epoch in range(1, epochs + 1):
                 progress.update(task, description=f"{stage} epoch {epoch}/{epochs}")
