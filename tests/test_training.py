@@ -80,3 +80,5 @@ def test_bad_options_fail_clearly(tmp_path, args, message):
 def test_trains_on_mnist_format_files(fake_mnist, tmp_path):
     metrics = train_command("baseline", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
     assert metrics["dataset"] == "mnist" and metrics["n_known"] == 40
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history) == 3 and history[-1]["val_accuracy"] > 0.5  # 100 train / 20 val images, 10 classes

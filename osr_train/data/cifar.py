@@ -1,0 +1,111 @@
+"""CIFAR-10 as an unknown (out-of-distribution) source, grayscale 28x28 like the seed.
+
+Two layouts are read: the official python pickle batches (``cifar-10-batches-py/``, with a
+restricted unpickler) and a folder of images per class (``cifar10-test-jpeg/<class>/``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from osr_train.data.datasets import DataError, ImageSet
+from osr_train.preprocess import PREPROCESSING, PreprocessContract
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+PICKLE_DIR = "cifar-10-batches-py"
+JPEG_DIR = "cifar10-test-jpeg"
+_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+# The only globals a CIFAR-10 batch needs: numpy array reconstruction (numpy 1 and 2 names).
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store raw bytes
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Refuses every global except numpy array reconstruction: a pickle can't run code."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickle batch -> (N, 32, 32, 3) uint8 RGB images, (N,) int64 labels."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            batch = _RestrictedUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise DataError(f"{path}: not a valid CIFAR-10 batch ({exc})") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path}: not a valid CIFAR-10 batch (top level is {type(batch).__name__})")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data, labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
+        raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
+    labels = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    if labels is None or labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
+        raise DataError(f"{path}: 'labels' must be {len(data)} integers in 0-9")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def rgb_to_contract(images: np.ndarray, contract: PreprocessContract = PREPROCESSING) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB -> (N, size, size) uint8, by the contract's grayscale + resize."""
+    out = np.empty((len(images), contract.size, contract.size), dtype=np.uint8)
+    for i, rgb in enumerate(images):
+        out[i] = contract.to_uint8(Image.fromarray(rgb, mode="RGB"))
+    return out
+
+
+def load_cifar10(root: str | Path, split: str = "test") -> ImageSet:
+    """Read ``cifar-10-batches-py`` and apply the seed's grayscale + 28x28 treatment."""
+    root = Path(root)
+    if split not in _BATCHES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    images, labels = [], []
+    for name in _BATCHES[split]:
+        path = root / name
+        if not path.is_file():
+            raise DataError(f"CIFAR-10 batch not found: {path}")
+        rgb, lab = read_cifar_batch(path)
+        images.append(rgb_to_contract(rgb))
+        labels.append(lab)
+    return ImageSet(np.concatenate(images), np.concatenate(labels), f"cifar10-{split}")
+
+
+def find_cifar10(data_dir: str | Path) -> Path | None:
+    """The CIFAR-10 test set under ``data_dir`` (pickle layout first, then the JPEG folder)."""
+    data_dir = Path(data_dir)
+    for candidate in (data_dir / PICKLE_DIR, data_dir / JPEG_DIR):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_cifar10_test(path: str | Path, *, progress: bool = False) -> ImageSet:
+    """CIFAR-10 test images from either layout, labelled by CIFAR class (0-9)."""
+    from osr_train.data.folders import load_image_folder
+
+    path = Path(path)
+    if (path / "test_batch").is_file():
+        return load_cifar10(path, "test")
+    images = load_image_folder(path, name="cifar10-test", progress=progress)
+    labels = np.array(
+        [CIFAR10_CLASSES.index(Path(p).parent.name) if Path(p).parent.name in CIFAR10_CLASSES else -1 for p in images.paths],
+        dtype=np.int64,
+    )
+    return ImageSet(images.images, labels, "cifar10-test", images.paths)

@@ -1,0 +1,127 @@
+"""MNIST in torchvision's on-disk layout (``<data-dir>/MNIST/raw/``), with optional download."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from osr_train.data.datasets import DataError, ImageSet
+from osr_train.data.idx import read_idx
+
+#: torchvision's mirrors and the MD5 checksums of the official ``.gz`` files.
+MNIST_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MNIST_RESOURCES = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+_SPLIT_PREFIX = {"train": "train", "test": "t10k"}
+
+
+class MnistMissingError(DataError):
+    """The MNIST files are not where they are expected."""
+
+
+def mnist_raw_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "MNIST" / "raw"
+
+
+def _find(raw: Path, stem: str) -> Path | None:
+    for candidate in (raw / stem, raw / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = False) -> ImageSet:
+    """Load one MNIST split ('train' or 'test') as uint8 images and int64 labels."""
+    if split not in _SPLIT_PREFIX:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    raw = mnist_raw_dir(Path(data_dir))
+    prefix = _SPLIT_PREFIX[split]
+    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    paths = [_find(raw, s) for s in stems]
+    if any(p is None for p in paths):
+        if download:
+            download_mnist(data_dir)
+            paths = [_find(raw, s) for s in stems]
+        else:
+            missing = ", ".join(s for s, p in zip(stems, paths) if p is None)
+            raise MnistMissingError(
+                f"MNIST not found: expected {missing} (optionally .gz) in {raw}. "
+                "Set --data-dir or $OSR_DATA_DIR, pass --download to fetch it, "
+                "or use --dataset digits to run offline on the bundled data set."
+            )
+    images_path, labels_path = paths
+    images = read_idx(images_path, expected_ndim=3, expected_shape=(None, 28, 28))
+    labels = read_idx(labels_path, expected_ndim=1)
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        raise DataError(f"{images_path}: MNIST files must hold unsigned bytes")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0-9")
+    return ImageSet(images, labels.astype(np.int64), f"mnist-{split}")
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_mnist(
+    data_dir: str | Path,
+    *,
+    mirrors: tuple[str, ...] = MNIST_MIRRORS,
+    resources: dict[str, str] = MNIST_RESOURCES,
+    timeout: float = 30.0,
+) -> Path:
+    """Fetch the MNIST ``.gz`` files into ``<data-dir>/MNIST/raw``, verifying MD5 checksums.
+
+    Each file is downloaded to a temporary name and renamed only when its checksum matches,
+    so an interrupted or corrupted download never leaves a file that looks valid.
+    """
+    raw = mnist_raw_dir(Path(data_dir))
+    raw.mkdir(parents=True, exist_ok=True)
+    for stem, md5 in resources.items():
+        target = raw / f"{stem}.gz"
+        if target.is_file() and _md5(target) == md5:
+            continue
+        errors = []
+        for mirror in mirrors:
+            url = f"{mirror}{stem}.gz"
+            fd, tmp_name = tempfile.mkstemp(dir=raw, prefix=f".{stem}.", suffix=".part")
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                    for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        out.write(chunk)
+                got = _md5(tmp)
+                if got != md5:
+                    errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+                    continue
+                os.replace(tmp, target)
+                break
+            except (urllib.error.URLError, OSError, TimeoutError) as exc:
+                errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            raise MnistMissingError(
+                f"could not download {stem}.gz ({'; '.join(errors)}). Place the MNIST files in {raw} "
+                "by hand, or use --dataset digits to run offline."
+            )
+    return raw
