@@ -79,8 +79,8 @@ def test_calibration_uses_the_validation_split(tmp_path):
     images, name = calibration_images({"dataset": "digits", "seed": 0}, n=100)
     assert images.shape == (100, 28, 28) and "digits-val" in name
     data = write_fake_mnist(tmp_path / "data", n_train=120, n_test=40)
-    images, name = calibration_images(MNIST, data, n=64)
-    assert len(images) == 64 and "mnist-train-val" in name
+    images, name = calibration_images(MNIST, data, n=16)
+    assert len(images) == 16 and "mnist-train-val" in name
 
 
 # --- parity statistics ------------------------------------------------------------------------
