@@ -5,6 +5,7 @@ Torch-free unless ``--parity`` is given: the parity module is imported only then
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
 from osr_infer.session import DEFAULT_MODEL
@@ -32,7 +34,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -114,7 +116,7 @@ def infer_command(
         batch_size = session.fixed_batch
     resolved = resolve_sources(specs, unknown, data_dir, session.contract)
     for note in session.notes:
-        err.print(f"note: {note}")
+        err.print(f"note: {note}", markup=False)
 
     with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES) as pool:
         if any(s.from_files for s in resolved):
@@ -125,7 +127,7 @@ def infer_command(
 
             check = ParityCheck(parity, session, [s.name for s in resolved], atol)
             for note in check.notes:
-                err.print(f"[yellow]warning:[/] {note}", markup=True)
+                err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
             observers.append(check)
         listed = 0
 
@@ -133,24 +135,17 @@ def infer_command(
             nonlocal listed
             listed += 1
             if listed <= LISTED_FAILURES:
-                err.print(f"[yellow]skipped[/] {path}: {reason}", markup=True)
+                err.print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}", markup=True)
 
-        writer = ResultsWriter(output) if output is not None else None
-        if writer is not None:
-            with writer:
-                run = run_inference(
-                    resolved, session, pool, batch_size=batch_size, writer=writer, observers=observers, console=err,
-                    progress=progress, on_failure=report_failure,
-                )
-                if not len(run.predictions):
-                    raise InferError(_nothing_read(run))
-        else:
+        # The results file is committed only if the run completes with at least one row.
+        with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
             run = run_inference(
-                resolved, session, pool, batch_size=batch_size, observers=observers, console=err, progress=progress,
-                on_failure=report_failure,
+                resolved, session, pool, batch_size=batch_size, writer=writer, observers=observers, console=err,
+                progress=progress, on_failure=report_failure,
             )
-    if not len(run.predictions):
-        raise InferError(_nothing_read(run))
+            if not len(run.predictions):
+                n = len(run.failures)
+                raise InferError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
     print_report(run, out, output=str(output) if output is not None else None)
     if run.failures:
         more = len(run.failures) - LISTED_FAILURES
@@ -181,11 +176,6 @@ def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
     if batch_size <= 4:
         return 1, False
     return cores, True
-
-
-def _nothing_read(run) -> str:  # noqa: ANN001
-    n = len(run.failures)
-    return f"none of the {n:,} input file(s) could be read" if n else "nothing to classify"
 
 
 def _decodes_files(specs: list[str], data_dir: Path) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from osr_infer.pipeline import InferenceRun
@@ -65,6 +66,10 @@ def label_counts(run: InferenceRun) -> dict[str, dict[str, int]]:
     }
 
 
+def _images(n: int) -> str:
+    return f"{n:,} image{'' if n == 1 else 's'}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
@@ -72,25 +77,25 @@ def _pct(value: float | None) -> str:
 def print_report(run: InferenceRun, console: Console, *, output: str | None = None) -> None:
     p = run.predictions
     if 0 < len(p) <= TABLE_ROWS:
-        table = Table(title=f"{len(p)} images", show_header=True, header_style="bold")
+        table = Table(title=_images(len(p)), show_header=True, header_style="bold")
         for name, justify in (("path", "left"), ("label", "right"), ("probability", "right"), ("score", "right")):
             table.add_column(name, justify=justify, overflow="fold")
         labels = run.open_set_labels()
         for k in range(len(p)):
             source = run.sources[int(p.source[k])]
-            table.add_row(source.item_id(int(p.index[k])), labels[k], f"{p.probability[k]:.6f}", f"{p.score[k]:.6g}")
+            table.add_row(escape(source.item_id(int(p.index[k]))), escape(labels[k]), f"{p.probability[k]:.6f}", f"{p.score[k]:.6g}")
         console.print(table)
     else:
         counts = label_counts(run)
         table = Table(title="predicted labels", show_header=True, header_style="bold")
         table.add_column("label")
         for name in counts:
-            table.add_column(name, justify="right", overflow="fold")
+            table.add_column(escape(name), justify="right", overflow="fold")
         if len(counts) > 1:
             table.add_column("total", justify="right")
         for label in [*run.model.class_names, UNKNOWN_LABEL]:
             row = [counts[name][label] for name in counts]
-            table.add_row(label, *(f"{c:,}" for c in row), *([f"{sum(row):,}"] if len(counts) > 1 else []))
+            table.add_row(escape(label), *(f"{c:,}" for c in row), *([f"{sum(row):,}"] if len(counts) > 1 else []))
         classified = [int(np.sum(p.source == s)) for s in range(len(run.sources))]
         table.add_section()
         table.add_row("classified", *(f"{c:,}" for c in classified), *([f"{sum(classified):,}"] if len(counts) > 1 else []))
@@ -104,7 +109,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
         table = Table(title=f"open-set metrics at threshold {run.model.threshold:g}", show_header=True, header_style="bold")
         table.add_column("metric")
         for name in metrics:
-            table.add_column(name, justify="right", overflow="fold")
+            table.add_column(escape(name), justify="right", overflow="fold")
         rows = (
             ("knowns", lambda m: f"{m['n_known']:,}"),
             ("unknowns", lambda m: f"{m['n_unknown']:,}"),
@@ -120,9 +125,9 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
 
     failed = len(run.failures)
     line = (
-        f"{len(p):,} images classified in {run.seconds:.2f} s ({run.images_per_second:,.0f} images/s)"
+        f"{_images(len(p))} classified in {run.seconds:.2f} s ({run.images_per_second:,.0f} images/s)"
         f"{f'; {failed:,} unreadable, skipped' if failed else ''}"
     )
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False)
     if output is not None:
-        console.print(f"results: {output} ({run.output_rows:,} rows)", highlight=False)
+        console.print(f"results: {output} ({run.output_rows:,} rows)", highlight=False, markup=False)
