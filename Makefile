@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO := artifacts/demo
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test bench clean
 
 venv: $(STAMP)
 
@@ -14,17 +15,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The whole pipeline, offline, on the bundled scikit-learn digits data set (a few minutes on 2 CPU cores).
+# The three-command workflow, offline, on the bundled scikit-learn digits (about a minute on 2 CPU cores).
 demo: $(STAMP)
-	$(BIN)/osr-train siamese --dataset digits --out artifacts/demo
-	$(BIN)/osr-export artifacts/demo/model.pt --format all
-	$(BIN)/osr-infer digits --model artifacts/demo/model.onnx --output artifacts/demo/predictions.csv
+	$(BIN)/osr-train siamese --dataset digits --out $(DEMO)
+	$(BIN)/osr-export $(DEMO)/model.pt --format all
+	$(BIN)/osr-train sample-images $(DEMO)/images --dataset digits --n 50
+	$(BIN)/osr-infer $(DEMO)/images --model $(DEMO)/model.onnx --threshold 0.999 --output $(DEMO)/predictions.csv
+	@echo "demo done: model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks write JSON to benchmarks/results/ (real data from $$OSR_DATA_DIR or ../shared/datasets).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/training_throughput.py
+	$(BIN)/python benchmarks/inference_throughput.py
+	$(BIN)/python benchmarks/export_runtime.py
 
 clean:
 	rm -rf $(VENV) artifacts/* build *.egg-info

@@ -130,6 +130,36 @@ def evaluate(
         fail(str(exc), exc.exit_code)
 
 
+@app.command("sample-images")
+def sample_images(
+    out: Path = typer.Argument(..., help="Folder to write PNG files into (created)."),
+    dataset: Dataset = DatasetOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    n: int = typer.Option(100, "--n", help="Images per group (knowns, and each unknown set)."),
+    seed: int = SeedOpt,
+) -> None:
+    """Write test knowns (<out>/<digit>/) and unknowns (<out>/unknown-<set>/) as PNG files, to try osr-infer on."""
+    import numpy as np
+    from PIL import Image
+
+    from osr_train.data import DataError, load_open_set_data
+
+    try:
+        data = load_open_set_data(dataset.value, data_dir, seed=seed, progress=False)
+    except DataError as exc:
+        fail(str(exc))
+    rng = np.random.default_rng(seed)
+    groups = [(data.test, lambda i, s: str(s.labels[i]))] + [(u, lambda i, s: f"unknown-{s.name}") for u in data.unknown_test]
+    written = 0
+    for images, folder_of in groups:
+        for i in rng.choice(len(images), min(n, len(images)), replace=False):
+            path = out / folder_of(i, images) / f"{images.name}-{i:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images.images[i]).save(path)
+            written += 1
+    console.print(f"wrote {written} PNG files under {out}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     try:

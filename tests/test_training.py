@@ -82,3 +82,14 @@ def test_trains_on_mnist_format_files(fake_mnist, tmp_path):
     assert metrics["dataset"] == "mnist" and metrics["n_known"] == 40
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3 and history[-1]["val_accuracy"] > 0.5  # 100 train / 20 val images, 10 classes
+
+
+def test_sample_images_writes_pngs_per_group(tmp_path):
+    result = runner.invoke(app, ["sample-images", str(tmp_path), "--dataset", "digits", "--n", "12"])
+    assert result.exit_code == 0, result.output
+    knowns = [p for p in tmp_path.glob("[0-9]/*.png")]
+    unknowns = list((tmp_path / "unknown-sample-photos").glob("*.png"))
+    assert len(knowns) == 12 and len(unknowns) == 12
+    from PIL import Image
+
+    assert Image.open(knowns[0]).size == (28, 28)
