@@ -198,8 +198,16 @@ def test_mnist_and_cifar_references_are_labelled(onnx_model, fake_mnist, tmp_pat
     for metric in ("closed-set accuracy", "known acceptance", "unknown rejection", "open-set accuracy (11-class)"):
         assert metric in result.stdout
     model = InferenceModel(onnx_model)
-    mnist, cifar = resolve_sources(["mnist:test", "cifar10:test"], [], fake_mnist, model.contract)
+    mnist, cifar, train = resolve_sources(["mnist:test", "cifar10:test", "mnist:train"], [], fake_mnist, model.contract)
     assert mnist.labels.tolist() == [i % 10 for i in range(40)] and set(cifar.labels.tolist()) == {10}
+    assert len(train) == 120 and not train.from_files
+
+
+def test_data_dir_defaults_to_osr_data_dir(onnx_model, fake_mnist, monkeypatch):
+    monkeypatch.setenv("OSR_DATA_DIR", str(fake_mnist))
+    result = invoke(["mnist:train", "--model", onnx_model])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "120 images classified" in result.stdout and "closed-set accuracy" in result.stdout
 
 
 def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
