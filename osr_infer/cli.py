@@ -88,7 +88,7 @@ def infer_command(
 
     ``pool_kind``, ``chunk_files`` and ``ort_threads`` are tuning knobs for the benchmark.
     """
-    from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers
+    from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers, prepare_workers
     from osr_infer.pipeline import run_inference
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
@@ -109,6 +109,8 @@ def infer_command(
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
 
     decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
+    if decoding and pool_kind == "process":
+        prepare_workers()  # boots while the model loads and the files are listed
     threads, spin = ort_threading(workers if decoding else 0, batch_size)
     session = InferenceModel(model, threshold, threads=ort_threads or threads, spin=spin)
     if session.fixed_batch is not None and session.fixed_batch != batch_size:
@@ -120,7 +122,7 @@ def infer_command(
 
     with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES) as pool:
         if any(s.from_files for s in resolved):
-            pool.start()  # fork before torch or the progress bar start threads
+            pool.start()
         observers = []
         if parity is not None:
             from osr_infer.parity import ParityCheck  # the only torch import of osr_infer

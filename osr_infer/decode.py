@@ -13,26 +13,28 @@ a file that fails is reported with its reason and skipped, never fatal.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
-import threading
-import warnings
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_infer.sources import Source
 from osr_train.preprocess import ImageDecodeError, PreprocessContract, load_image
 
-#: Files per decoding task: large enough to amortise inter-process overhead, small enough
-#: that the first batch is ready quickly and the pool stays balanced (tuned in benchmarks/).
-CHUNK_FILES = 64
+if TYPE_CHECKING:
+    from osr_infer.sources import Source
+
+#: Files per decoding task: large enough to amortise inter-process overhead, and equal to the
+#: default batch size so that a decoded chunk is a batch, with no re-packing (tuned in
+#: benchmarks/: 256 beat 32, 64 and 128 end to end). Small sources are split evenly instead.
+CHUNK_FILES = 256
 
 
 def default_workers() -> int:
@@ -69,6 +71,35 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract) -> tuple[np
     return np.asarray(ok, dtype=np.int64), pixels[: len(ok)], failed
 
 
+def _start_method() -> str:
+    """fork only a single-threaded process; otherwise forkserver (spawn where there is neither).
+
+    Forking a process with other threads (numpy's BLAS pool, ONNX Runtime's workers, a
+    progress bar) can hand the child a lock some thread held at that instant: such a child
+    hangs. Python 3.12 warns about it, 3.14 stopped defaulting to fork.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:  # no procfs: assume the worst
+        threads = 2
+    if "fork" in methods and threads == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def prepare_workers() -> multiprocessing.context.BaseContext:
+    """The context worker processes start from; a forkserver is booted now, in the background,
+    so that it imports this module while the caller loads the model and lists files."""
+    context = multiprocessing.get_context(_start_method())
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        context.set_forkserver_preload([__name__])  # workers fork from a server that imported this once
+        forkserver.ensure_running()
+    return context
+
+
 def _noop() -> None:
     return None
 
@@ -81,8 +112,7 @@ def _worker_init() -> None:
 class DecodePool:
     """Ordered, bounded-prefetch decoding of sources into :class:`Piece` s.
 
-    Use as a context manager; :meth:`start` forks the workers early, while the process has
-    no Python threads yet (the progress bar and ONNX Runtime start threads later).
+    Use as a context manager; :meth:`start` starts the workers before the first chunk.
     """
 
     def __init__(self, contract: PreprocessContract, workers: int | None = None, *, kind: str = "process", chunk_files: int = CHUNK_FILES) -> None:
@@ -107,15 +137,9 @@ class DecodePool:
             if self.kind == "thread":
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="osr-decode")
             else:
-                # fork is fast and safe while this process runs no other Python thread (native
-                # BLAS/ORT threads register fork handlers or are never used by the children);
-                # otherwise forkserver, which never forks a multi-threaded parent.
-                methods = multiprocessing.get_all_start_methods()
-                method = "fork" if "fork" in methods and threading.active_count() == 1 else ("forkserver" if "forkserver" in methods else "spawn")
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method), initializer=_worker_init)
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*multi-threaded, use of fork", category=DeprecationWarning)
-                    self._executor.submit(_noop).result()  # forks all workers now
+                context = prepare_workers()
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
+                self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
         return self
 
     def close(self) -> None:
@@ -146,6 +170,8 @@ class DecodePool:
     def _tasks(self, sources: list[Source], memory_chunk: int) -> Iterator[tuple[int, int, int]]:
         for s, source in enumerate(sources):
             step = self.chunk_files if source.from_files else memory_chunk
+            if source.from_files and self.workers > 1:  # keep every worker busy on a small folder
+                step = max(1, min(step, math.ceil(len(source) / self.workers)))
             for start in range(0, len(source), step):
                 yield s, start, min(len(source), start + step)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_train.metrics import UNKNOWN
+from osr_train.data.datasets import UNKNOWN_LABEL as UNKNOWN  # 10, the 11th class of the metrics
 from osr_train.preprocess import IMAGE_SUFFIXES, PREPROCESSING, PreprocessContract, find_images
 
 UNLABELLED = -1
