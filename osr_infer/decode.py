@@ -95,7 +95,9 @@ def prepare_workers() -> multiprocessing.context.BaseContext:
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        context.set_forkserver_preload([__name__])  # workers fork from a server that imported this once
+        # The server imports the main module (which every worker would otherwise re-import) and
+        # this one once; workers fork from it ready to decode.
+        context.set_forkserver_preload(["__main__", __name__])
         forkserver.ensure_running()
     return context
 
