@@ -38,11 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 from rich.console import Console
 
-from osr_export.onnx_export import save_onnx, to_onnx_model
-from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
+# torch is imported inside the functions that need it: osr-infer's decode workers re-run this
+# script's top level (multiprocessing's rule for the main module), and should not pay for torch.
 from osr_infer import cli
 from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, default_workers
 from osr_infer.session import InferenceModel
@@ -101,7 +100,9 @@ def time_pass(fn, batches: list[np.ndarray]) -> float:
     return sum(len(x) for x in batches) / (time.perf_counter() - t0)
 
 
-def runtime_comparison(onnx_path: Path, scored: torch.nn.Module, data_dir: Path, repeats: int, sweep: bool) -> dict:
+def runtime_comparison(onnx_path: Path, scored, data_dir: Path, repeats: int, sweep: bool) -> dict:  # noqa: ANN001 - a torch module
+    import torch
+
     cores = default_workers()
     torch_threads = torch.get_num_threads()
 
@@ -253,6 +254,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.checkpoint is None or not args.checkpoint.is_file():
         parser.error("no checkpoint: train one (osr-train) or pass --checkpoint")
+    import torch
+
+    from osr_export.onnx_export import save_onnx, to_onnx_model
+    from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
+
     folder = args.data_dir / "cifar10-test-jpeg"
     if args.wait_quiet:
         wait_for_quiet(args.wait_quiet)
