@@ -29,7 +29,7 @@ test: $(STAMP)
 # Benchmarks write JSON to benchmarks/results/ (real data from $$OSR_DATA_DIR or ../shared/datasets).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/training_throughput.py
-	$(BIN)/python benchmarks/inference_throughput.py
+	$(BIN)/python benchmarks/inference_throughput.py --wait-quiet 600
 	$(BIN)/python benchmarks/export_runtime.py
 
 clean:
