@@ -20,7 +20,7 @@ class TrainingFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def _load_data(dataset: str, data_dir: Path | None, ood_dirs: list[Path] | None, download: bool, seed: int, console: Console):
+def load_data(dataset: str, data_dir: Path | None, ood_dirs: list[Path] | None, download: bool, seed: int, console: Console):
     from osr_train.data import DataError
     from osr_train.data import load_open_set_data
     from osr_train.data.idx import IdxFormatError
@@ -82,7 +82,7 @@ def train_command(
         check_writable_dir(out_dir)
     except PermissionError as exc:
         raise TrainingFailed(str(exc)) from None
-    data = _load_data(dataset, data_dir, ood_dirs, download, seed, console)
+    data = load_data(dataset, data_dir, ood_dirs, download, seed, console)
 
     import torch
 

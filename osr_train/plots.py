@@ -15,7 +15,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from osr_train.io import atomic_path  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -39,7 +39,7 @@ def plot_history(history: Sequence[dict], path: Path) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> Path:
@@ -47,4 +47,4 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
     fig, ax = plt.subplots(figsize=(0.6 * len(labels) + 3, 0.6 * len(labels) + 2))
     ConfusionMatrixDisplay(matrix, display_labels=list(labels)).plot(ax=ax, colorbar=False, values_format="d", cmap="Blues")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

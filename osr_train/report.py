@@ -18,7 +18,7 @@ def plot_roc(known: Outputs, unknowns: list[Outputs], path: Path) -> Path:
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from osr_train.plots import _save
+    from osr_train.plots import save_figure
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, known_scores in known.scores.items():
@@ -31,14 +31,14 @@ def plot_roc(known: Outputs, unknowns: list[Outputs], path: Path) -> Path:
            ylabel="true-positive rate on knowns", title="ROC: test knowns vs pooled unknowns")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_histograms(known: Outputs, unknowns: list[Outputs], score: str, threshold: float, path: Path) -> Path:
     """Score histograms, knowns vs each unknown set, with the stored score's threshold marked."""
     import matplotlib.pyplot as plt
 
-    from osr_train.plots import _save
+    from osr_train.plots import save_figure
 
     names = list(known.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6))
@@ -53,7 +53,7 @@ def plot_histograms(known: Outputs, unknowns: list[Outputs], score: str, thresho
             ax.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.4g}")
         ax.set(title=name + (" (stored score)" if name == score else ""), yscale="log", xlabel="score")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_tsne(known: Outputs, unknowns: list[Outputs], path: Path, n_known: int = 1500, n_unknown: int = 500, seed: int = 0) -> Path:
@@ -61,7 +61,7 @@ def plot_tsne(known: Outputs, unknowns: list[Outputs], path: Path, n_known: int 
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
-    from osr_train.plots import _save
+    from osr_train.plots import save_figure
 
     rng = np.random.default_rng(seed)
     ki = rng.choice(len(known.labels), min(n_known, len(known.labels)), replace=False)
@@ -82,7 +82,7 @@ def plot_tsne(known: Outputs, unknowns: list[Outputs], path: Path, n_known: int 
         ax.scatter(emb[m, 0], emb[m, 1], s=6, marker="x", color=["k", "grey", "brown"][g % 3], label=f"unknown: {u.name}")
     ax.set(title="t-SNE of the output embedding (test digits and unknowns)", xticks=[], yticks=[])
     ax.legend(fontsize=7, markerscale=3, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def metrics_table_md(metrics: dict[str, Any]) -> str:
@@ -143,7 +143,7 @@ def evaluate_command(
     from osr_train.evaluation import evaluate_outputs, run_model
     from osr_train.io import check_writable_dir, write_json
     from osr_train.models import classifier_of
-    from osr_train.pipeline import TrainingFailed, _load_data, print_summary
+    from osr_train.pipeline import TrainingFailed, load_data, print_summary
     from osr_train.plots import plot_confusion
     from osr_train.scoring import fit_mahalanobis
     from osr_train.training import Normalizer, TensorSplit, resolve_device
@@ -158,7 +158,7 @@ def evaluate_command(
         check_writable_dir(out_dir)
     except PermissionError as exc:
         raise TrainingFailed(str(exc)) from None
-    data = _load_data(config["dataset"], data_dir, ood_dirs, False, config.get("seed", 0), console)
+    data = load_data(config["dataset"], data_dir, ood_dirs, False, config.get("seed", 0), console)
     if not data.unknown_test:
         raise TrainingFailed("no unknown set: pass --ood-dir, or put CIFAR-10 in the data folder")
     classifier = classifier_of(model.to(dev))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from osr_train.scores import SCORES, score_spec
+from osr_train.scores import score_spec
 
 
 class ScoredClassifier(nn.Module):
@@ -73,5 +73,3 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     precision = LedoitWolf(assume_centered=True).fit(centred).precision_
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
-
-ALL_SCORES = tuple(SCORES)

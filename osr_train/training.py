@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -305,9 +304,3 @@ def history_to_json(history: list[EpochLog]) -> list[dict[str, Any]]:
 
 def config_to_json(config: TrainConfig) -> dict[str, Any]:
     return asdict(config)
-
-
-def numpy_logits(classifier: torch.nn.Module, images: ImageSet, device: torch.device) -> np.ndarray:
-    """Logits of a whole ImageSet as float32 numpy (for evaluation)."""
-    x = torch.from_numpy(images.images).to(device)
-    return predict_logits(classifier, x, Normalizer()).float().cpu().numpy()
