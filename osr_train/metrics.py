@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
-UNKNOWN = 10
+from osr_train.data.datasets import UNKNOWN_LABEL as UNKNOWN
 
 
 def open_set_predictions(pred: np.ndarray, score: np.ndarray, threshold: float) -> np.ndarray:

@@ -172,7 +172,7 @@ class Trainer:
         """A fresh Adam per stage (as the seed), with the recipe's schedule."""
         opt = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         if self.config.schedule == "onecycle":
-            steps = len(range(0, len(self.train) - 1, int(self.config.batch_size)))
+            steps = len(self._batch_starts())
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr, total_steps=epochs * steps)
         else:
             self.scheduler = None
@@ -187,10 +187,15 @@ class Trainer:
         return loss.detach()
 
     # -- one epoch -------------------------------------------------------------------------
-    def _batches(self, batch_size: int):
+    def _batch_starts(self) -> range:
+        """Where each batch of an epoch starts; a last batch of 1 is dropped (a Siamese pair needs two)."""
+        return range(0, len(self.train) - 1, int(self.config.batch_size))
+
+    def _batches(self):
         order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
-        for start in range(0, len(order) - 1, batch_size):  # a last batch of 1 is dropped
-            idx = order[start : start + batch_size]
+        bs = int(self.config.batch_size)
+        for start in self._batch_starts():
+            idx = order[start : start + bs]
             x = self.normalize(self.train.x[idx])
             yield (self.augment(x, self.generator) if self.augment else x), self.train.y[idx]
 
@@ -241,8 +246,7 @@ class Trainer:
         result: TrainResult,
         acc_label: str,
     ) -> None:
-        bs = int(self.config.batch_size)
-        steps = len(range(0, len(self.train) - 1, bs))
+        steps = len(self._batch_starts())
         columns = (
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
@@ -255,7 +259,7 @@ class Trainer:
                 self.model.train()
                 total = torch.zeros((), device=self.device)
                 n = 0
-                for x, y in self._batches(bs):
+                for x, y in self._batches():
                     total += step(x, y)
                     n += 1
                     progress.advance(task)
