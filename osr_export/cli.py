@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+
+from osr_train import cli_support
 
 app = typer.Typer(add_completion=False, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch.")
 console = Console(stderr=True)
@@ -27,12 +28,12 @@ class Quantize(str, Enum):
     int8 = "int8"
 
 
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+def fail(message: str, code: int = 2) -> NoReturn:
+    cli_support.fail(console, message, code)
 
 
 @app.command()
+@cli_support.interruptible(console, "nothing was written")
 def export(
     checkpoint: Path = typer.Argument(
         Path("artifacts/siamese/model.pt"), help="A final model.pt written by osr-train.", show_default=True,
@@ -95,11 +96,7 @@ def main() -> None:
     _quiet_exporter_logs()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 140  # logs and CI: room for the parity table
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("interrupted; nothing was written")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -17,6 +16,7 @@ from rich.markup import escape
 
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
 from osr_infer.session import DEFAULT_MODEL
+from osr_train import cli_support
 
 EPILOG = (
     "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
@@ -33,12 +33,12 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 out = Console(highlight=False, soft_wrap=True)
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
-    raise typer.Exit(code)
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    cli_support.fail(err, message, code)
 
 
 @app.command(epilog=EPILOG)
+@cli_support.interruptible(err, "no results file was written")
 def infer(
     sources: Optional[list[str]] = typer.Argument(None, metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
     model: Path = typer.Option(DEFAULT_MODEL, "--model", help="ONNX model exported by osr-export."),
@@ -149,6 +149,8 @@ def infer_command(
                 n = len(run.failures)
                 raise InferError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
     print_report(run, out, output=str(output) if output is not None else None)
+    for note in pool.notes():
+        err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
     if run.failures:
         more = len(run.failures) - LISTED_FAILURES
         err.print(
@@ -198,11 +200,7 @@ def _decodes_files(specs: list[str], data_dir: Path) -> bool:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted (no results file written)")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

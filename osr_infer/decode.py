@@ -8,7 +8,9 @@ keeps memory flat however many files there are. ``workers=0`` decodes in the cal
 thread (for debugging, or a machine where processes are unwelcome).
 
 Every file goes through :func:`osr_train.preprocess.load_image` with the model's contract;
-a file that fails is reported with its reason and skipped, never fatal.
+a file that fails is reported with its reason and skipped, never fatal. A worker process
+that dies (killed, out of memory, a crashing codec) is replaced and its files decoded again;
+a file that kills its worker is reported like any other unreadable file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -54,7 +56,15 @@ class Piece:
     failures: list[tuple[str, str]]  # (path, reason) for the files of this piece that failed
 
 
-def decode_files(paths: Sequence[str], contract: PreprocessContract) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+#: What a worker returns for a list of paths: (positions decoded, their pixels, [(position, reason)]).
+Decoded = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
+DecodeFn = Callable[[Sequence[str], PreprocessContract], Decoded]
+
+#: Worker deaths a run survives (each restarts the pool) before it stops with an error.
+MAX_WORKER_CRASHES = 16
+
+
+def decode_files(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
     """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)])."""
     size = contract.size
     pixels = np.empty((len(paths), size, size), dtype=np.uint8)
@@ -119,7 +129,10 @@ class DecodePool:
     Use as a context manager; :meth:`start` starts the workers before the first chunk.
     """
 
-    def __init__(self, contract: PreprocessContract, workers: int | None = None, *, kind: str = "process", chunk_files: int = CHUNK_FILES) -> None:
+    def __init__(
+        self, contract: PreprocessContract, workers: int | None = None, *, kind: str = "process", chunk_files: int = CHUNK_FILES,
+        decode: DecodeFn = decode_files, max_crashes: int = MAX_WORKER_CRASHES,
+    ) -> None:
         if kind not in ("process", "thread"):
             raise ValueError(f"pool kind must be 'process' or 'thread', not {kind!r}")
         self.contract = contract
@@ -128,6 +141,9 @@ class DecodePool:
             raise InferError(f"--workers must be 0 or more, not {self.workers}")
         self.kind = kind
         self.chunk_files = max(1, int(chunk_files))
+        self.decode = decode
+        self.max_crashes = max_crashes
+        self.crashes = 0  # worker processes that died and were replaced
         self._executor: Executor | None = None
 
     def __enter__(self) -> "DecodePool":
@@ -143,7 +159,13 @@ class DecodePool:
             else:
                 context = prepare_workers()
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
-                self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
+                try:
+                    self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
+                except BrokenProcessPool:
+                    self.close()
+                    raise InferError(
+                        "the decoding worker processes could not start (see the error above); rerun with --workers 0 to decode in-process"
+                    ) from None
         return self
 
     def close(self) -> None:
@@ -151,8 +173,23 @@ class DecodePool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
+    def notes(self) -> list[str]:
+        """What the user should know about the decoding (printed by the CLI)."""
+        if not self.crashes:
+            return []
+        return [
+            f"a decoding worker process died {self.crashes} time(s) (killed, out of memory, or a crashing decoder); "
+            "the pool was restarted and the files in flight were decoded again"
+        ]
+
     def pieces(self, sources: list[Source], memory_chunk: int = 4096) -> Iterator[Piece]:
-        """Every item of every source, in order; files decoded ``chunk_files`` at a time."""
+        """Every item of every source, in order; files decoded ``chunk_files`` at a time.
+
+        If a worker process dies (killed, out of memory, a decoder crash), the pool is restarted,
+        the chunks in flight are submitted again, and the chunk being collected is decoded one
+        file per task, so that a file that kills its worker is reported and skipped like any
+        other unreadable file. After ``max_crashes`` deaths the run stops with an error.
+        """
         if any(source.from_files for source in sources):
             self.start()
         window: deque[tuple[int, int, int, Future | Piece]] = deque()
@@ -169,7 +206,59 @@ class DecodePool:
             if not window:
                 return
             s, start, stop, pending = window.popleft()
-            yield pending if isinstance(pending, Piece) else self._collect(sources[s], s, start, pending)
+            if isinstance(pending, Piece):
+                yield pending
+                continue
+            try:
+                piece = self._collect(sources[s], s, start, pending.result())
+            except BrokenProcessPool:
+                self._restart(None)
+                # Alone on the new pool, so that a death now is this chunk's; then the chunks
+                # that were in flight, whose futures died with the old pool, are submitted again.
+                piece = self._decode_one_by_one(sources, s, start, stop)
+                window = deque(entry if isinstance(entry[3], Piece) else self._submit(sources, *entry[:3]) for entry in window)
+            yield piece
+
+    def _restart(self, culprit: str | None) -> None:
+        """Replace a pool whose worker died; give up after ``max_crashes`` deaths."""
+        self.crashes += 1
+        if self._executor is not None:
+            # Kill the surviving workers before joining them: in CPython 3.11 a worker of a
+            # broken pool can stay blocked on its task queue, and shutdown() then never returns.
+            for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+                process.kill()
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        if self.crashes > self.max_crashes:
+            last = f" (the last while decoding {culprit})" if culprit else ""
+            raise InferError(
+                f"decoding worker processes died {self.crashes} times{last}: giving up; check memory, or rerun with --workers 0 to decode in-process"
+            )
+        self.start()
+
+    def _decode_one_by_one(self, sources: list[Source], s: int, start: int, stop: int) -> Piece:
+        """Decode a chunk whose worker died, one file per task, waiting for each: a file whose
+        task kills the worker again is the culprit, and is reported as unreadable."""
+        assert self._executor is not None
+        source = sources[s]
+        size = self.contract.size
+        positions: list[int] = []
+        pixels: list[np.ndarray] = []
+        failures: list[tuple[str, str]] = []
+        for i in range(start, stop):
+            path = source.paths[i]
+            try:
+                ok, decoded, failed = self._executor.submit(self.decode, [path], self.contract).result()
+            except BrokenProcessPool:
+                failures.append((path, "the image decoder crashed on this file (its worker process died)"))
+                self._restart(path)
+                continue
+            if len(ok):
+                positions.append(i)
+                pixels.append(decoded[0])
+            failures.extend((path, reason) for _, reason in failed)
+        stacked = np.stack(pixels) if pixels else np.empty((0, size, size), dtype=np.uint8)
+        return Piece(s, np.asarray(positions, dtype=np.int64), stacked, failures)
 
     def _tasks(self, sources: list[Source], memory_chunk: int) -> Iterator[tuple[int, int, int]]:
         for s, source in enumerate(sources):
@@ -186,16 +275,16 @@ class DecodePool:
         paths = source.paths[start:stop]
         if self._executor is None:  # workers=0: decode here, now
             future: Future = Future()
-            future.set_result(decode_files(paths, self.contract))
+            future.set_result(self.decode(paths, self.contract))
             return s, start, stop, future
-        return s, start, stop, self._executor.submit(decode_files, paths, self.contract)
-
-    def _collect(self, source: Source, s: int, start: int, future: Future) -> Piece:
         try:
-            positions, pixels, failed = future.result()
-        except BrokenProcessPool:
-            raise InferError(
-                "a decoding worker process died unexpectedly (out of memory, or a crashing image decoder); "
-                "rerun with --workers 0 to decode in-process"
-            ) from None
+            return s, start, stop, self._executor.submit(self.decode, paths, self.contract)
+        except BrokenProcessPool as exc:  # a worker died since the last chunk: handled on collection
+            future = Future()
+            future.set_exception(exc)
+            return s, start, stop, future
+
+    @staticmethod
+    def _collect(source: Source, s: int, start: int, decoded: Decoded) -> Piece:
+        positions, pixels, failed = decoded
         return Piece(s, positions + start, pixels, [(source.paths[start + i], reason) for i, reason in failed])

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+
+from osr_train import cli_support
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Train an open-set digit recogniser.")
 console = Console(stderr=True)
@@ -27,9 +28,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+def fail(message: str, code: int = 2) -> NoReturn:
+    cli_support.fail(console, message, code)
+
+
+#: Every file osr-train writes is written atomically (temp file, then rename).
+interruptible = cli_support.interruptible(console, "the files already written are complete; none is half-written")
 
 
 def _train(model_kind: str, **options) -> None:
@@ -81,6 +85,7 @@ ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in 
 
 
 @app.command()
+@interruptible
 def baseline(
     recipe: Recipe = RecipeOpt, dataset: Dataset = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
     ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt,
@@ -94,6 +99,7 @@ def baseline(
 
 
 @app.command()
+@interruptible
 def siamese(
     recipe: Recipe = RecipeOpt, dataset: Dataset = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
     ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt,
@@ -112,6 +118,7 @@ def siamese(
 
 
 @app.command()
+@interruptible
 def evaluate(
     checkpoint: Path = typer.Argument(Path("artifacts/siamese/model.pt"), help="A model.pt written by osr-train."),
     data_dir: Optional[Path] = DataDirOpt,
@@ -131,6 +138,7 @@ def evaluate(
 
 
 @app.command("sample-images")
+@interruptible
 def sample_images(
     out: Path = typer.Argument(..., help="Folder to write PNG files into (created)."),
     dataset: Dataset = DatasetOpt,
@@ -143,6 +151,7 @@ def sample_images(
     from PIL import Image
 
     from osr_train.data import DataError, load_open_set_data
+    from osr_train.io import atomic_path
 
     try:
         data = load_open_set_data(dataset.value, data_dir, seed=seed, progress=False)
@@ -154,19 +163,15 @@ def sample_images(
     for images, folder_of in groups:
         for i in rng.choice(len(images), min(n, len(images)), replace=False):
             path = out / folder_of(i, images) / f"{images.name}-{i:05d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(images.images[i]).save(path)
+            with atomic_path(path) as tmp:  # creates the folder too
+                Image.fromarray(images.images[i]).save(tmp, format="PNG")
             written += 1
     console.print(f"wrote {written} PNG files under {out}")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
-    try:
-        app()
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        sys.exit(130)
+    app()
 
 
 if __name__ == "__main__":

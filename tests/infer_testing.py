@@ -3,12 +3,16 @@ image files of every awkward kind, and a CLI runner that keeps stdout and stderr
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from osr_infer.decode import decode_files
 
 
 def export_onnx(checkpoint: Path, target: Path) -> Path:
@@ -120,3 +124,22 @@ def invoke(args: list[str]):
     from osr_infer.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def crashing_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool decode function
+    """decode_files, except that a worker given a file named crash-* dies on the spot (a decoder segfault)."""
+    if any(Path(p).name.startswith("crash-") for p in paths):
+        os._exit(70)
+    return decode_files(paths, contract)
+
+
+def dies_once_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool decode function
+    """decode_files, except that the first worker to see ``die-once.flag`` beside its files is
+    SIGKILLed (as by the out-of-memory killer) and removes the flag, so that it happens once."""
+    flag = Path(paths[0]).parent / "die-once.flag"
+    try:
+        flag.unlink()
+    except FileNotFoundError:
+        return decode_files(paths, contract)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")

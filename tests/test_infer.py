@@ -15,6 +15,8 @@ from PIL import Image
 
 from infer_testing import (
     cached_digits_onnx,
+    crashing_decode,
+    dies_once_decode,
     digit_images,
     edit_onnx,
     invoke,
@@ -375,6 +377,63 @@ def test_decode_pool_is_ordered_and_reports_failures(tmp_path, workers, kind):
     failures = [f for p in decoded for f in p.failures]
     assert [(Path(f[0]).name, f[1][:10]) for f in failures] == [("img00005.png", "empty file"), ("img00066.png", "not an ima")]
     assert pieces[-1].source == 1 and pieces[-1].index.tolist() == [0, 1, 2, 3, 4]
+
+
+def _decoded_in_order(pieces: list[Piece]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    return np.concatenate([p.index for p in pieces]), [f for p in pieces for f in p.failures]
+
+
+def test_a_file_that_kills_its_decoding_worker_is_reported_and_the_rest_decoded(tmp_path):
+    images, _ = digit_images(40)
+    paths = write_pngs(tmp_path / "a", images)
+    for i in (9, 30):  # valid PNGs, but the test decoder dies on them like a segfaulting codec
+        paths[i] = paths[i].rename(paths[i].with_name(f"crash-{i}.png"))
+    source = Source("a", np.full(40, -1), paths=[str(p) for p in paths])
+    with DecodePool(PREPROCESSING, 2, chunk_files=8, decode=crashing_decode) as pool:
+        pieces = list(pool.pieces([source]))
+        assert pool.crashes >= 2 and "died" in pool.notes()[0]
+    index, failures = _decoded_in_order(pieces)
+    assert index.tolist() == [i for i in range(40) if i not in (9, 30)]
+    np.testing.assert_array_equal(np.concatenate([p.pixels for p in pieces]), np.stack([load_image(paths[i]) for i in index]))
+    assert [Path(path).name for path, _ in failures] == ["crash-9.png", "crash-30.png"]
+    assert all("decoder crashed on this file" in reason for _, reason in failures)
+
+
+def test_a_killed_decoding_worker_is_replaced_and_nothing_is_lost(tmp_path):
+    images, _ = digit_images(40)
+    paths = write_pngs(tmp_path / "a", images)
+    (tmp_path / "a" / "die-once.flag").touch()
+    source = Source("a", np.full(40, -1), paths=[str(p) for p in paths])
+    with DecodePool(PREPROCESSING, 2, chunk_files=8, decode=dies_once_decode) as pool:
+        pieces = list(pool.pieces([source]))
+        assert pool.crashes == 1
+    index, failures = _decoded_in_order(pieces)
+    assert index.tolist() == list(range(40)) and failures == []
+
+
+def test_decoding_gives_up_after_too_many_worker_deaths(tmp_path):
+    images, _ = digit_images(20)
+    paths = write_pngs(tmp_path / "a", images)
+    for i in (3, 12):
+        paths[i].rename(paths[i].with_name(f"crash-{i}.png"))
+    source = Source("a", np.full(20, -1), paths=sorted(str(p) for p in (tmp_path / "a").iterdir()))
+    with DecodePool(PREPROCESSING, 2, chunk_files=4, decode=crashing_decode, max_crashes=1) as pool:
+        with pytest.raises(InferError, match=r"died 2 times .*crash-.*--workers 0"):
+            list(pool.pieces([source]))
+
+
+def test_ctrl_c_says_so_exits_130_and_leaves_no_results_file(tmp_path, onnx_model, monkeypatch):
+    import osr_infer.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(osr_infer.pipeline, "run_inference", interrupted)
+    write_pngs(tmp_path / "in", digit_images(3)[0])
+    result = invoke([tmp_path / "in", "--model", onnx_model, "--output", tmp_path / "r.csv", "--workers", "0"])
+    assert result.exit_code == 130
+    assert "interrupted: no results file was written" in result.stderr
+    assert not (tmp_path / "r.csv").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 def test_results_are_written_atomically(tmp_path):

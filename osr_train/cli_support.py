@@ -1,0 +1,42 @@
+"""What the three command-line tools share: how they fail, and how they stop on Ctrl-C.
+
+Torch-free (osr-infer imports it). Typer turns Ctrl-C inside a command into a silent exit
+130, so a command that should say what an interruption left behind catches it itself,
+through :func:`interruptible`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def fail(console: Console, message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` (taken literally, never as markup) and exit with ``code``."""
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def interruptible(console: Console, message: str) -> Callable[[F], F]:
+    """Decorate a command so that Ctrl-C prints ``message`` and exits with status 130."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def run(*args: object, **kwargs: object) -> object:
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt:
+                console.print(f"interrupted: {message}", highlight=False, soft_wrap=True)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+        return run  # type: ignore[return-value]
+
+    return decorate

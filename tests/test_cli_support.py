@@ -1,0 +1,42 @@
+"""The helpers all three command-line tools share."""
+
+from __future__ import annotations
+
+import io
+
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from osr_train.cli_support import fail, interruptible
+
+
+def _app(console: Console) -> typer.Typer:
+    app = typer.Typer(add_completion=False)
+
+    @app.command()
+    @interruptible(console, "nothing was written")
+    def work(count: int = typer.Option(1, "--count", help="How many."), stop: bool = False) -> None:
+        if stop:
+            raise KeyboardInterrupt
+        if count < 0:
+            fail(console, f"--count must not be negative, not [{count}]")
+        console.print(f"did {count}")
+
+    return app
+
+
+def test_ctrl_c_prints_what_was_left_and_exits_130():
+    buffer = io.StringIO()
+    app = _app(Console(file=buffer, width=200))
+    assert CliRunner().invoke(app, ["--count", "3"]).exit_code == 0  # options survive the decorator
+    assert "did 3" in buffer.getvalue()
+    result = CliRunner().invoke(app, ["--stop"])
+    assert result.exit_code == 130 and "interrupted: nothing was written" in buffer.getvalue()
+
+
+def test_fail_prints_the_message_literally_and_exits_with_the_code():
+    buffer = io.StringIO()
+    result = CliRunner().invoke(_app(Console(file=buffer, width=200)), ["--count", "-2"])
+    assert result.exit_code == 2
+    assert "error: --count must not be negative, not [-2]" in buffer.getvalue()  # brackets are not eaten as markup
