@@ -4,7 +4,7 @@ Both loops run in this process over the same in-memory uint8 tensors (real MNIST
 ``--data-dir`` has it, else random images of MNIST's size), alternating so that machine
 noise hits both. The goal of issue #2: ratio full/bare <= 1.15. Writes JSON.
 
-    python benchmarks/training_throughput.py [--data-dir ../shared/datasets] [--repeats 3]
+    python benchmarks/training_throughput.py [--data-dir ../shared/datasets] [--repeats 3] [--device cuda]
 """
 
 from __future__ import annotations
@@ -40,14 +40,20 @@ def load_data(data_dir: Path | None) -> OpenSetData:
     return OpenSetData("random", make(50_000, "train"), make(10_000, "val"), make(10_000, "test"))
 
 
-def bare_epoch(data: OpenSetData, batch_size: int, seed: int) -> float:
-    """Forward/backward/step over the same tensors: nothing else."""
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_epoch(data: OpenSetData, batch_size: int, seed: int, device: str) -> float:
+    """Forward/backward/step over the same tensors (already on ``device``): nothing else."""
     torch.manual_seed(seed)
-    model = ConvNet()
+    model = ConvNet().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     normalize = Normalizer()
-    x, y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    x, y = torch.from_numpy(data.train.images).to(device), torch.from_numpy(data.train.labels).to(device)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for start in range(0, len(y) - 1, batch_size):
         idx = order[start : start + batch_size]
@@ -55,15 +61,17 @@ def bare_epoch(data: OpenSetData, batch_size: int, seed: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    synchronize(device)
     return time.perf_counter() - t0
 
 
-def full_epoch(data: OpenSetData, batch_size: int, seed: int, out_dir: Path) -> float:
+def full_epoch(data: OpenSetData, batch_size: int, seed: int, out_dir: Path, device: str) -> float:
     """One epoch of the real loop: batches, optimiser, progress bar, validation, checkpoint."""
-    config = TrainConfig(model="baseline", epochs=1, batch_size=batch_size, seed=seed, device="cpu")
+    config = TrainConfig(model="baseline", epochs=1, batch_size=batch_size, seed=seed, device=device)
     trainer = Trainer(config, data, out_dir, Console(file=open(os.devnull, "w"), force_terminal=True), {"architecture": "ConvNet"})
+    synchronize(device)
     t0 = time.perf_counter()
-    trainer.fit()
+    trainer.fit()  # ends with a checkpoint written from the device's weights: synchronised
     return time.perf_counter() - t0
 
 
@@ -72,15 +80,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "training_throughput.json")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--output", type=Path, help="[default: results/training_throughput.json, or _cuda.json with --device cuda]")
     args = parser.parse_args()
+    if args.output is None:
+        args.output = HERE / "results" / f"training_throughput{'_cuda' if args.device == 'cuda' else ''}.json"
     data = load_data(args.data_dir)
     bare, full = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        bare_epoch(data, args.batch_size, 99)  # warm-up (allocator, kernels)
+        bare_epoch(data, args.batch_size, 99, args.device)  # warm-up (allocator, kernels)
         for r in range(args.repeats):
-            bare.append(bare_epoch(data, args.batch_size, r))
-            full.append(full_epoch(data, args.batch_size, r, Path(tmp)))
+            bare.append(bare_epoch(data, args.batch_size, r, args.device))
+            full.append(full_epoch(data, args.batch_size, r, Path(tmp), args.device))
             print(f"repeat {r + 1}: bare {bare[-1]:.2f} s, full {full[-1]:.2f} s, ratio {full[-1] / bare[-1]:.3f}")
     result = {
         "benchmark": "training epoch: full loop vs bare forward/backward loop",
@@ -92,6 +103,7 @@ def main() -> None:
         "full_seconds": full,
         "ratio_median": statistics.median(f / b for f, b in zip(full, bare)),
         "goal_ratio_max": 1.15,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

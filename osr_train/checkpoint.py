@@ -35,7 +35,9 @@ def versions() -> dict[str, str]:
 def save_checkpoint(path: str | Path, model: torch.nn.Module, config: dict[str, Any]) -> Path:
     """Write ``{"format", "config", "state_dict"}`` atomically."""
     config = dict(config, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), versions=versions())
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config, "state_dict": model.state_dict()}
+    # CPU tensors: a checkpoint trained on a GPU loads anywhere, even with a plain torch.load.
+    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config, "state_dict": state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
