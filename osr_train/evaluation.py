@@ -12,7 +12,7 @@ import torch
 from osr_train.data.datasets import ImageSet, OpenSetData
 from osr_train.metrics import ood_report, open_set_report
 from osr_train.scoring import logit_score, mahalanobis_score
-from osr_train.training import Normalizer, channels_last, inference_copy
+from osr_train.training import Normalizer, channels_last, full_fp32, inference_copy
 
 LOGIT_SCORES = ("msp", "max_logit", "energy")
 
@@ -33,6 +33,7 @@ class Outputs:
 
 
 @torch.inference_mode()
+@full_fp32()
 def run_model(
     classifier: torch.nn.Module,
     images: ImageSet,

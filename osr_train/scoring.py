@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from osr_train.scores import score_spec
+from osr_train.training import full_fp32
 
 
 class ScoredClassifier(nn.Module):
@@ -59,6 +60,7 @@ def mahalanobis_score(feats: torch.Tensor, means: torch.Tensor, precision: torch
 
 
 @torch.inference_mode()
+@full_fp32()
 def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096) -> dict[str, Any]:
     """Class means and a shared (Ledoit-Wolf shrunk) precision of the penultimate features."""
     from sklearn.covariance import LedoitWolf

@@ -7,11 +7,12 @@ atomic checkpoint, so Ctrl-C always leaves the last complete epoch on disk.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,23 @@ class TrainResult:
     interrupted: bool = False
 
 
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Plain fp32 convolutions and matrix products on CUDA (no TF32) inside the block.
+
+    Ampere and later GPUs run fp32 convolutions in TF32 (a 10-bit mantissa) by default:
+    fine for training, but evaluation and threshold calibration must see the scores the
+    exported fp32 model computes on the edge; with TF32, logits move by about 1e-3. Also
+    usable as a decorator. Harmless without a GPU.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def inference_copy(module: torch.nn.Module) -> torch.nn.Module:
     """An eval-mode copy in channels-last memory format: about twice as fast for
     inference on CPU (oneDNN), and it leaves the training model untouched."""
@@ -125,6 +143,7 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
+@full_fp32()
 def predict_logits(classifier: torch.nn.Module, x: torch.Tensor, normalize: Normalizer, batch_size: int = 512) -> torch.Tensor:
     """Logits for uint8 images (no autograd; batches of 512 are fastest on CPU here)."""
     fast = inference_copy(classifier)
