@@ -96,7 +96,7 @@ def resolve_source(spec: str, data_dir: Path, contract: PreprocessContract = PRE
             raise InferError(f"no such file or folder: {spec} (data set references: {known})")
         raise InferError(f"no such file or folder: {spec}")
     try:
-        files = [str(p) for p in find_images(path)]
+        files = find_images(path)
     except OSError as exc:
         raise InferError(f"cannot list {spec}: {exc.strerror or exc}") from None
     if not files:
@@ -148,7 +148,7 @@ def _cifar10(spec: str, data_dir: Path) -> Source:
     if (found / "test_batch").is_file():
         images = load_cifar10(found, "test")
         return Source(spec, np.full(len(images), UNKNOWN), images=images.images)
-    files = [str(p) for p in find_images(found)]
+    files = find_images(found)
     if not files:
         raise InferError(f"{spec}: no image files under {found}")
     return Source(spec, np.full(len(files), UNKNOWN), paths=files)

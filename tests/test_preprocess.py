@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -52,3 +54,20 @@ def test_contract_round_trips_and_validates():
     assert PreprocessContract.from_dict(PREPROCESSING.to_dict()) == PREPROCESSING
     with pytest.raises(ValueError, match="resize"):
         PreprocessContract.from_dict(dict(PREPROCESSING.to_dict(), resize="magic"))
+
+
+def test_find_images_walks_recursively_in_component_order(tmp_path):
+    from osr_train.preprocess import find_images
+
+    for rel in ["a/b.png", "a/sub/z.JPG", "a-c.png", "A.png", "b.txt", "c/notes.md", "c/d.webp"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "linked").symlink_to(tmp_path / "a", target_is_directory=True)  # not followed, as rglob
+    (tmp_path / "e.png").symlink_to(tmp_path / "A.png")  # a link to a file is a file
+    found = find_images(tmp_path)
+    expected = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".webp") and p.is_file())
+    assert found == [str(p) for p in expected]
+    assert [str(Path(p).relative_to(tmp_path)) for p in found] == ["A.png", "a/b.png", "a/sub/z.JPG", "a-c.png", "c/d.webp", "e.png"]
+    assert find_images(tmp_path / "a-c.png") == [str(tmp_path / "a-c.png")]
+    with pytest.raises(FileNotFoundError):
+        find_images(tmp_path / "missing")

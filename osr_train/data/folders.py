@@ -35,7 +35,7 @@ def load_image_folder(
     if not paths:
         raise DataError(f"no image files under {folder}")
 
-    def decode(path: Path) -> np.ndarray | str:
+    def decode(path: str) -> np.ndarray | str:
         try:
             return load_image(path, contract)
         except ImageDecodeError as exc:
