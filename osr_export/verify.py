@@ -48,21 +48,28 @@ class ParityRow:
     near_threshold: int  # PyTorch's score within the score tolerance of the threshold
     near_threshold_disagree: int
 
+    def failed_checks(self, atol: float) -> list[str]:
+        """Which of ``finite``, ``logits``, ``probs``, ``score``, ``argmax``, ``decision`` fail."""
+        bad = {
+            "finite": self.nonfinite > 0,
+            "logits": not self.max_abs_logits <= atol,
+            "probs": not self.max_abs_probs <= atol,
+            "score": self.score_excess > 0,
+            "argmax": self.argmax_disagree > 0,
+            "decision": self.decision_disagree > 0,
+        }
+        return [name for name, failed in bad.items() if failed]
+
     def failures(self, atol: float) -> list[str]:
-        out = []
-        if self.nonfinite:
-            out.append(f"{self.nonfinite} non-finite outputs")
-        for name in ("logits", "probs"):
-            value = getattr(self, f"max_abs_{name}")
-            if not value <= atol:
-                out.append(f"max |Δ{name}| {value:.3g} > atol {atol:g}")
-        if self.score_excess > 0:
-            out.append(f"max |Δscore| {self.max_abs_score:.3g} beyond the score tolerance")
-        if self.argmax_disagree:
-            out.append(f"{self.argmax_disagree} argmax disagreements")
-        if self.decision_disagree:
-            out.append(f"{self.decision_disagree} threshold-decision disagreements")
-        return out
+        messages = {
+            "finite": lambda: f"{self.nonfinite} non-finite outputs",
+            "logits": lambda: f"max |Δlogits| {self.max_abs_logits:.3g} > atol {atol:g}",
+            "probs": lambda: f"max |Δprobs| {self.max_abs_probs:.3g} > atol {atol:g}",
+            "score": lambda: f"max |Δscore| {self.max_abs_score:.3g} beyond the score tolerance",
+            "argmax": lambda: f"{self.argmax_disagree} argmax disagreements",
+            "decision": lambda: f"{self.decision_disagree} threshold-decision disagreements",
+        }
+        return [messages[name]() for name in self.failed_checks(atol)]
 
 
 @dataclass
@@ -161,6 +168,23 @@ def compare(ref: Outputs, got: Outputs, threshold: float, atol: float) -> dict[s
         near_threshold=int(near.sum()),
         near_threshold_disagree=int((decision_differs & near).sum()),
     )
+
+
+_SUMMED = ("n", "nonfinite", "argmax_disagree", "argmax_ties", "argmax_tie_disagree", "decision_disagree", "near_threshold", "near_threshold_disagree")
+_MAXED = ("max_abs_logits", "max_abs_probs", "max_abs_score", "score_excess")
+
+
+def merge_stats(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """:func:`compare` statistics of two disjoint sets of images, as if compared in one go
+    (osr-infer compares batch by batch)."""
+    if a is None or not a["n"]:
+        return dict(b)
+    if not b["n"]:
+        return dict(a)
+    out = {key: a[key] + b[key] for key in _SUMMED}
+    out.update({key: max(a[key], b[key]) for key in _MAXED})
+    out["mean_abs_logits"] = (a["mean_abs_logits"] * a["n"] + b["mean_abs_logits"] * b["n"]) / out["n"]
+    return out
 
 
 def verify_format(

@@ -53,7 +53,7 @@ def infer(
     unknown: Optional[list[str]] = typer.Option(None, "--unknown", metavar="SOURCE", help="A source whose every image counts as unknown (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False),
     parity: Optional[Path] = typer.Option(None, "--parity", metavar="CHECKPOINT", help="Also run this PyTorch checkpoint on the same batches and compare."),
-    atol: float = typer.Option(1e-4, "--atol", help="--parity tolerance on |delta| of logits, probs and score."),
+    atol: float = typer.Option(1e-4, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Classify images with an exported model: each is a digit, or unknown."""

@@ -5,20 +5,28 @@ normalised arrays that ONNX Runtime just classified (``torch.from_numpy`` shares
 memory), so any difference is the runtime's, not the input's. Reported per source,
 Polygraphy-style: max/mean |delta logits|, max |delta probs|, max |delta score|, argmax
 agreement and decision agreement at the threshold, each PASSED or FAILED against ``atol``
-(default 1e-4). An argmax flip between near-tied top logits, or a decision flip for an
-input whose score lies within ``atol`` of the threshold, is reported but is not a failure:
-at that distance the two runtimes are both right. Scores can be large (Mahalanobis
-distances), so the score tolerance and the threshold band scale as ``atol * max(1, |x|)``.
+(default 1e-4).
+
+The statistics and the rule that judges them are osr-export's (:func:`osr_export.verify.compare`),
+so that the export-time check and this one can never disagree about what "within tolerance"
+means: the score may differ by ``atol + SCORE_RTOL * |score|`` (scores such as Mahalanobis
+distances run into the hundreds); an argmax flip between top logits within ``2 * atol`` of
+each other, or a decision flip for an input whose PyTorch score lies within the score
+tolerance of the threshold, is reported but is not a failure: at that distance both
+runtimes are right.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from osr_export.runners import Outputs
+from osr_export.verify import SCORE_RTOL, ParityRow, compare, merge_stats
 from osr_infer.errors import InferError
 from osr_infer.session import InferenceModel, ModelOutputs
 from osr_train.checkpoint import CheckpointError, file_sha256
@@ -29,39 +37,25 @@ DEFAULT_ATOL = 1e-4
 
 @dataclass
 class SourceParity:
-    """Running comparison over one source."""
+    """The comparison so far over one source: :func:`compare` statistics, merged batch by batch."""
 
     name: str
-    n: int = 0
-    logits_max: float = 0.0
-    logits_sum: float = 0.0
-    logits_count: int = 0
-    probs_max: float = 0.0
-    score_max: float = 0.0
-    score_scaled_max: float = 0.0  # max |delta| / max(1, |score|): scores like Mahalanobis run into the hundreds
-    argmax_disagree: int = 0
-    argmax_ties: int = 0  # disagreements between top logits within atol: reported, not failures
-    decision_disagree: int = 0
-    decision_near: int = 0  # inputs whose score is within atol of the threshold (either runtime)
-    decision_near_flips: int = 0  # disagreements among those: reported, not failures
+    stats: dict[str, Any] | None = None
 
     @property
-    def logits_mean(self) -> float:
-        return self.logits_sum / self.logits_count if self.logits_count else 0.0
+    def n(self) -> int:
+        return self.stats["n"] if self.stats else 0
+
+    def add(self, stats: dict[str, Any]) -> None:
+        self.stats = merge_stats(self.stats, stats)
+
+    def row(self) -> ParityRow:
+        assert self.stats is not None
+        return ParityRow("onnx", 0, self.name, **self.stats)
 
     def failures(self, atol: float) -> list[str]:
-        out = []
-        if self.logits_max > atol:
-            out.append("logits")
-        if self.probs_max > atol:
-            out.append("probs")
-        if self.score_scaled_max > atol:
-            out.append("score")
-        if self.argmax_disagree - self.argmax_ties:
-            out.append("argmax")
-        if self.decision_disagree - self.decision_near_flips:
-            out.append("decision")
-        return out
+        """The checks that fail (``finite``, ``logits``, ``probs``, ``score``, ``argmax``, ``decision``)."""
+        return self.row().failed_checks(atol) if self.n else []
 
 
 class ParityCheck:
@@ -96,34 +90,12 @@ class ParityCheck:
 
     @torch.inference_mode()
     def observe(self, x: np.ndarray, outputs: ModelOutputs, source: np.ndarray) -> None:
-        logits, probs, score = (t.numpy() for t in self.scored(torch.from_numpy(x)))
-        d_logits = np.abs(logits - outputs.logits)
-        d_probs = np.abs(probs - outputs.probs).max(axis=1)
-        d_score = np.abs(score - outputs.score)
-        d_score_scaled = d_score / np.maximum(1.0, np.abs(score))
-        arg_pt, arg_ort = logits.argmax(1), outputs.logits.argmax(1)
-        top2 = np.sort(logits, axis=1)[:, -2:]
-        tie = (top2[:, 1] - top2[:, 0]) <= self.atol
-        dec_pt, dec_ort = score >= self.threshold, outputs.score >= self.threshold
-        band = self.atol * max(1.0, abs(self.threshold))
-        near = (np.abs(score - self.threshold) <= band) | (np.abs(outputs.score - self.threshold) <= band)
+        reference = Outputs(*(t.numpy() for t in self.scored(torch.from_numpy(x))))
+        got = Outputs(outputs.logits, outputs.probs, outputs.score)
         for s in np.unique(source).tolist():
             m = source == s
-            p = self.sources[s]
-            p.n += int(m.sum())
-            p.logits_max = max(p.logits_max, float(d_logits[m].max()))
-            p.logits_sum += float(d_logits[m].sum(dtype=np.float64))
-            p.logits_count += int(d_logits[m].size)
-            p.probs_max = max(p.probs_max, float(d_probs[m].max()))
-            p.score_max = max(p.score_max, float(d_score[m].max()))
-            p.score_scaled_max = max(p.score_scaled_max, float(d_score_scaled[m].max()))
-            flips = m & (arg_pt != arg_ort)
-            p.argmax_disagree += int(flips.sum())
-            p.argmax_ties += int((flips & tie).sum())
-            flips = m & (dec_pt != dec_ort)
-            p.decision_disagree += int(flips.sum())
-            p.decision_near += int((m & near).sum())
-            p.decision_near_flips += int((flips & near).sum())
+            part = lambda o: Outputs(o.logits[m], o.probs[m], o.score[m])  # noqa: E731
+            self.sources[s].add(compare(part(reference), part(got), self.threshold, self.atol))
 
     @property
     def passed(self) -> bool:
@@ -140,19 +112,31 @@ class ParityCheck:
             if not p.n:
                 out.append(f"[W]     {p.name}: no image classified, nothing compared")
                 continue
-            failed = p.failures(atol)
+            failed, st = p.failures(atol), p.stats
+            assert st is not None
             tag = lambda what: "[E]" if what in failed else "[I]"  # noqa: E731
             out.append(f"[I]     {p.name} ({p.n:,} images)")
-            out.append(f"{tag('logits')}         logits   : max |Δ| {p.logits_max:.3e}, mean |Δ| {p.logits_mean:.3e} (atol {atol:g})  {ok('logits' in failed)}")
-            out.append(f"{tag('probs')}         probs    : max |Δ| {p.probs_max:.3e} (atol {atol:g})  {ok('probs' in failed)}")
-            out.append(f"{tag('score')}         score    : max |Δ| {p.score_max:.3e} (atol {atol:g} x max(1, |score|))  {ok('score' in failed)}")
-            ties = f"; {p.argmax_ties:,} between near-tied logits (reported, not counted)" if p.argmax_ties else ""
-            out.append(f"{tag('argmax')}         argmax   : {p.n - p.argmax_disagree:,}/{p.n:,} agree{ties}  {ok('argmax' in failed)}")
-            near = f"; {p.decision_near:,} within atol of the threshold ({p.decision_near_flips:,} of them differ; reported, not counted)"
+            if st["nonfinite"]:
+                out.append(f"[E]         finite   : {st['nonfinite']:,} images with NaN or infinite outputs  FAILED")
             out.append(
-                f"{tag('decision')}         decision : {p.n - p.decision_disagree:,}/{p.n:,} agree at {self.threshold:g}{near}  "
-                f"{ok('decision' in failed)}"
+                f"{tag('logits')}         logits   : max |Δ| {st['max_abs_logits']:.3e}, mean |Δ| {st['mean_abs_logits']:.3e} "
+                f"(atol {atol:g})  {ok('logits' in failed)}"
             )
+            out.append(f"{tag('probs')}         probs    : max |Δ| {st['max_abs_probs']:.3e} (atol {atol:g})  {ok('probs' in failed)}")
+            out.append(
+                f"{tag('score')}         score    : max |Δ| {st['max_abs_score']:.3e} (atol {atol:g} + {SCORE_RTOL:g} x |score|)  "
+                f"{ok('score' in failed)}"
+            )
+            ties = st["argmax_tie_disagree"]
+            agree = p.n - st["argmax_disagree"] - ties
+            tied = f"; {ties:,} between top logits within 2 x atol (reported, not counted)" if ties else ""
+            out.append(f"{tag('argmax')}         argmax   : {agree:,}/{p.n:,} agree{tied}  {ok('argmax' in failed)}")
+            agree = p.n - st["decision_disagree"] - st["near_threshold_disagree"]
+            near = (
+                f"; {st['near_threshold']:,} within the score tolerance of the threshold "
+                f"({st['near_threshold_disagree']:,} of them differ; reported, not counted)"
+            )
+            out.append(f"{tag('decision')}         decision : {agree:,}/{p.n:,} agree at {self.threshold:g}{near}  {ok('decision' in failed)}")
             if failed:
                 out.append(f"[E]     FAILED | {p.name} | mismatched: {', '.join(failed)}")
             else:

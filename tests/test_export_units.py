@@ -12,7 +12,7 @@ from export_testing import write_cifar_jpegs, write_cifar_pickle
 from osr_export.metadata import ModelMetadata
 from osr_export.probe import ProbeError, allocate, build_probe, calibration_images, parse_probe_size
 from osr_export.runners import Outputs
-from osr_export.verify import FormatReport, ParityRow, compare
+from osr_export.verify import FormatReport, ParityRow, compare, merge_stats
 from osr_train.preprocess import PREPROCESSING
 
 MNIST = {"dataset": "mnist", "seed": 0}
@@ -160,3 +160,20 @@ def test_quantization_field_is_optional_and_absent_from_fp32_metadata():
     back = ModelMetadata.from_props(int8.to_props())
     assert back.quantization == {"format": "QDQ"} and ModelMetadata.from_json(int8.to_json()).quantization == {"format": "QDQ"}
     assert ModelMetadata.from_props(fp32.to_props()).quantization is None
+
+
+def test_statistics_merged_batch_by_batch_equal_one_comparison():
+    """osr-infer --parity merges per-batch statistics; they must equal comparing everything at once."""
+    rng = np.random.default_rng(1)
+    ref = _outputs(rng.normal(0, 3, size=(300, 10)))
+    noise = rng.normal(0, 4e-5, size=(300, 10)).astype(np.float32)
+    got = _outputs(ref.logits + noise)
+    threshold = float(np.median(ref.score))
+    whole = compare(ref, got, threshold, 1e-4)
+    merged = None
+    for part in (slice(0, 7), slice(7, 7), slice(7, 256), slice(256, 300)):
+        piece = lambda o: Outputs(o.logits[part], o.probs[part], o.score[part])  # noqa: E731
+        merged = merge_stats(merged, compare(piece(ref), piece(got), threshold, 1e-4))
+    assert merged.keys() == whole.keys()
+    for key, value in whole.items():
+        assert merged[key] == pytest.approx(value, rel=1e-9), key

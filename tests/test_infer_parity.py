@@ -70,7 +70,7 @@ def test_parity_compares_the_same_batches_the_model_saw(onnx_model, trained_digi
     assert [len(x) for x, _ in seen] == [16, 16, 8] and check.passed
     with torch.inference_mode():
         worst = max(float(np.abs(check.scored(torch.from_numpy(x))[0].numpy() - logits).max()) for x, logits in seen)
-    assert check.sources[0].logits_max == pytest.approx(worst, abs=0) and check.sources[0].n == 40
+    assert check.sources[0].stats["max_abs_logits"] == pytest.approx(worst, rel=1e-6) and check.sources[0].n == 40
 
 
 def test_parity_fails_against_a_different_checkpoint(onnx_model, trained_digits, digit_folder_small, tmp_path):
