@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/training_throughput.py
 	$(BIN)/python benchmarks/inference_throughput.py --wait-quiet 600
 	$(BIN)/python benchmarks/export_runtime.py
+	$(BIN)/python benchmarks/onnxruntime_variants.py
 
 clean:
 	rm -rf $(VENV) artifacts/* build *.egg-info
