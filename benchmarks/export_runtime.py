@@ -10,7 +10,6 @@ Ratios are relative to PyTorch eager in the same run. Writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -21,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+
+from benchmark_support import export_everything, exported_model_arguments
 from rich.table import Table
 
-HERE = Path(__file__).resolve().parent
 
 
 def timed(fn, x: np.ndarray, repeats: int) -> float:  # noqa: ANN001
@@ -37,26 +37,17 @@ def timed(fn, x: np.ndarray, repeats: int) -> float:  # noqa: ANN001
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("artifacts/siamese/model.pt"))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "export_runtime.json")
-    args = parser.parse_args()
+    args = exported_model_arguments(__doc__, "export_runtime.json")
     console = Console(stderr=True)
 
     import torch
 
-    from osr_export.cli import _quiet_exporter_logs
-    from osr_export.pipeline import export_command
     from osr_export.runners import onnx_runner, torch_runner, torch_threads
     from osr_export.source import scored_from_checkpoint
     from osr_export.torchscript_export import load_torchscript
 
-    _quiet_exporter_logs()
     with tempfile.TemporaryDirectory() as tmp:
-        quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
-        export_command(args.checkpoint, out=Path(tmp), quantize="int8", probe_size=256, data_dir=args.data_dir, console=quiet)
+        export_everything(args.checkpoint, Path(tmp), args.data_dir)
         scored, config = scored_from_checkpoint(args.checkpoint)
         runners_many = {
             "pytorch eager": torch_runner(scored),

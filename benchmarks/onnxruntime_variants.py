@@ -21,7 +21,6 @@ workers in ``osr-infer`` (see inference_throughput.py). Writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import copy
 import json
@@ -38,7 +37,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 from rich.console import Console
 
-HERE = Path(__file__).resolve().parent
+from benchmark_support import export_everything, exported_model_arguments
+
 BATCH = 256
 
 
@@ -127,28 +127,19 @@ def cpu_us_per_image(run: Callable[[np.ndarray], object], x: np.ndarray, images:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("artifacts/siamese/model.pt"))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "onnxruntime_variants.json")
-    args = parser.parse_args()
+    args = exported_model_arguments(__doc__, "onnxruntime_variants.json")
     console = Console(stderr=True)
 
     import torch
 
-    from osr_export.cli import _quiet_exporter_logs
-    from osr_export.pipeline import export_command
     from osr_export.probe import calibration_images
     from osr_export.source import scored_from_checkpoint
     from osr_train.preprocess import PREPROCESSING
 
-    _quiet_exporter_logs()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
-        export_command(args.checkpoint, out=tmp, quantize="int8", probe_size=256, data_dir=args.data_dir, console=quiet)
+        export_everything(args.checkpoint, tmp, args.data_dir)
         scored, config = scored_from_checkpoint(args.checkpoint)
         calibration = PREPROCESSING.normalize(calibration_images(config, args.data_dir, 512)[0])
         fp32 = tmp / "model.onnx"

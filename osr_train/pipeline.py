@@ -84,8 +84,6 @@ def train_command(
         raise TrainingFailed(str(exc)) from None
     data = load_data(dataset, data_dir, ood_dirs, download, seed, console)
 
-    import torch
-
     from osr_train.calibration import threshold_for_tpr
     from osr_train.checkpoint import save_checkpoint
     from osr_train.evaluation import evaluate, run_model

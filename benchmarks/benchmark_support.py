@@ -1,0 +1,31 @@
+"""What the benchmarks that time an exported model share: their arguments, and the export itself."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def exported_model_arguments(doc: str, output_name: str) -> argparse.Namespace:
+    """``[CHECKPOINT] [--data-dir] [--rounds] [--output]`` with the defaults every such benchmark uses."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("artifacts/siamese/model.pt"))
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=HERE / "results" / output_name)
+    return parser.parse_args()
+
+
+def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
+    """``osr-export CHECKPOINT --format all --quantize int8`` into ``out``, quietly (the same code path)."""
+    from rich.console import Console
+
+    from osr_export.cli import _quiet_exporter_logs
+    from osr_export.pipeline import export_command
+
+    _quiet_exporter_logs()
+    with open(os.devnull, "w") as devnull:
+        export_command(checkpoint, out=out, quantize="int8", probe_size=256, data_dir=data_dir, console=Console(file=devnull))
