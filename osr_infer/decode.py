@@ -114,6 +114,11 @@ def prepare_workers() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _survived(pending: Future | Piece) -> bool:
+    """Whether a window entry still holds (or will hold) decoded pixels after its pool died."""
+    return isinstance(pending, Piece) or (pending.done() and not pending.cancelled() and pending.exception() is None)
+
+
 def _noop() -> None:
     return None
 
@@ -214,9 +219,9 @@ class DecodePool:
             except BrokenProcessPool:
                 self._restart(None)
                 # Alone on the new pool, so that a death now is this chunk's; then the chunks
-                # that were in flight, whose futures died with the old pool, are submitted again.
+                # that were in flight and lost with the old pool are submitted again.
                 piece = self._decode_one_by_one(sources, s, start, stop)
-                window = deque(entry if isinstance(entry[3], Piece) else self._submit(sources, *entry[:3]) for entry in window)
+                window = deque(entry if _survived(entry[3]) else self._submit(sources, *entry[:3]) for entry in window)
             yield piece
 
     def _restart(self, culprit: str | None) -> None:
