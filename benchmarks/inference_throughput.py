@@ -166,10 +166,14 @@ def decode_only(folder: Path, workers: int, chunk_files: int = CHUNK_FILES, kind
     return n
 
 
-def end_to_end(folder: Path, model: Path, workers: int, out: Path, chunk_files: int = CHUNK_FILES, kind: str = "process", batch_size: int = 256) -> int:
+def end_to_end(
+    folder: Path, model: Path, workers: int, out: Path, chunk_files: int = CHUNK_FILES, kind: str = "process", batch_size: int = 256,
+    ort_threads: int | None = None,
+) -> int:
     """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null)."""
     status = cli.infer_command(
-        [str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False, chunk_files=chunk_files, pool_kind=kind
+        [str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False, chunk_files=chunk_files, pool_kind=kind,
+        ort_threads=ort_threads,
     )
     assert status == 0, status
     return sum(1 for _ in open(out)) - 1

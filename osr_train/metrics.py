@@ -1,5 +1,8 @@
 """Closed-set, open-set and out-of-distribution metrics (numpy + scikit-learn, torch-free).
 
+scikit-learn is imported by the functions that use it: importing it takes about 0.6 s, which
+``osr-infer`` on an unlabelled folder (no metrics to compute) should not pay.
+
 Convention: a higher score means "more like a known digit"; an input is accepted as known
 when ``score >= threshold``. Open-set predictions use label 10 for *unknown*.
 """
@@ -7,7 +10,6 @@ when ``score >= threshold``. Open-set predictions use label 10 for *unknown*.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
 from osr_train.data.datasets import UNKNOWN_LABEL as UNKNOWN
 
@@ -30,6 +32,8 @@ def open_set_report(
     With no unknowns, ``unknown_rejection`` is None and the open-set accuracy covers the
     knowns only (``n_unknown`` says so).
     """
+    from sklearn.metrics import confusion_matrix
+
     known_labels = np.asarray(known_labels)
     known11 = open_set_predictions(known_pred, known_score, threshold)
     unknown11 = open_set_predictions(unknown_pred, unknown_score, threshold)
@@ -54,6 +58,8 @@ def ood_report(known_score: np.ndarray, unknown_score: np.ndarray) -> dict:
     AUROC, AUPR with knowns as positives (``aupr_in``) and with unknowns as positives
     (``aupr_out``), and the false-positive rate on unknowns at 95 % true-positive rate.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
     known_score = np.asarray(known_score, dtype=np.float64)
     unknown_score = np.asarray(unknown_score, dtype=np.float64)
     y = np.concatenate([np.ones(len(known_score)), np.zeros(len(unknown_score))])

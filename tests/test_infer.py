@@ -481,3 +481,15 @@ def test_card_commands_in_a_clean_folder(trained_digits, digit_folder, tmp_path,
     result = invoke(["images/", "--threshold", "0.999", "--output", "predictions.csv"])
     assert result.exit_code == EXIT_OK, result.output
     assert [r["path"] for r in read_results("predictions.csv")] == [f"images/img{i:05d}.png" for i in range(150)]
+
+
+@pytest.mark.parametrize(
+    "cores, workers, batch, expected",
+    [(2, 2, 256, (1, False)), (16, 16, 256, (4, False)), (16, 8, 256, (8, False)), (16, 0, 256, (16, True)), (16, 0, 1, (1, False))],
+)
+def test_onnx_runtime_threads_leave_the_cores_to_decoding_but_never_starve(monkeypatch, cores, workers, batch, expected):
+    import osr_infer.decode
+    from osr_infer.cli import ort_threading
+
+    monkeypatch.setattr(osr_infer.decode, "default_workers", lambda: cores)
+    assert ort_threading(workers, batch) == expected
