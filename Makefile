@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/inference_throughput.py --wait-quiet 600
 	$(BIN)/python benchmarks/export_runtime.py
 	$(BIN)/python benchmarks/onnxruntime_variants.py
+	$(BIN)/python benchmarks/pipeline_threads.py
 
 clean:
 	rm -rf $(VENV) artifacts/* build *.egg-info

@@ -5,7 +5,7 @@ folder of images (default: the 10,000 CIFAR-10 test JPEGs) against decode-only w
 workers, rounds interleaved. On 2 cores there is nothing to split; on many cores a single
 inference thread can become the bottleneck. Writes JSON.
 
-    python benchmarks/pipeline_threads.py MODEL.onnx [--folder DIR] [--repeats 3] [--pairs 16:1,16:4,12:4]
+    python benchmarks/pipeline_threads.py [MODEL.onnx] [--folder DIR] [--repeats 3] [--pairs 16:1,16:4,12:4]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def default_pairs(cores: int) -> list[tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, nargs="?", default=Path("artifacts/siamese/model.onnx"), help="An ONNX model exported by osr-export.")
     parser.add_argument("--folder", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")) / "cifar10-test-jpeg")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", help="workers:threads,... [default: a grid for this machine's cores]")
