@@ -43,32 +43,31 @@ def main() -> None:
     cores = default_workers()
     pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",")] if args.pairs else default_pairs(cores)
     cli.out = Console(file=io.StringIO())  # the report is not what is measured
-    samples: dict[str, list[tuple[float, float]]] = {}
+    decode_samples: dict[int, list[tuple[float, float]]] = {}
+    e2e_samples: dict[tuple[int, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.csv"
         decode_only(args.folder, cores)  # warm the page cache and the forkserver
         end_to_end(args.folder, args.model, cores, out)  # and the first run's imports and allocations
         for _ in range(args.repeats):
             for workers in sorted({w for w, _ in pairs}, reverse=True):
-                samples.setdefault(f"decode_only/workers_{workers}", []).append(measure(lambda: decode_only(args.folder, workers)))
+                decode_samples.setdefault(workers, []).append(measure(lambda: decode_only(args.folder, workers)))
             for workers, threads in pairs:
-                key = f"end_to_end/workers_{workers}/ort_threads_{threads}"
-                samples.setdefault(key, []).append(measure(lambda: end_to_end(args.folder, args.model, workers, out, ort_threads=threads)))
-    table = {key: summarise(v) for key, v in samples.items()}
-    best_decode = max(v["images_per_s_median"] for k, v in table.items() if k.startswith("decode_only"))
-    ratios = {
-        k: round(v["images_per_s_median"] / table[f"decode_only/workers_{k.split('/')[1].split('_')[1]}"]["images_per_s_median"], 3)
-        for k, v in table.items() if k.startswith("end_to_end")
-    }
+                run = lambda: end_to_end(args.folder, args.model, workers, out, ort_threads=threads)  # noqa: E731
+                e2e_samples.setdefault((workers, threads), []).append(measure(run))
+    decode = {workers: summarise(v) for workers, v in decode_samples.items()}
+    e2e = {pair: summarise(v) for pair, v in e2e_samples.items()}
+    e2e_key = lambda pair: f"end_to_end/workers_{pair[0]}/ort_threads_{pair[1]}"  # noqa: E731
+    table = {f"decode_only/workers_{w}": v for w, v in decode.items()} | {e2e_key(pair): v for pair, v in e2e.items()}
+    best_decode = max(v["images_per_s_median"] for v in decode.values())
+    ratios = {e2e_key(pair): round(v["images_per_s_median"] / decode[pair[0]]["images_per_s_median"], 3) for pair, v in e2e.items()}
     result = {
         "benchmark": "osr-infer end to end by decoding workers and ONNX Runtime threads",
         "folder": str(args.folder),
         "cores": cores,
         "variants": table,
         "ratio_end_to_end_vs_decode_only_same_workers": ratios,
-        "ratio_end_to_end_vs_best_decode_only": {
-            k: round(v["images_per_s_median"] / best_decode, 3) for k, v in table.items() if k.startswith("end_to_end")
-        },
+        "ratio_end_to_end_vs_best_decode_only": {e2e_key(pair): round(v["images_per_s_median"] / best_decode, 3) for pair, v in e2e.items()},
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "load_average_after": os.getloadavg()},
     }
     write_json(args.output, result)
