@@ -46,8 +46,8 @@ from osr_infer import cli
 from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, default_workers
 from osr_infer.session import InferenceModel
 from osr_infer.sources import resolve_sources
-from osr_train.io import write_json
-from osr_train.preprocess import PREPROCESSING
+from osr_infer.io import write_json
+from osr_infer.preprocess import PREPROCESSING
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -134,7 +134,7 @@ def main() -> None:
 
     from osr_export.probe import calibration_images
     from osr_export.source import scored_from_checkpoint
-    from osr_train.preprocess import PREPROCESSING
+    from osr_infer.preprocess import PREPROCESSING
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -22,7 +22,7 @@ from rich.console import Console
 from inference_throughput import decode_only, end_to_end, measure, summarise
 from osr_infer import cli
 from osr_infer.decode import default_workers
-from osr_train.io import write_json
+from osr_infer.io import write_json
 
 HERE = Path(__file__).resolve().parent
 

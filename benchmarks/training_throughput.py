@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from osr_train.data.datasets import ImageSet, OpenSetData
+from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.models import ConvNet
 from osr_train.training import Normalizer, TrainConfig, Trainer
 
@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 
 def load_data(data_dir: Path | None) -> OpenSetData:
     if data_dir is not None and (data_dir / "MNIST" / "raw").is_dir():
-        from osr_train.data import load_open_set_data
+        from osr_infer.data import load_open_set_data
 
         return load_open_set_data("mnist", data_dir, ood_dirs=[], progress=False)
     rng = np.random.default_rng(0)

@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from osr_train import cli_support
+from osr_infer import cli_support
+from osr_export import DEFAULT_OPSET
+from osr_infer.parity_rule import DEFAULT_ATOL
 
 app = typer.Typer(add_completion=False, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch.")
 console = Console(stderr=True)
@@ -41,14 +43,14 @@ def export(
     ),
     format: Format = typer.Option(Format.all, "--format", "-f", help="Which artefact(s) to write."),  # noqa: A002
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the checkpoint's folder).", show_default=False),
-    opset: int = typer.Option(18, "--opset", help="ONNX opset (18 or newer)."),
+    opset: int = typer.Option(DEFAULT_OPSET, "--opset", help=f"ONNX opset ({DEFAULT_OPSET} or newer)."),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="Override the checkpoint's decision threshold (default: the checkpoint's).", show_default=False
     ),
     quantize: Optional[Quantize] = typer.Option(
         None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns).", show_default=False
     ),
-    atol: float = typer.Option(1e-4, "--atol", help="Largest |difference| to PyTorch allowed on logits, probs and score."),
+    atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="Largest |difference| to PyTorch allowed on logits, probs and score."),
     probe_size: str = typer.Option(
         "1024", "--probe-size", help="Probe images to verify on, or 'all' (e.g. 10,000 MNIST test + 10,000 CIFAR-10)."
     ),
@@ -66,21 +68,19 @@ def export(
     Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8).
     Exit codes: 0 written, 1 verification failed (nothing written), 2 bad input.
     """
+    from osr_export.pipeline import FORMATS, ExportFailed, ExportOptions, export_command
     from osr_export.probe import parse_probe_size
 
     try:
-        size = parse_probe_size(probe_size)
+        options = ExportOptions(
+            checkpoint=checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
+            threshold=threshold, quantize=quantize.value if quantize else None, atol=atol, probe_size=parse_probe_size(probe_size),
+            data_dir=data_dir, report=report, int8_min_agreement=int8_min_agreement, calibration_size=calibration_size,
+        )
     except ValueError as exc:
         fail(str(exc))
-    from osr_export.pipeline import FORMATS, ExportFailed, export_command
-
     try:
-        export_command(
-            checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
-            threshold=threshold, quantize=quantize.value if quantize else None, atol=atol, probe_size=size,
-            data_dir=data_dir, report_path=report, int8_min_agreement=int8_min_agreement,
-            calibration_size=calibration_size, console=console,
-        )
+        export_command(options, console=console)
     except ExportFailed as exc:
         fail(str(exc), exc.exit_code)
 

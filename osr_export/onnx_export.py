@@ -9,14 +9,14 @@ from pathlib import Path
 import onnx
 import torch
 
-from osr_export.metadata import ModelMetadata
+from osr_export import DEFAULT_OPSET
+from osr_infer.metadata import ModelMetadata
+from osr_infer.outputs import INPUT_NAME, OUTPUT_NAMES
 from osr_train.scoring import ScoredClassifier
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("logits", "probs", "score")
-DEFAULT_OPSET = 18
+
 
 
 class ExportError(RuntimeError):
@@ -59,8 +59,8 @@ def _legacy_export(module: torch.nn.Module, example: torch.Tensor, opset: int) -
 def to_onnx_model(scored: ScoredClassifier, metadata: ModelMetadata, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export with the dynamo exporter; fall back to TorchScript-based export, loudly, if it
     fails or loses the dynamic batch axis. Never returns a fixed-batch model."""
-    if opset < 18:
-        raise ExportError(f"opset {opset} is too old; 18 or newer is required")
+    if opset < DEFAULT_OPSET:
+        raise ExportError(f"opset {opset} is too old; {DEFAULT_OPSET} or newer is required")
     scored = scored.eval().cpu()
     c = metadata.contract
     example = torch.zeros(2, c.channels, c.size, c.size)
@@ -76,7 +76,8 @@ def to_onnx_model(scored: ScoredClassifier, metadata: ModelMetadata, opset: int 
     for key, value in metadata.to_props().items():
         entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add()
         entry.key, entry.value = key, value
-    model.doc_string = "osr-toolkit open-set digit classifier: input (N,1,28,28) normalised; outputs logits, probs, score"
+    shape = ",".join(str(d) for d in metadata.input_shape)
+    model.doc_string = f"osr-toolkit open-set classifier: input ({shape}) normalised per osr.preprocessing; outputs logits, probs, score"
     onnx.checker.check_model(model, full_check=True)
     if model.ByteSize() > 1.5 * 2**30:
         raise ExportError("model too large for a single-file ONNX")

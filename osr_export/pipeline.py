@@ -13,25 +13,29 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from osr_export.metadata import MetadataError, ModelMetadata
+from osr_infer.metadata import MetadataError, ModelMetadata
 from osr_export.probe import Probe
-from osr_export.runners import Outputs, Runner
-from osr_export.verify import DEFAULT_ATOL, Check, FormatReport, print_reports, verify_format
-from osr_train.io import atomic_path
-from osr_train.preprocess import PreprocessContract
+from osr_export.runners import Runner
+from osr_infer.outputs import ModelOutputs
+from osr_export import DEFAULT_OPSET
+from osr_export.verify import Check, FormatReport, print_reports, verify_format
+from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.parity_rule import DEFAULT_ATOL
+from osr_infer.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
 FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx"}
 DEFAULT_CHECKPOINT = Path("artifacts") / "siamese" / "model.pt"
-MIN_OPSET = 18
+#: Images per call while verifying (and the large batch size verification checks).
 BATCH_SIZE = 1024
 
 
@@ -43,7 +47,7 @@ class ExportFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredClassifier, config, metadata)
+def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredClassifier, spec, metadata)
     from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
     from osr_train.checkpoint import CheckpointError
 
@@ -55,13 +59,13 @@ def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredC
     if checkpoint.is_dir():
         raise ExportFailed(f"{checkpoint} is a folder; give the model.pt file")
     try:
-        scored, config = scored_from_checkpoint(checkpoint)
-        metadata = metadata_from_checkpoint(checkpoint, config, threshold)
+        scored, spec, config = scored_from_checkpoint(checkpoint)
+        metadata = metadata_from_checkpoint(checkpoint, spec, config, threshold)
     except (CheckpointError, MetadataError) as exc:
         raise ExportFailed(str(exc)) from None
     except (KeyError, TypeError, ValueError) as exc:  # a checkpoint whose config lacks a field
         raise ExportFailed(f"{checkpoint}: incomplete checkpoint config ({type(exc).__name__}: {exc})") from None
-    return scored, config, metadata
+    return scored, spec, metadata
 
 
 def _onnx_checks(path: Path, metadata: ModelMetadata, opset: int) -> list[Check]:
@@ -76,7 +80,7 @@ def _onnx_checks(path: Path, metadata: ModelMetadata, opset: int) -> list[Check]
     checks.append(Check("self-contained", not external, f"{path.stat().st_size / 1024:.0f} KiB, no external data"
                         if not external else f"initializers stored outside the file: {external[:3]}"))
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    checks.append(Check("opset", version >= max(opset, MIN_OPSET), f"ai.onnx opset {version} (asked for {opset})"))
+    checks.append(Check("opset", version >= max(opset, DEFAULT_OPSET), f"ai.onnx opset {version} (asked for {opset})"))
     try:
         onnx.checker.check_model(str(path), full_check=True)
         checks.append(Check("onnx.checker full_check", True, "valid"))
@@ -95,8 +99,8 @@ def _metadata_check(read: Callable[[], ModelMetadata], metadata: ModelMetadata, 
     except Exception as exc:  # noqa: BLE001
         return Check("metadata", False, f"unreadable from {where}: {exc}")
     same = back.to_dict() == metadata.to_dict()
-    detail = f"osr.* read back from {where}: threshold {back.threshold:g}, score {back.score}, preprocessing " \
-             f"mean {back.preprocessing['mean']:g} std {back.preprocessing['std']:g}"
+    detail = f"osr.* read back from {where}: threshold {back.threshold:g}, score {back.score}, input " \
+             f"{back.contract.describe()}, {len(back.class_names)} classes"
     return Check("metadata", same, detail if same else f"{where} differs from what was written")
 
 
@@ -107,53 +111,62 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def export_command(
-    checkpoint: Path | None = None,
-    *,
-    formats: tuple[str, ...] = FORMATS,
-    out: Path | None = None,
-    opset: int = MIN_OPSET,
-    threshold: float | None = None,
-    quantize: str | None = None,
-    atol: float = DEFAULT_ATOL,
-    probe_size: int | None = 1024,
-    data_dir: Path | None = None,
-    report_path: Path | None = None,
-    int8_min_agreement: float | None = None,
-    calibration_size: int = 512,
-    console: Console | None = None,
-) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``formats``, verify each against PyTorch, write them all or none."""
-    from osr_export.quantize import DEFAULT_MIN_AGREEMENT
+@dataclass
+class ExportOptions:
+    """What ``osr-export`` was asked for, validated once."""
 
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    formats: tuple[str, ...] = FORMATS
+    out: Path | None = None
+    opset: int = DEFAULT_OPSET
+    threshold: float | None = None
+    quantize: str | None = None
+    atol: float = DEFAULT_ATOL
+    probe_size: int | None = 1024  # None: every probe image
+    data_dir: Path | None = None
+    report: Path | None = None
+    int8_min_agreement: float = 0.95
+    calibration_size: int = 512
+
+    constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "opset": [Interval(int, DEFAULT_OPSET, None)],
+        "threshold": [Interval(float, None, None), NONE],
+        "quantize": [OneOf(("int8",)), NONE],
+        "atol": [Interval(float, 0, 1, closed="right")],
+        "probe_size": [Interval(int, 1, None), NONE],
+        "int8_min_agreement": [Interval(float, 0, 1)],
+        "calibration_size": [Interval(int, 1, 1_000_000)],
+    }
+
+    def __post_init__(self) -> None:
+        self.checkpoint = Path(self.checkpoint)
+        self.formats = tuple(self.formats)
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise ValueError(f"unknown format {unknown or self.formats}; choose from {', '.join(FORMATS)}")
+        validate(self, self.constraints)
+        import onnx
+
+        if self.opset > onnx.defs.onnx_opset_version():
+            raise ValueError(f"--opset {self.opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
+        if self.quantize and "onnx" not in self.formats:
+            raise ValueError("--quantize int8 quantises the ONNX model: use --format onnx or --format all")
+        if self.report is not None and Path(self.report).is_dir():
+            raise ValueError(f"--report {self.report} is a folder; give a file name for the JSON report")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out is not None else self.checkpoint.parent
+
+
+def export_command(options: ExportOptions, console: Console | None = None) -> dict[str, Any]:
+    """Export the checkpoint to the formats, verify each against PyTorch, write them all or none."""
     console = console or Console(stderr=True)
-    checkpoint = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    int8_min_agreement = DEFAULT_MIN_AGREEMENT if int8_min_agreement is None else int8_min_agreement
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise ExportFailed(f"unknown format {unknown or formats}; choose from {', '.join(FORMATS)}")
-    if opset < MIN_OPSET:
-        raise ExportFailed(f"opset {opset} is too old; {MIN_OPSET} or newer is required")
-    import onnx
-
-    if opset > onnx.defs.onnx_opset_version():
-        raise ExportFailed(f"opset {opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
-    if not atol > 0:
-        raise ExportFailed(f"--atol must be positive, not {atol:g}")
-    if quantize not in (None, "int8"):
-        raise ExportFailed(f"unknown quantisation {quantize!r}; only int8 is supported")
-    if quantize and "onnx" not in formats:
-        raise ExportFailed("--quantize int8 quantises the ONNX model: use --format onnx or --format all")
-    if not 0 <= int8_min_agreement <= 1:
-        raise ExportFailed(f"--int8-min-agreement must be within [0, 1], not {int8_min_agreement:g}")
-    if calibration_size < 1:
-        raise ExportFailed(f"--calibration-size must be at least 1, not {calibration_size}")
-
-    scored, config, metadata = _load(checkpoint, threshold)
-    out_dir = Path(out) if out is not None else checkpoint.parent
+    scored, spec, metadata = _load(options.checkpoint, options.threshold)
+    out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportFailed(f"output folder {out_dir} is a file, not a folder")
-    from osr_train.io import check_writable_dir
+    from osr_infer.io import check_writable_dir
 
     created = not out_dir.exists()
     try:
@@ -161,52 +174,45 @@ def export_command(
     except PermissionError as exc:
         raise ExportFailed(str(exc)) from None
     try:
-        return _probe_export_verify(
-            scored, config, metadata, checkpoint, out_dir, formats, opset, atol, probe_size, data_dir, report_path,
-            quantize, calibration_size, int8_min_agreement, console,
-        )
+        return _probe_export_verify(scored, metadata, options, console)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export leaves no trace, not even the folder it would have made
         raise
 
 
-def _probe_export_verify(
-    scored, config: dict[str, Any], metadata: ModelMetadata, checkpoint: Path, out_dir: Path,  # noqa: ANN001
-    formats: tuple[str, ...], opset: int, atol: float, probe_size: int | None, data_dir: Path | None,
-    report_path: Path | None, quantize: str | None, calibration_size: int, int8_min_agreement: float, console: Console,
-) -> dict[str, Any]:
-    from osr_train.io import check_writable_dir
+def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions, console: Console) -> dict[str, Any]:  # noqa: ANN001
+    from osr_infer.io import check_writable_dir
 
-    if report_path is not None:
+    if options.report is not None:
         try:
-            check_writable_dir(Path(report_path).parent)
+            check_writable_dir(Path(options.report).parent)
         except PermissionError as exc:
             raise ExportFailed(f"--report: {exc}") from None
 
     from osr_export.probe import build_probe, calibration_images
-    from osr_train.data.datasets import DataError
+    from osr_infer.data.datasets import DataError
+    from osr_infer.data.idx import IdxFormatError
 
-    contract: PreprocessContract = metadata.contract
     t0 = time.perf_counter()
     try:
-        probe = build_probe(config, data_dir, probe_size, contract)
-        calibration = calibration_images(config, data_dir, calibration_size) if quantize else None
-    except DataError as exc:
+        probe = build_probe(metadata.spec, options.data_dir, options.probe_size)
+        calibration = calibration_images(metadata.spec, options.data_dir, options.calibration_size) if options.quantize else None
+    except (DataError, IdxFormatError) as exc:
         raise ExportFailed(str(exc)) from None
     style = "" if probe.real_data else "[yellow]"
-    console.print(f"{style}probe: {probe.describe()}  ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True)
+    console.print(f"{style}probe: {escape(probe.describe())}  ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True)
     for note in probe.notes:
-        console.print(f"[yellow]probe: {note}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]probe: {escape(note)}[/]", highlight=False, soft_wrap=True)
 
-    result = _Export(scored, metadata, checkpoint, out_dir, opset, atol, probe, console).run(
-        formats, calibration, int8_min_agreement
+    result = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, console).run(
+        options.formats, calibration, options.int8_min_agreement
     )
-    if report_path is not None:
-        from osr_train.io import write_json
+    if options.report is not None:
+        from osr_infer.io import write_json
 
-        write_json(report_path, result)
-        console.print(f"report: {report_path}", highlight=False)
+        write_json(options.report, result)
+        console.print(f"report: {options.report}", highlight=False, markup=False)
     if not result["passed"]:
         raise ExportFailed(f"verification failed ({result['failure']}); nothing was written", 1)
     return result
@@ -308,7 +314,7 @@ class _Export:
         loaded, _ = torchscript_export.load_torchscript(tmp)  # what a deployment loads, not the traced object
         runner = torch_runner(loaded)
 
-        def single(batch: np.ndarray) -> Outputs:
+        def single(batch: np.ndarray) -> ModelOutputs:
             with torch_threads(1):
                 return runner(batch)
 
@@ -350,4 +356,4 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "ExportFailed", "FILENAMES", "FORMATS", "export_command"]
+__all__ = ["DEFAULT_CHECKPOINT", "ExportFailed", "ExportOptions", "FILENAMES", "FORMATS", "export_command"]

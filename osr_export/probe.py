@@ -9,20 +9,19 @@ images, so the reported INT8 accuracy is measured on data the calibration did no
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from osr_train.data.datasets import DataError, ImageSet, default_data_dir, split_train_val
-from osr_train.preprocess import PREPROCESSING, ImageDecodeError, PreprocessContract, find_images, load_image
-
-log = logging.getLogger(__name__)
+from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.data.idx import IdxFormatError
+from osr_infer.data.registry import UnknownSet, open_set_source
+from osr_infer.preprocess import PreprocessContract
+from osr_infer.spec import ModelSpec
 
 PROBE_SEED = 0
-RANDOM_PROBE_SIZE = 1024  # random fallback when every probe image was asked for but no data exists
 
 
 class ProbeError(DataError):
@@ -104,11 +103,11 @@ def _sample(n_total: int, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
 
 
-def random_probe(n: int, contract: PreprocessContract = PREPROCESSING, seed: int = PROBE_SEED, reason: str = "") -> Probe:
+def random_probe(n: int, contract: PreprocessContract, seed: int = PROBE_SEED, reason: str = "") -> Probe:
     """Fixed (seeded) random uint8 images: uniform noise and sparse bright strokes."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, contract.size, contract.size), dtype=np.uint8)
-    sparse = rng.random((n, contract.size, contract.size)) < 0.85
+    images = rng.integers(0, 256, size=(n, *contract.pixel_shape), dtype=np.uint8)
+    sparse = rng.random((n, *contract.pixel_shape)) < 0.85
     images[1::2][sparse[1::2]] = 0  # every other image mostly black, like a digit's background
     origin = "fixed random inputs (seed 0)" + (f": {reason}" if reason else "")
     return Probe([ProbeSource("random", images, np.full(n, -1, dtype=np.int64), "random")], origin, real_data=False)
@@ -120,121 +119,49 @@ def _image_set_source(images: ImageSet, role: str, n: int, seed: int, name: str 
     return ProbeSource(name or images.name, images.images[index], labels, role)
 
 
-def _cifar_source(path: Path, n: int | None, seed: int, contract: PreprocessContract) -> ProbeSource:
-    """CIFAR-10 test images; for a partial probe of the JPEG layout only the sampled files are decoded."""
-    from osr_train.data.cifar import load_cifar10_test
-
-    if (path / "test_batch").is_file() or n is None:
-        images = load_cifar10_test(path, progress=n is None)
-        return _image_set_source(images, "unknown", len(images) if n is None else n, seed, "cifar10-test")
-    paths = find_images(path)
-    chosen = [paths[i] for i in _sample(len(paths), n, seed)]
-    decoded = []
-    for p in chosen:
-        try:
-            decoded.append(load_image(p, contract))
-        except ImageDecodeError as exc:
-            log.warning("probe: skipped %s: %s", p, exc)
-    if not decoded:
-        raise DataError(f"no readable CIFAR-10 image under {path}")
-    return ProbeSource("cifar10-test", np.stack(decoded), np.full(len(decoded), -1, dtype=np.int64), "unknown")
-
-
-def _digits_sets(seed: int) -> tuple[ImageSet, ImageSet]:
-    from osr_train.data.digits import load_digits_open_set
-
-    data = load_digits_open_set(seed=seed)
-    known = ImageSet(
-        np.concatenate([data.val.images, data.test.images]),
-        np.concatenate([data.val.labels, data.test.labels]),
-        "digits-val+test",
-    )
-    return known, data.unknown_test[0]
-
-
-def build_probe(
-    config: dict[str, Any],
-    data_dir: Path | None = None,
-    size: int | None = 1024,
-    contract: PreprocessContract = PREPROCESSING,
-) -> Probe:
-    """The probe for a checkpoint: ``size`` images (None: all of them) from its data set.
-
-    - ``digits``: the bundled digits (validation + test knowns) and sample-photo crops (unknowns);
-    - ``mnist``: the MNIST test set from ``data_dir``, plus CIFAR-10 test images if found there;
-    - otherwise, or if MNIST is missing, fixed random inputs (an error when ``size`` is None,
-      since "every image of the data set" cannot then be honoured).
-    """
-    dataset = config.get("dataset", "unknown")
-    seed = int(config.get("seed", 0))
-    if dataset == "digits":
-        known, unknown = _digits_sets(seed)
-        n_known, n_unknown = allocate([len(known), len(unknown)], size)
-        sources = [
-            _image_set_source(known, "known", n_known, PROBE_SEED),
-            _image_set_source(unknown, "unknown", n_unknown, PROBE_SEED),
-        ]
-        return Probe([s for s in sources if len(s)], "bundled scikit-learn digits (offline)", real_data=True)
-    if dataset == "mnist":
-        from osr_train.data.cifar import find_cifar10
-        from osr_train.data.idx import IdxFormatError
-        from osr_train.data.mnist import MnistMissingError, load_mnist
-
-        data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        try:
-            mnist = load_mnist(data_dir, "test")
-        except IdxFormatError as exc:
-            raise ProbeError(f"MNIST under {data_dir} is unreadable: {exc}") from None
-        except MnistMissingError:
-            reason = f"MNIST not found under {data_dir} (expected {data_dir / 'MNIST' / 'raw'})"
-            if size is None:
-                raise ProbeError(f"--probe-size all needs the real data: {reason}") from None
-            return random_probe(size, contract, reason=reason)
-        cifar_path = find_cifar10(data_dir)
-        notes = [] if cifar_path is not None else [f"no CIFAR-10 under {data_dir}: knowns only"]
-        if cifar_path is None:
-            n_mnist, n_cifar = allocate([len(mnist)], size)[0], 0
-        else:
-            n_cifar_total = 10_000  # both CIFAR-10 layouts hold the 10,000 test images
-            n_mnist, n_cifar = allocate([len(mnist), n_cifar_total], size)
-        sources = [_image_set_source(mnist, "known", n_mnist, PROBE_SEED, "mnist-test")]
-        if n_cifar:
-            sources.append(_cifar_source(cifar_path, None if size is None else n_cifar, PROBE_SEED, contract))
-        return Probe(sources, f"real data under {data_dir}", real_data=True, notes=notes)
-    reason = f"the checkpoint's data set {dataset!r} has no reader"
-    if size is None:
-        raise ProbeError(f"--probe-size all needs a known data set: {reason}")
-    return random_probe(size, contract, reason=reason)
+def build_probe(spec: ModelSpec, data_dir: Path | None = None, size: int | None = 1024) -> Probe:
+    """The probe for a model: ``size`` images (None: all of them) from its own data set, through
+    its preprocessing: the test knowns, the test images of held-out classes, and the data set's
+    unknowns (CIFAR-10 for MNIST, photo crops for the digits), spread evenly. Without the data,
+    fixed random inputs (an error when ``size`` is None, since "every image of the data set"
+    cannot then be honoured)."""
+    contract = spec.preprocessing
+    source = open_set_source(spec.dataset, data_dir)
+    try:
+        _, _, test, held_out = source.known_splits(contract, progress=False)
+        unknown_sets = source.unknown_sets()
+    except IdxFormatError as exc:
+        raise ProbeError(f"the data set {spec.dataset.reference} is unreadable: {exc}") from None
+    except DataError as exc:
+        reason = f"the data set {spec.dataset.reference} is not available ({exc})"
+        if size is None:
+            raise ProbeError(f"--probe-size all needs the real data: {reason}") from None
+        return random_probe(size, contract, reason=reason)
+    groups: list[tuple[ImageSet | UnknownSet, str]] = [(test, "known")]
+    if held_out is not None and len(held_out):
+        groups.append((held_out, "unknown"))
+    groups += [(u, "unknown") for u in unknown_sets]
+    sizes = [len(g) if isinstance(g, ImageSet) else (g.size or 0) for g, _ in groups]
+    sources = []
+    for (group, role), n in zip(groups, allocate(sizes, size)):
+        if not n:
+            continue
+        if isinstance(group, UnknownSet):
+            group = group.load(contract, None if size is None else n, PROBE_SEED)
+        sources.append(_image_set_source(group, role, n, PROBE_SEED))
+    notes = [] if len(groups) > 1 else [f"no unknowns for {spec.dataset.reference} under {source.data_dir}: knowns only"]
+    return Probe(sources, f"{spec.dataset.reference} (data folder {source.data_dir})", real_data=True, notes=notes)
 
 
-def calibration_images(config: dict[str, Any], data_dir: Path | None = None, n: int = 512) -> tuple[np.ndarray, str]:
-    """Validation knowns of the checkpoint's data set (uint8), for INT8 calibration, and their name.
+def calibration_images(spec: ModelSpec, data_dir: Path | None = None, n: int = 512) -> tuple[np.ndarray, str]:
+    """Validation knowns of the model's data set (the split training used), for INT8 calibration.
 
     Raises DataError when the data set is not available: calibrating on noise would silently
     produce a poor model.
     """
-    dataset = config.get("dataset", "unknown")
-    seed = int(config.get("seed", 0))
-    if dataset == "digits":
-        from osr_train.data.digits import load_digits_open_set
-
-        val = load_digits_open_set(seed=seed).val
-    elif dataset == "mnist":
-        from osr_train.data.idx import IdxFormatError
-        from osr_train.data.mnist import MnistMissingError, load_mnist
-
-        data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-        try:
-            train = load_mnist(data_dir, "train")
-        except MnistMissingError:
-            raise DataError(
-                f"INT8 calibration needs the MNIST validation images (from the train split), not found under "
-                f"{data_dir / 'MNIST' / 'raw'}; set --data-dir or $OSR_DATA_DIR"
-            ) from None
-        except (DataError, IdxFormatError) as exc:
-            raise DataError(f"INT8 calibration needs the MNIST validation images: {exc}") from None
-        _, val = split_train_val(train, 10_000, seed)  # the same validation split training used
-    else:
-        raise DataError(f"INT8 calibration needs validation knowns, but data set {dataset!r} has no reader")
+    try:
+        _, val, _, _ = open_set_source(spec.dataset, data_dir).known_splits(spec.preprocessing, progress=False)
+    except DataError as exc:
+        raise DataError(f"INT8 calibration needs the validation images of {spec.dataset.reference}: {exc}") from None
     index = _sample(len(val), n, PROBE_SEED)
     return val.images[index], f"{val.name} ({len(index):,} of {len(val):,})"

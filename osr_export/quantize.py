@@ -20,10 +20,9 @@ import onnx
 from rich import box
 from rich.table import Table
 
-from osr_export.metadata import ModelMetadata
-from osr_export.onnx_export import INPUT_NAME
-from osr_export.runners import Outputs
-from osr_train.metrics import open_set_predictions
+from osr_infer.metadata import ModelMetadata
+from osr_infer.outputs import INPUT_NAME, ModelOutputs
+from osr_infer.metrics import open_set_predictions
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "MaxPool", "Relu", "Reshape", "Flatten")
 DEFAULT_MIN_AGREEMENT = 0.95
@@ -56,21 +55,27 @@ def _calibration_reader(x: np.ndarray, batch_size: int = 64):  # noqa: ANN202 - 
 
 
 def float_head_nodes(model: onnx.ModelProto, output: str = "logits") -> list[str]:
-    """The node producing ``output`` and every node downstream of it (kept in float)."""
-    producer = next((n for n in model.graph.node if output in n.output), None)
-    if producer is None:
+    """The nodes kept in float: everything but the backbone that feeds the ``output`` layer.
+
+    The backbone is every node upstream of the inputs of the node producing ``output`` (the
+    convolutions and the hidden fully connected layers). What is left is the last layer and
+    all of the score's own computation, whatever the score is computed from: softmax and
+    logsumexp after the logits, or a Mahalanobis distance's subtraction and products on the
+    embedding. Quantising those would put the score on an 8-bit grid.
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
+    head = producers.get(output)
+    if head is None:
         return []
-    keep = [producer.name]
-    tainted = set(producer.output)
-    changed = True
-    while changed:
-        changed = False
-        for node in model.graph.node:
-            if node.name not in keep and any(i in tainted for i in node.input):
-                keep.append(node.name)
-                tainted.update(node.output)
-                changed = True
-    return keep
+    backbone: set[str] = set()
+    stack = [producers[i] for i in head.input if i in producers]
+    while stack:
+        node = stack.pop()
+        if node.name in backbone:
+            continue
+        backbone.add(node.name)
+        stack.extend(producers[i] for i in node.input if i in producers)
+    return [node.name for node in model.graph.node if node.name not in backbone]
 
 
 def quantize_int8(
@@ -83,7 +88,7 @@ def quantize_int8(
 ) -> dict[str, Any]:
     """Write the QDQ INT8 model of ``fp32_path`` to ``out_path``; return its quantisation record.
 
-    ``calibration`` is normalised float32 ``(N,1,H,W)``. The ``osr.*`` metadata is carried
+    ``calibration`` is normalised float32 ``(N,C,H,W)``. The ``osr.*`` metadata is carried
     over, plus ``osr.quantization`` describing how the model was quantised.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -114,7 +119,7 @@ def quantize_int8(
         "calibration": f"MinMax on {calibration_name}",
         "float_nodes": head,
     }
-    stamped = ModelMetadata.from_dict({**metadata.to_dict(), "quantization": record})
+    stamped = ModelMetadata(metadata.spec, metadata.checkpoint_sha256, metadata.toolkit_version, metadata.export_time, record)
     del model.metadata_props[:]
     for key, value in stamped.to_props().items():
         model.metadata_props.add(key=key, value=value)
@@ -180,7 +185,7 @@ class Int8Report:
         }
 
 
-def _accuracy(out: Outputs, labels: np.ndarray, role: str, threshold: float) -> dict[str, float | None]:
+def _accuracy(out: ModelOutputs, labels: np.ndarray, role: str, threshold: float) -> dict[str, float | None]:
     pred = out.logits.argmax(1)
     accepted = out.score >= threshold
     if role == "known":
@@ -195,13 +200,13 @@ def _accuracy(out: Outputs, labels: np.ndarray, role: str, threshold: float) -> 
 
 
 def int8_report(
-    fp32: Outputs, int8: Outputs, sources: list[tuple[str, str, slice, np.ndarray]], threshold: float, min_agreement: float
+    fp32: ModelOutputs, int8: ModelOutputs, sources: list[tuple[str, str, slice, np.ndarray]], threshold: float, min_agreement: float
 ) -> Int8Report:
     """Per probe source: fp32 and int8 accuracy, and how often int8 agrees with fp32."""
     report = Int8Report(threshold, min_agreement)
     for name, role, part, labels in sources:
-        a = Outputs(fp32.logits[part], fp32.probs[part], fp32.score[part])
-        b = Outputs(int8.logits[part], int8.probs[part], int8.score[part])
+        a = fp32[part]
+        b = int8[part]
         pa, pb = a.logits.argmax(1), b.logits.argmax(1)
         report.rows.append(SourceAccuracy(
             source=name, role=role, n=len(a),

@@ -5,37 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import osr_train
-from osr_export.metadata import MetadataError, ModelMetadata
+import osr_infer
+from osr_infer.metadata import MetadataError, ModelMetadata
+from osr_infer.spec import ModelSpec, SpecError
 from osr_train.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from osr_train.models import classifier_of
 from osr_train.scoring import ScoredClassifier
 
 
-def scored_from_checkpoint(path: str | Path) -> tuple[ScoredClassifier, dict[str, Any]]:
-    """Load a checkpoint as the eval-mode module ``x -> (logits, probs, score)``."""
-    model, config = load_checkpoint(path)
-    scored = ScoredClassifier(classifier_of(model), config.get("score", "msp"), config.get("score_params") or {})
-    return scored.eval(), config
+def scored_from_checkpoint(path: str | Path) -> tuple[ScoredClassifier, ModelSpec, dict[str, Any]]:
+    """Load a checkpoint as the eval-mode module ``x -> (logits, probs, score)``, its spec and record."""
+    model, spec, config = load_checkpoint(path)
+    try:
+        scored = ScoredClassifier(classifier_of(model), spec.score, spec.score_params)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return scored.eval(), spec, config
 
 
-def metadata_from_checkpoint(path: str | Path, config: dict[str, Any], threshold: float | None = None) -> ModelMetadata:
-    """The ``osr.*`` metadata for an export of ``path``; ``threshold`` overrides the checkpoint's."""
+def metadata_from_checkpoint(path: str | Path, spec: ModelSpec, config: dict[str, Any], threshold: float | None = None) -> ModelMetadata:
+    """The ``osr.*`` metadata for an export of ``path``; ``threshold`` overrides the spec's."""
     if not config.get("complete", True):
         raise CheckpointError(f"{path} is an intermediate checkpoint ({config.get('stage')} epoch {config.get('epoch')}); export the final model.pt")
-    contract = config["preprocessing"]
-    return ModelMetadata(
-        threshold=float(config["threshold"] if threshold is None else threshold),
-        score=config.get("score", "msp"),
-        class_names=list(config["class_names"]),
-        input_shape=["N", 1, contract["size"], contract["size"]],
-        preprocessing=contract,
-        architecture=config["architecture"],
-        dataset=config.get("dataset", "unknown"),
-        checkpoint_sha256=file_sha256(path),
-        toolkit_version=osr_train.__version__,
-        score_params=config.get("score_params") or {},
-    )
+    if threshold is not None:
+        try:
+            spec = spec.replace(threshold=threshold, calibration={"method": "fixed", "overridden_at_export": True,
+                                                                  "trained_with": spec.threshold})
+        except SpecError as exc:
+            raise MetadataError(f"--threshold: {exc}") from None
+    return ModelMetadata(spec, file_sha256(path), osr_infer.__version__)
 
 
 __all__ = ["MetadataError", "metadata_from_checkpoint", "scored_from_checkpoint"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from osr_export.metadata import TORCHSCRIPT_EXTRA_FILE, ModelMetadata
+from osr_infer.metadata import TORCHSCRIPT_EXTRA_FILE, ModelMetadata
 from osr_train.scoring import ScoredClassifier
 
 

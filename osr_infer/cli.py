@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import ClassVar, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from osr_infer import cli_support
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
+from osr_infer.outputs import DEFAULT_BATCH_SIZE
+from osr_infer.params import NONE, Constraint, Interval, validate
+from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.session import DEFAULT_MODEL
-from osr_train import cli_support
+
+#: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
+MAX_BATCH_SIZE = 65_536
+MAX_WORKERS = 256
 
 EPILOG = (
     "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
@@ -24,7 +32,9 @@ EPILOG = (
 )
 SOURCES_HELP = (
     "Image files, folders (recursive), or data sets: mnist:test, mnist:train, cifar10:test (from --data-dir; "
-    "every CIFAR-10 image counts as unknown), digits (bundled: the digits test split plus sample-photo crops as unknowns)."
+    "every CIFAR-10 image counts as unknown), digits (bundled: the digits test split plus sample-photo crops as unknowns), "
+    "folder:PATH (one subfolder per class, labelled by name), idx:PATH (the test split of IDX files). Classes the model "
+    "does not know count as unknowns."
 )
 LISTED_FAILURES = 20  # unreadable files listed one per line; the rest are counted
 
@@ -45,7 +55,7 @@ def infer(
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="Accept as known when score >= this [default: the model's osr.threshold].", show_default=False
     ),
-    batch_size: int = typer.Option(256, "--batch-size", help="Images per ONNX Runtime call."),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per ONNX Runtime call."),
     workers: Optional[int] = typer.Option(
         None, "--workers", help="Decoding processes [default: CPU count]; 0 decodes in the main process.", show_default=False
     ),
@@ -53,81 +63,89 @@ def infer(
     unknown: Optional[list[str]] = typer.Option(None, "--unknown", metavar="SOURCE", help="A source whose every image counts as unknown (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False),
     parity: Optional[Path] = typer.Option(None, "--parity", metavar="CHECKPOINT", help="Also run this PyTorch checkpoint on the same batches and compare."),
-    atol: float = typer.Option(1e-4, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."),
+    atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Classify images with an exported model: each is a digit, or unknown."""
     try:
-        code = infer_command(
-            sources or [], model=model, threshold=threshold, batch_size=batch_size, workers=workers, output=output,
-            unknown=unknown or [], data_dir=data_dir, parity=parity, atol=atol, progress=progress,
+        options = InferOptions(
+            list(sources or []), model=model, threshold=threshold, batch_size=batch_size, workers=workers, output=output,
+            unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol, progress=progress,
         )
+        code = infer_command(options)
+    except ValueError as exc:
+        fail(str(exc))
     except InferError as exc:
         fail(str(exc), exc.exit_code)
     raise typer.Exit(code)
 
 
-def infer_command(
-    specs: list[str],
-    *,
-    model: Path = DEFAULT_MODEL,
-    threshold: float | None = None,
-    batch_size: int = 256,
-    workers: int | None = None,
-    output: Path | None = None,
-    unknown: list[str] | None = None,
-    data_dir: Path | None = None,
-    parity: Path | None = None,
-    atol: float = 1e-4,
-    progress: bool = True,
-    pool_kind: str = "process",
-    chunk_files: int | None = None,
-    ort_threads: int | None = None,
-) -> int:
+@dataclass
+class InferOptions:
+    """What ``osr-infer`` was asked for, validated once."""
+
+    sources: list[str]
+    model: Path = DEFAULT_MODEL
+    threshold: float | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int | None = None
+    output: Path | None = None
+    unknown: list[str] = field(default_factory=list)
+    data_dir: Path | None = None
+    parity: Path | None = None
+    atol: float = DEFAULT_ATOL
+    progress: bool = True
+
+    constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "threshold": [Interval(float, None, None), NONE],
+        "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
+        "workers": [Interval(int, 0, MAX_WORKERS), NONE],
+        "atol": [Interval(float, 0, 1, closed="right")],
+    }
+
+    def __post_init__(self) -> None:
+        validate(self, self.constraints)
+        if not self.sources and not self.unknown:
+            raise ValueError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+
+
+def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_files: int | None = None, ort_threads: int | None = None) -> int:
     """The whole command as a function (tests and the benchmark call it); returns the exit status.
 
     ``pool_kind``, ``chunk_files`` and ``ort_threads`` are tuning knobs for the benchmark.
     """
+    from osr_infer.data import default_data_dir
     from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers, prepare_workers
     from osr_infer.pipeline import run_inference
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
     from osr_infer.session import InferenceModel
     from osr_infer.sources import resolve_sources
-    from osr_train.data import default_data_dir
 
-    unknown = unknown or []
-    if batch_size < 1:
-        raise InferError(f"--batch-size must be at least 1, not {batch_size}")
-    if workers is not None and workers < 0:
-        raise InferError(f"--workers must be 0 or more, not {workers}")
+    specs, unknown, output, batch_size = options.sources, options.unknown, options.output, options.batch_size
     if output is not None:
         check_output(output)
-    if not specs and not unknown:
-        raise InferError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
-    workers = default_workers() if workers is None else workers
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    workers = default_workers() if options.workers is None else options.workers
+    data_dir = Path(options.data_dir) if options.data_dir is not None else default_data_dir()
 
     decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
     if decoding and pool_kind == "process":
         prepare_workers()  # boots while the model loads and the files are listed
     threads, spin = ort_threading(workers if decoding else 0, batch_size)
-    session = InferenceModel(model, threshold, threads=ort_threads or threads, spin=spin)
+    session = InferenceModel(options.model, options.threshold, threads=ort_threads or threads, spin=spin)
     if session.fixed_batch is not None and session.fixed_batch != batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
         batch_size = session.fixed_batch
-    resolved = resolve_sources(specs, unknown, data_dir, session.contract)
-    for note in session.notes:
+    resolved = resolve_sources(specs, unknown, data_dir, session.contract, session.spec, session.class_names)
+    for note in session.notes + [s.note for s in resolved if s.note]:
         err.print(f"note: {note}", markup=False)
 
     with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES) as pool:
         if any(s.from_files for s in resolved):
             pool.start()
         observers = []
-        if parity is not None:
-            from osr_infer.parity import ParityCheck  # the only torch import of osr_infer
-
-            check = ParityCheck(parity, session, [s.name for s in resolved], atol)
+        if options.parity is not None:
+            check = _parity_check(options.parity, session, [s.name for s in resolved], options.atol)
             for note in check.notes:
                 err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
             observers.append(check)
@@ -143,7 +161,7 @@ def infer_command(
         with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
             run = run_inference(
                 resolved, session, pool, batch_size=batch_size, writer=writer, observers=observers, console=err,
-                progress=progress, on_failure=report_failure,
+                progress=options.progress, on_failure=report_failure,
             )
             if not len(run.predictions):
                 n = len(run.failures)
@@ -164,6 +182,17 @@ def infer_command(
         if not observers[0].passed:
             return EXIT_PARITY_FAILED
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
+
+
+def _parity_check(checkpoint: Path, session, names: list[str], atol: float):  # noqa: ANN001, ANN202
+    """The PyTorch side of ``--parity``, loaded only now: the edge install has no torch."""
+    try:
+        from osr_export.infer_parity import ParityCheck
+    except ImportError as exc:
+        raise InferError(
+            f"--parity runs the PyTorch model, which needs the training install (pip install 'osr-toolkit[train]'): {exc}"
+        ) from None
+    return ParityCheck(checkpoint, session, names, atol)
 
 
 def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
@@ -188,13 +217,13 @@ def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
 
 def _decodes_files(specs: list[str], data_dir: Path) -> bool:
     """Will any source need image decoding (files, folders, CIFAR-10 as JPEGs)?"""
-    from osr_infer.sources import DATASET_REFERENCES
+    from osr_infer.data.registry import is_reference
 
     for spec in specs:
-        if spec not in DATASET_REFERENCES:
+        if not is_reference(spec) or spec.startswith("folder:"):
             return True
         if spec == "cifar10:test":
-            from osr_train.data.cifar import find_cifar10
+            from osr_infer.data.cifar import find_cifar10
 
             found = find_cifar10(data_dir)
             if found is not None and not (found / "test_batch").is_file():

@@ -7,7 +7,7 @@ that are ready, so decoding and inference overlap; a bounded window of chunks in
 keeps memory flat however many files there are. ``workers=0`` decodes in the calling
 thread (for debugging, or a machine where processes are unwelcome).
 
-Every file goes through :func:`osr_train.preprocess.load_image` with the model's contract;
+Every file goes through :func:`osr_infer.preprocess.load_image` with the model's contract;
 a file that fails is reported with its reason and skipped, never fatal. A worker process
 that dies (killed, out of memory, a crashing codec) is replaced and its files decoded again;
 a file that kills its worker is reported like any other unreadable file.
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_train.preprocess import ImageDecodeError, PreprocessContract, load_image
+from osr_infer.outputs import DEFAULT_BATCH_SIZE
+from osr_infer.preprocess import ImageDecodeError, PreprocessContract, load_image
 
 if TYPE_CHECKING:
     from osr_infer.sources import Source
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 #: Files per decoding task: large enough to amortise inter-process overhead, and equal to the
 #: default batch size so that a decoded chunk is a batch, with no re-packing (tuned in
 #: benchmarks/: 256 beat 32, 64 and 128 end to end). Small sources are split evenly instead.
-CHUNK_FILES = 256
+CHUNK_FILES = DEFAULT_BATCH_SIZE
 
 
 def default_workers() -> int:
@@ -66,8 +67,7 @@ MAX_WORKER_CRASHES = 16
 
 def decode_files(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
     """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)])."""
-    size = contract.size
-    pixels = np.empty((len(paths), size, size), dtype=np.uint8)
+    pixels = np.empty((len(paths), *contract.pixel_shape), dtype=np.uint8)
     ok: list[int] = []
     failed: list[tuple[int, str]] = []
     for i, path in enumerate(paths):
@@ -246,7 +246,6 @@ class DecodePool:
         task kills the worker again is the culprit, and is reported as unreadable."""
         assert self._executor is not None
         source = sources[s]
-        size = self.contract.size
         positions: list[int] = []
         pixels: list[np.ndarray] = []
         failures: list[tuple[str, str]] = []
@@ -262,7 +261,7 @@ class DecodePool:
                 positions.append(i)
                 pixels.append(decoded[0])
             failures.extend((path, reason) for _, reason in failed)
-        stacked = np.stack(pixels) if pixels else np.empty((0, size, size), dtype=np.uint8)
+        stacked = np.stack(pixels) if pixels else np.empty((0, *self.contract.pixel_shape), dtype=np.uint8)
         return Piece(s, np.asarray(positions, dtype=np.int64), stacked, failures)
 
     def _tasks(self, sources: list[Source], memory_chunk: int) -> Iterator[tuple[int, int, int]]:

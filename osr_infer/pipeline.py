@@ -22,11 +22,12 @@ from rich.text import Text
 
 from osr_infer.decode import DecodePool, Piece
 from osr_infer.errors import InferError
-from osr_infer.results import UNKNOWN_LABEL, ResultsWriter
-from osr_infer.session import InferenceModel, ModelOutputs
+from osr_infer.results import ResultsWriter
+from osr_infer.spec import UNKNOWN_NAME, UNLABELLED
+from osr_infer.outputs import DEFAULT_BATCH_SIZE, ModelOutputs
+from osr_infer.session import InferenceModel
 from osr_infer.sources import Source
 
-DEFAULT_BATCH_SIZE = 256
 
 
 class BatchObserver(Protocol):
@@ -37,7 +38,7 @@ class BatchObserver(Protocol):
 
 @dataclass
 class Batch:
-    pixels: np.ndarray  # uint8 (n, size, size); may be a reused buffer: consume before the next batch
+    pixels: np.ndarray  # uint8 (n, *pixel_shape); may be a reused buffer: consume before the next batch
     source: np.ndarray  # int32 (n,) source of each row
     index: np.ndarray  # int64 (n,) position of each row within its source
 
@@ -45,7 +46,7 @@ class Batch:
 class Batcher:
     """Packs pieces of any size into batches of exactly ``batch_size`` rows (the last one shorter)."""
 
-    def __init__(self, batch_size: int, image_shape: tuple[int, int]) -> None:
+    def __init__(self, batch_size: int, image_shape: tuple[int, ...]) -> None:
         self.batch_size = batch_size
         self._pixels = np.empty((batch_size, *image_shape), dtype=np.uint8)
         self._source = np.empty(batch_size, dtype=np.int32)
@@ -114,8 +115,8 @@ class InferenceRun:
         return len(self.predictions) / self.seconds if self.seconds > 0 else float("nan")
 
     def true_labels(self) -> np.ndarray:
-        """Label of each classified image (0-9 known, 10 unknown, -1 unlabelled)."""
-        out = np.full(len(self.predictions), -1, dtype=np.int64)
+        """Label of each classified image (a class index, UNKNOWN, or UNLABELLED)."""
+        out = np.full(len(self.predictions), UNLABELLED, dtype=np.int64)
         for s, source in enumerate(self.sources):
             mask = self.predictions.source == s
             out[mask] = source.labels[self.predictions.index[mask]]
@@ -123,7 +124,7 @@ class InferenceRun:
 
     def open_set_labels(self) -> list[str]:
         """``label`` column values: class name where accepted, ``unknown`` where rejected."""
-        names = np.array([*self.model.class_names, UNKNOWN_LABEL], dtype=object)
+        names = np.array([*self.model.class_names, UNKNOWN_NAME], dtype=object)
         p = self.predictions
         return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
 
@@ -160,7 +161,7 @@ def run_inference(
     if fixed is not None:
         batch_size = fixed  # the CLI says so; a fixed-batch model gets exactly that (the last batch padded)
     contract, threshold = model.contract, model.threshold
-    names = np.array([*model.class_names, UNKNOWN_LABEL], dtype=object)
+    names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
     observers = observers or []
     parts: list[Predictions] = []
     failures: list[tuple[str, str]] = []
@@ -192,7 +193,7 @@ def run_inference(
     if bar:
         bar.start()
     try:
-        batcher = Batcher(batch_size, (contract.size, contract.size))
+        batcher = Batcher(batch_size, contract.pixel_shape)
         for piece in pool.pieces(sources):
             failed_per_source[piece.source] += len(piece.failures)
             for path, reason in piece.failures:

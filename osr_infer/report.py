@@ -1,6 +1,6 @@
 """What a run prints: per-image rows for small runs, a summary for large ones, and metrics.
 
-Metrics come from :mod:`osr_train.metrics`, the same code that scored the model in
+Metrics come from :mod:`osr_infer.metrics`, the same code that scored the model in
 training: for labelled sources (knowns from MNIST/digits, unknowns from CIFAR-10 or any
 ``--unknown`` source) closed-set accuracy, known acceptance, unknown rejection and the
 11-class open-set accuracy, per source and over everything labelled.
@@ -16,21 +16,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from osr_infer.pipeline import InferenceRun
-from osr_infer.results import UNKNOWN_LABEL
-from osr_train.metrics import UNKNOWN, ood_report, open_set_report
+from osr_infer.metrics import ood_report, open_set_report
+from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
 
 #: Runs up to this many images get one table row per image.
 TABLE_ROWS = 50
 
 
-def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, Any] | None:
-    """Open-set metrics over the labelled rows (0-9 known, 10 unknown); None if there are none."""
-    known, unknown = (labels >= 0) & (labels < UNKNOWN), labels == UNKNOWN
+def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, threshold: float, n_classes: int) -> dict[str, Any] | None:
+    """Open-set metrics over the labelled rows (a class index, or UNKNOWN); None if there are none."""
+    known, unknown = labels >= 0, labels == UNKNOWN
     if not known.any() and not unknown.any():
         return None
     if known.any():
-        report = open_set_report(labels[known], pred[known], score[known], pred[unknown], score[unknown], threshold)
-        report.pop("confusion_matrix_10"), report.pop("confusion_matrix_11")
+        report = open_set_report(labels[known], pred[known], score[known], pred[unknown], score[unknown], threshold, n_classes)
+        report.pop("confusion_matrix"), report.pop("confusion_matrix_open_set")
         if unknown.any():
             report["ood"] = ood_report(score[known], score[unknown])
         return report
@@ -47,17 +47,17 @@ def run_metrics(run: InferenceRun) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for s, source in enumerate(run.sources):
         mask = p.source == s
-        metrics = labelled_metrics(labels[mask], p.pred[mask], p.score[mask], thr)
+        metrics = labelled_metrics(labels[mask], p.pred[mask], p.score[mask], thr, len(run.model.class_names))
         if metrics is not None:
             out[source.name] = metrics
     if len(out) > 1:
-        out["all labelled"] = labelled_metrics(labels, p.pred, p.score, thr)
+        out["all labelled"] = labelled_metrics(labels, p.pred, p.score, thr, len(run.model.class_names))
     return out
 
 
 def label_counts(run: InferenceRun) -> dict[str, dict[str, int]]:
     """``{source name: {label: count}}`` over the class names and ``unknown``."""
-    names = [*run.model.class_names, UNKNOWN_LABEL]
+    names = [*run.model.class_names, UNKNOWN_NAME]
     p = run.predictions
     open_pred = np.where(p.known, p.pred, len(run.model.class_names))
     return {
@@ -93,7 +93,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
             table.add_column(escape(name), justify="right", overflow="fold")
         if len(counts) > 1:
             table.add_column("total", justify="right")
-        for label in [*run.model.class_names, UNKNOWN_LABEL]:
+        for label in [*run.model.class_names, UNKNOWN_NAME]:
             row = [counts[name][label] for name in counts]
             table.add_row(escape(label), *(f"{c:,}" for c in row), *([f"{sum(row):,}"] if len(counts) > 1 else []))
         classified = [int(np.sum(p.source == s)) for s in range(len(run.sources))]
@@ -116,7 +116,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
             ("closed-set accuracy", lambda m: _pct(m["closed_set_accuracy"])),
             ("known acceptance", lambda m: _pct(m["known_acceptance"])),
             ("unknown rejection", lambda m: _pct(m["unknown_rejection"])),
-            ("open-set accuracy (11-class)", lambda m: _pct(m["open_set_accuracy"])),
+            ("open-set accuracy (classes + unknown)", lambda m: _pct(m["open_set_accuracy"])),
             ("AUROC (threshold-free)", lambda m: _pct(m["ood"]["auroc"]) if "ood" in m else "-"),
         )
         for label, cell in rows:

@@ -19,11 +19,10 @@ from typing import Sequence
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_train.io import atomic_path, check_writable_dir
+from osr_infer.io import atomic_path, check_writable_dir
 
 FIELDS = ("path", "label", "probability", "score")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
-UNKNOWN_LABEL = "unknown"
 
 
 def check_output(path: str | Path) -> Path:

@@ -8,30 +8,21 @@ itself, so the decision here is just ``score >= threshold``.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from osr_export.metadata import MetadataError, ModelMetadata
+from osr_infer.metadata import MetadataError, ModelMetadata
 from osr_infer.errors import InferError
-from osr_train.preprocess import PREPROCESSING, PreprocessContract
-from osr_train.scores import score_spec
+from osr_infer.outputs import ModelOutputs
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.scores import score_spec
+from osr_infer.spec import ModelSpec, is_finite_number
 
 DEFAULT_MODEL = Path("artifacts/siamese/model.onnx")
 REQUIRED_OUTPUTS = ("logits", "probs")
-
-
-@dataclass(frozen=True)
-class ModelOutputs:
-    """One batch of model outputs: ``logits``/``probs`` are (N, classes), ``score`` is (N,)."""
-
-    logits: np.ndarray
-    probs: np.ndarray
-    score: np.ndarray
 
 
 def session_options(threads: int, *, spin: bool) -> ort.SessionOptions:
@@ -69,6 +60,7 @@ class InferenceModel:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InferError(f"{self.path} is not a loadable ONNX model ({reason})") from None
         self.metadata = self._read_metadata(threshold)
+        self.spec: ModelSpec | None = self.metadata.spec if self.metadata else None
         self.contract: PreprocessContract = self.metadata.contract if self.metadata else PREPROCESSING
         self.score_name = self.metadata.score if self.metadata else None
         self.threshold = self._resolve_threshold(threshold)
@@ -76,11 +68,13 @@ class InferenceModel:
         self._output_names, self._has_score = self._check_outputs()
         n_classes = self._session.get_outputs()[self._output_names.index("logits")].shape[1]
         if self.metadata:
-            self.class_names = list(self.metadata.class_names)
+            self.class_names = tuple(self.metadata.class_names)
             if isinstance(n_classes, int) and n_classes != len(self.class_names):
                 raise InferError(f"{self.path}: the model has {n_classes} outputs but its metadata names {len(self.class_names)} classes")
         else:
-            self.class_names = [str(i) for i in range(n_classes if isinstance(n_classes, int) else 10)]
+            if not isinstance(n_classes, int):
+                raise InferError(f"{self.path}: without osr.* metadata the number of classes must be fixed in the graph")
+            self.class_names = tuple(str(i) for i in range(n_classes))
 
     def _read_metadata(self, threshold: float | None) -> ModelMetadata | None:
         props = self._session.get_modelmeta().custom_metadata_map
@@ -96,7 +90,7 @@ class InferenceModel:
                 ) from None
             self.notes.append(
                 f"{self.path.name} has no osr.* metadata: using threshold {threshold:g} and the toolkit's default "
-                f"preprocessing ({PREPROCESSING.size}x{PREPROCESSING.size} grayscale, mean {PREPROCESSING.mean}, std {PREPROCESSING.std})"
+                f"preprocessing ({PREPROCESSING.describe()}, mean {PREPROCESSING.mean}, std {PREPROCESSING.std})"
             )
             return None
 
@@ -107,7 +101,7 @@ class InferenceModel:
         try:
             if self.metadata is not None:
                 score_spec(self.metadata.score).check_threshold(threshold)
-            elif not math.isfinite(threshold):
+            elif not is_finite_number(threshold):
                 raise ValueError(f"threshold must be a finite number, got {threshold}")
         except ValueError as exc:
             raise InferError(f"--threshold: {exc}") from None

@@ -1,17 +1,16 @@
-"""What ``SOURCE`` arguments mean: image files, folders, or labelled data set references.
+"""What ``SOURCE`` arguments mean: image files, folders, or data set references.
 
 * a file or a folder (searched recursively, sorted, common image suffixes): unlabelled,
   or every image counted as *unknown* when passed with ``--unknown``;
-* ``mnist:test`` / ``mnist:train``: the MNIST IDX files under ``--data-dir``, labelled 0-9;
-* ``cifar10:test``: the CIFAR-10 test set under ``--data-dir`` (``cifar-10-batches-py`` or
-  ``cifar10-test-jpeg/<class>/``), every image an *unknown*;
-* ``digits``: the bundled offline set, i.e. the test split (seed 0) of the scikit-learn
-  digits, labelled 0-9, plus the 500 sample-photo crops as unknowns: exactly the test
-  sets ``osr-train --dataset digits`` reports its metrics on, so the numbers compare.
+* a data set reference from the registry (:mod:`osr_infer.data.registry`): ``mnist:test``,
+  ``mnist:train``, ``cifar10:test`` (every image an unknown), ``digits`` (the test split of
+  the model's own split seed plus the sample-photo crops), ``folder:PATH`` (one subfolder
+  per class, e.g. what ``osr-train sample-images`` writes) and ``idx:PATH`` (the test split).
 
-Data set references read through ``osr_train.data``; images from files are decoded later,
-in parallel, by :mod:`osr_infer.decode`. A reference shadows a folder of the same name
-(write ``./digits`` for the folder).
+Labels follow the model spec's convention: a data set's class becomes the model's label of
+the class with the same name, and anything the model does not know is ``UNKNOWN`` (-1), so
+``mnist:test`` on a model trained on six digits scores the other four as unknowns. A
+reference shadows a folder of the same name (write ``./digits`` for the folder).
 """
 
 from __future__ import annotations
@@ -22,25 +21,22 @@ from pathlib import Path
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_train.data.datasets import UNKNOWN_LABEL as UNKNOWN  # 10, the 11th class of the metrics
-from osr_train.preprocess import IMAGE_SUFFIXES, PREPROCESSING, PreprocessContract, find_images
-
-UNLABELLED = -1
-DATASET_REFERENCES = ("mnist:test", "mnist:train", "cifar10:test", "digits")
-DIGITS_SEED = 0  # osr-train's default --seed, which fixes the digits split
+from osr_infer.preprocess import IMAGE_SUFFIXES, PreprocessContract, find_images
+from osr_infer.spec import UNKNOWN, UNLABELLED, ModelSpec
 
 
 @dataclass
 class Source:
     """One SOURCE: either file paths (decoded later) or in-memory uint8 images, with labels.
 
-    Labels: 0-9 a known digit, 10 (``UNKNOWN``) an unknown, -1 unlabelled.
+    Labels: ``0..C-1`` a known class of the model, ``UNKNOWN`` an unknown, ``UNLABELLED`` no truth.
     """
 
     name: str
     labels: np.ndarray
     paths: list[str] | None = None
     images: np.ndarray | None = None
+    note: str | None = None  # how the labels were read, for the user
 
     def __post_init__(self) -> None:
         if (self.paths is None) == (self.images is None):
@@ -66,13 +62,14 @@ class Source:
 
 
 def resolve_sources(
-    specs: list[str], unknown_specs: list[str], data_dir: Path, contract: PreprocessContract = PREPROCESSING
+    specs: list[str], unknown_specs: list[str], data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
+    class_names: tuple[str, ...],
 ) -> list[Source]:
     """Resolve every SOURCE (and ``--unknown`` SOURCE) up front, so a typo fails before any work."""
     if not specs and not unknown_specs:
         raise InferError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
-    sources = [resolve_source(s, data_dir, contract) for s in specs]
-    sources += [resolve_source(s, data_dir, contract, unknown=True) for s in unknown_specs]
+    resolve = lambda s, unknown=False: resolve_source(s, data_dir, contract, model_spec, class_names, unknown=unknown)  # noqa: E731
+    sources = [resolve(s) for s in specs] + [resolve(s, True) for s in unknown_specs]
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -80,20 +77,30 @@ def resolve_sources(
     return sources
 
 
-def resolve_source(spec: str, data_dir: Path, contract: PreprocessContract = PREPROCESSING, *, unknown: bool = False) -> Source:
-    if spec in DATASET_REFERENCES:
-        source = _dataset(spec, Path(data_dir), contract)
+def map_labels(labels: np.ndarray, names: tuple[str, ...] | None, class_names: tuple[str, ...]) -> np.ndarray:
+    """A data set's labels (indices into ``names``) as the model's: same class name, else UNKNOWN."""
+    if names is None:
+        return np.full(len(labels), UNKNOWN, dtype=np.int64)
+    table = np.array([class_names.index(n) if n in class_names else UNKNOWN for n in names] + [UNKNOWN], dtype=np.int64)
+    return table[np.where(labels >= 0, labels, len(names))]
+
+
+def resolve_source(
+    spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
+    class_names: tuple[str, ...], *, unknown: bool = False,
+) -> Source:
+    from osr_infer.data.registry import is_reference, reference_examples
+
+    if is_reference(spec):
+        source = _reference(spec, data_dir, contract, model_spec, class_names)
         if unknown:
             source.labels = np.full(len(source), UNKNOWN, dtype=np.int64)
         return source
     path = Path(spec)
     if not path.exists():
         prefix = spec.split(":", 1)[0]
-        if ":" in spec or spec in ("mnist", "cifar10"):
-            known = ", ".join(DATASET_REFERENCES)
-            if prefix in ("mnist", "cifar10", "digits"):
-                raise InferError(f"unknown data set reference {spec!r}; known: {known}")
-            raise InferError(f"no such file or folder: {spec} (data set references: {known})")
+        if ":" in spec or prefix in ("mnist", "cifar10", "folder", "idx"):
+            raise InferError(f"no such file, folder or data set reference: {spec} (references: {reference_examples()})")
         raise InferError(f"no such file or folder: {spec}")
     try:
         files = find_images(path)
@@ -104,61 +111,26 @@ def resolve_source(spec: str, data_dir: Path, contract: PreprocessContract = PRE
     return Source(spec, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files)
 
 
-def _dataset(spec: str, data_dir: Path, contract: PreprocessContract) -> Source:
-    """A labelled data set reference, read with osr_train's readers."""
-    from osr_train.data import DataError, IdxFormatError
+def _reference(spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
+               class_names: tuple[str, ...]) -> Source:
+    """A data set reference, read through the registry with the model's preprocessing."""
+    from osr_infer.data import DataError, IdxFormatError
+    from osr_infer.data.registry import reference_source
 
-    if contract != PREPROCESSING:
-        raise InferError(
-            f"{spec}: the model's preprocessing differs from the toolkit's standard one that the data set readers "
-            "apply; classify image folders instead"
-        )
+    # The digits split depends on the seed: use the model's, so its training digits are never scored as test digits.
+    seed = model_spec.dataset.split_seed if model_spec is not None and model_spec.dataset.name == "digits" else 0
     try:
-        if spec.startswith("mnist:"):
-            return _mnist(spec, data_dir)
-        if spec == "cifar10:test":
-            return _cifar10(spec, data_dir)
-        return _digits(spec)
+        ref = reference_source(spec, data_dir, contract, seed)
     except (DataError, IdxFormatError) as exc:
         raise InferError(f"{spec}: {exc}") from None
-
-
-def _mnist(spec: str, data_dir: Path) -> Source:
-    from osr_train.data.mnist import MnistMissingError, load_mnist, mnist_raw_dir
-
-    try:
-        images = load_mnist(data_dir, spec.split(":")[1])
-    except MnistMissingError:
-        raise InferError(
-            f"{spec}: MNIST not found in {mnist_raw_dir(data_dir)} (set --data-dir or $OSR_DATA_DIR; "
-            "`osr-train --download` fetches it)"
-        ) from None
-    return Source(spec, images.labels, images=images.images)
-
-
-def _cifar10(spec: str, data_dir: Path) -> Source:
-    from osr_train.data.cifar import JPEG_DIR, PICKLE_DIR, find_cifar10, load_cifar10
-
-    found = find_cifar10(data_dir)
-    if found is None:
-        raise InferError(
-            f"{spec}: no CIFAR-10 test set in {data_dir} (expected {PICKLE_DIR}/test_batch or {JPEG_DIR}/<class>/*.jpg; "
-            "set --data-dir or $OSR_DATA_DIR)"
-        )
-    if (found / "test_batch").is_file():
-        images = load_cifar10(found, "test")
-        return Source(spec, np.full(len(images), UNKNOWN), images=images.images)
-    files = find_images(found)
-    if not files:
-        raise InferError(f"{spec}: no image files under {found}")
-    return Source(spec, np.full(len(files), UNKNOWN), paths=files)
-
-
-def _digits(spec: str) -> Source:
-    from osr_train.data.digits import load_digits_open_set
-
-    data = load_digits_open_set(seed=DIGITS_SEED)
-    photos = data.unknown_test[0]
-    images = np.concatenate([data.test.images, photos.images])
-    labels = np.concatenate([data.test.labels, np.full(len(photos), UNKNOWN)])
-    return Source(spec, labels, images=images)
+    labels = map_labels(ref.labels, ref.class_names, class_names)
+    note = None
+    if ref.class_names is not None:
+        strangers = [n for n in ref.class_names if n not in class_names]
+        if strangers and len(strangers) < len(ref.class_names):
+            note = f"{spec}: classes the model does not know count as unknowns: {', '.join(strangers)}"
+        elif strangers:
+            note = f"{spec}: none of its classes is one of the model's; every image counts as an unknown"
+    if ref.images is not None:
+        return Source(ref.name, labels, images=ref.images, note=note)
+    return Source(ref.name, labels, paths=ref.paths, note=note)

@@ -1,7 +1,8 @@
-"""osr_train: data, models, two-stage training, evaluation and threshold calibration.
+"""osr_train: models, losses, two-stage training, calibration and evaluation (needs torch).
 
-Importing this package is cheap and torch-free: the edge side (``osr_infer``) reuses the
-preprocessing contract, the data readers and the metrics from here without pulling torch.
+Built on :mod:`osr_infer` (the spec, the data sets, the metrics), never the reverse.
 """
 
-__version__ = "0.1.0"
+from osr_infer import __version__
+
+__all__ = ["__version__"]

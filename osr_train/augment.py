@@ -15,11 +15,15 @@ import torch.nn.functional as F
 class RandomAffine:
     """Rotation (degrees), translation (pixels), isotropic scale, applied per sample.
 
-    Inputs are normalised images whose background is ``fill`` (-1 for MNIST's black).
+    Inputs are normalised images ``(N, C, H, W)`` whose background is ``fill`` per channel (the
+    contract's normalised black: -1 for MNIST). ``translate_px`` is in 28-pixel units, scaled by
+    ``scale_px`` for other input sizes.
     """
 
-    def __init__(self, degrees: float = 10.0, translate_px: float = 2.0, scale: tuple[float, float] = (0.9, 1.1), fill: float = -1.0) -> None:
-        self.degrees, self.translate_px, self.scale, self.fill = degrees, translate_px, scale, fill
+    def __init__(self, degrees: float = 10.0, translate_px: float = 2.0, scale: tuple[float, float] = (0.9, 1.1),
+                 fill: tuple[float, ...] = (-1.0,), scale_px: float = 1.0) -> None:
+        self.degrees, self.translate_px, self.scale = degrees, translate_px * scale_px, scale
+        self.fill = torch.tensor(fill, dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -32,4 +36,5 @@ class RandomAffine:
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         # grid_sample pads with zeros; shift so the padding equals the background value.
-        return F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
+        fill = self.fill.to(x.device)
+        return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill

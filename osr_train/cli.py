@@ -11,21 +11,23 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from osr_train import cli_support
+from osr_infer import cli_support
+from osr_infer.data.registry import DATASETS
+from osr_infer.scores import SCORES
+from osr_train.recipes import RECIPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Train an open-set digit recogniser.")
 console = Console(stderr=True)
 
 
-class Dataset(str, Enum):
-    mnist = "mnist"
-    digits = "digits"
+def _choices(name: str, values) -> type[Enum]:  # noqa: ANN001 - an iterable of str
+    """A Typer choice type from a registry's names (so a new entry is a new choice)."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+Device = _choices("Device", ("auto", "cpu", "cuda"))
+Recipe = _choices("Recipe", RECIPES)
+Score = _choices("Score", SCORES)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -36,48 +38,34 @@ def fail(message: str, code: int = 2) -> NoReturn:
 interruptible = cli_support.interruptible(console, "the files already written are complete; none is half-written")
 
 
-def _train(model_kind: str, **options) -> None:
-    from osr_train.pipeline import TrainingFailed, train_command
+def _train(model: str, **options) -> None:
+    from osr_train.pipeline import TrainingFailed, TrainOptions, train_command
 
+    values = {k: (v.value if isinstance(v, Enum) else v) for k, v in options.items()}
+    values["ood_dirs"] = values.pop("ood_dir") or []
     try:
-        train_command(model_kind, console=console, **options)
+        parsed = TrainOptions(model=model, **values)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        train_command(parsed, console=console)
     except TrainingFailed as exc:
         fail(str(exc), exc.exit_code)
 
 
-class Recipe(str, Enum):
-    seed = "seed"
-    best = "best"
-
-
-class Score(str, Enum):
-    msp = "msp"
-    max_logit = "max_logit"
-    energy = "energy"
-    mahalanobis = "mahalanobis"
-
-
-def _common(
-    recipe: Recipe, dataset: Dataset, data_dir: Optional[Path], ood_dir: Optional[list[Path]], download: bool,
-    epochs: Optional[int], batch_size: Optional[int], lr: Optional[float], seed: int, device: Device,
-    out: Optional[Path], threshold: Optional[float], target_tpr: Optional[float], score: Optional[Score],
-) -> dict:
-    return dict(
-        recipe=recipe.value, dataset=dataset.value, data_dir=data_dir, ood_dirs=ood_dir or [], download=download,
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device.value, out=out, threshold=threshold,
-        target_tpr=target_tpr, score=score.value if score else None,
-    )
-
-
-DatasetOpt = typer.Option(Dataset.mnist, "--dataset", help="mnist (real data) or digits (bundled, offline).")
+DATASET_HELP = "Data set reference: " + "; ".join(f"{e.example}: {e.summary}" for e in DATASETS.values()) + "."
+DatasetOpt = typer.Option("mnist", "--dataset", help=DATASET_HELP)
 DataDirOpt = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False)
-OodOpt = typer.Option(None, "--ood-dir", help="Folder of unknown images (repeatable) [default: CIFAR-10 test in --data-dir].")
+OodOpt = typer.Option(None, "--ood-dir", help="Folder of unknown images (repeatable) [default: the data set's own unknowns, e.g. CIFAR-10 test for mnist].")
 DownloadOpt = typer.Option(False, "--download", help="Fetch MNIST (checksum-verified) when it is missing.")
-RecipeOpt = typer.Option(Recipe.seed, "--recipe", help="seed: the notebook's recipe; best: augmentation, outlier exposure, calibrated threshold.")
+KnownOpt = typer.Option(None, "--known-classes", help="Train on these classes only (indices or names, e.g. 2,4,5,9,8,3); the test images of the others are unknowns.", show_default=False)
+SizeOpt = typer.Option(None, "--input-size", help="Network input side in pixels [default: from the data: 28 for MNIST, a folder's common square size or 32].", show_default=False)
+ChannelsOpt = typer.Option(None, "--channels", help="1 (grey) or 3 (RGB) [default: from the data].", show_default=False)
+RecipeOpt = typer.Option("seed", "--recipe", help="seed: the notebook's recipe; best: augmentation, outlier exposure, calibrated threshold.")
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size [default: the recipe's; seed: 64 baseline, 128 siamese].", show_default=False)
 LrOpt = typer.Option(None, "--lr", help="Adam learning rate [default: the recipe's; seed: 1e-3].", show_default=False)
 SeedOpt = typer.Option(0, "--seed", help="Random seed (split, init, shuffling).")
-DeviceOpt = typer.Option(Device.auto, "--device", help="auto picks CUDA when available.")
+DeviceOpt = typer.Option("auto", "--device", help="auto picks CUDA when available.")
 OutOpt = typer.Option(None, "--out", help="Output folder [default: artifacts/<model>/, or artifacts/<model>-<recipe>/].", show_default=False)
 ThresholdOpt = typer.Option(None, "--threshold", help="Accept as known when the score reaches this [default: seed recipe 0.999 on msp; best recipe calibrated].", show_default=False)
 TprOpt = typer.Option(None, "--target-tpr", help="Calibrate the threshold to accept this fraction of validation knowns (e.g. 0.99).", show_default=False)
@@ -87,22 +75,24 @@ ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in 
 @app.command()
 @interruptible
 def baseline(
-    recipe: Recipe = RecipeOpt, dataset: Dataset = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
-    ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt,
+    recipe: Recipe = RecipeOpt, dataset: str = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
+    ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt, known_classes: Optional[str] = KnownOpt,
+    input_size: Optional[int] = SizeOpt, channels: Optional[int] = ChannelsOpt,
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Cross-entropy epochs [seed: 30].", show_default=False),
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     out: Optional[Path] = OutOpt, threshold: Optional[float] = ThresholdOpt, target_tpr: Optional[float] = TprOpt,
     score: Optional[Score] = ScoreOpt,
 ) -> None:
     """The seed's baseline: the CNN trained with cross-entropy."""
-    _train("baseline", **_common(recipe, dataset, data_dir, ood_dir, download, epochs, batch_size, lr, seed, device, out, threshold, target_tpr, score))
+    _train("baseline", **{k: v for k, v in locals().items()})
 
 
 @app.command()
 @interruptible
 def siamese(
-    recipe: Recipe = RecipeOpt, dataset: Dataset = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
-    ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt,
+    recipe: Recipe = RecipeOpt, dataset: str = DatasetOpt, data_dir: Optional[Path] = DataDirOpt,
+    ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt, known_classes: Optional[str] = KnownOpt,
+    input_size: Optional[int] = SizeOpt, channels: Optional[int] = ChannelsOpt,
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Stage 2 (cross-entropy) epochs [seed: 30].", show_default=False),
     pretrain_epochs: Optional[int] = typer.Option(None, "--pretrain-epochs", help="Stage 1 (contrastive) epochs [seed: 40].", show_default=False),
     margin: float = typer.Option(2.0, "--margin", help="Contrastive margin."),
@@ -111,10 +101,7 @@ def siamese(
     score: Optional[Score] = ScoreOpt,
 ) -> None:
     """The seed's two-stage Siamese model: contrastive pre-training, then cross-entropy."""
-    _train(
-        "siamese", pretrain_epochs=pretrain_epochs, margin=margin,
-        **_common(recipe, dataset, data_dir, ood_dir, download, epochs, batch_size, lr, seed, device, out, threshold, target_tpr, score),
-    )
+    _train("siamese", **{k: v for k, v in locals().items()})
 
 
 @app.command()
@@ -132,7 +119,7 @@ def evaluate(
     from osr_train.report import evaluate_command
 
     try:
-        evaluate_command(checkpoint, data_dir=data_dir, ood_dirs=ood_dir or [], out=out, tsne=tsne, device=device.value, console=console)
+        evaluate_command(checkpoint, data_dir=data_dir, ood_dirs=ood_dir or [], out=out, tsne=tsne, device=getattr(device, 'value', device), console=console)
     except TrainingFailed as exc:
         fail(str(exc), exc.exit_code)
 
@@ -141,24 +128,30 @@ def evaluate(
 @interruptible
 def sample_images(
     out: Path = typer.Argument(..., help="Folder to write PNG files into (created)."),
-    dataset: Dataset = DatasetOpt,
+    dataset: str = DatasetOpt,
     data_dir: Optional[Path] = DataDirOpt,
+    known_classes: Optional[str] = KnownOpt,
     n: int = typer.Option(100, "--n", help="Images per group (knowns, and each unknown set)."),
     seed: int = SeedOpt,
 ) -> None:
-    """Write test knowns (<out>/<digit>/) and unknowns (<out>/unknown-<set>/) as PNG files, to try osr-infer on."""
+    """Write test knowns (<out>/<class>/) and unknowns (<out>/unknown-<set>/) as PNG files, to try osr-infer on
+    (osr-infer folder:<out> scores them with metrics)."""
     import numpy as np
     from PIL import Image
 
-    from osr_train.data import DataError, load_open_set_data
-    from osr_train.io import atomic_path
+    from osr_infer.data import DataError, describe_dataset, open_set_source
+    from osr_infer.data.idx import IdxFormatError
+    from osr_infer.io import atomic_path
 
+    if n < 1:
+        fail(f"--n must be at least 1, not {n}")
     try:
-        data = load_open_set_data(dataset.value, data_dir, seed=seed, progress=False)
-    except DataError as exc:
+        spec, contract = describe_dataset(dataset, data_dir, known_classes=known_classes, split_seed=seed)
+        data = open_set_source(spec, data_dir).load(contract, progress=False)
+    except (DataError, IdxFormatError) as exc:
         fail(str(exc))
     rng = np.random.default_rng(seed)
-    groups = [(data.test, lambda i, s: str(s.labels[i]))] + [(u, lambda i, s: f"unknown-{s.name}") for u in data.unknown_test]
+    groups = [(data.test, lambda i, s: data.class_names[s.labels[i]])] + [(u, lambda i, s: f"unknown-{s.name}") for u in data.unknown_test]
     written = 0
     for images, folder_of in groups:
         for i in rng.choice(len(images), min(n, len(images)), replace=False):
@@ -166,7 +159,7 @@ def sample_images(
             with atomic_path(path) as tmp:  # creates the folder too
                 Image.fromarray(images.images[i]).save(tmp, format="PNG")
             written += 1
-    console.print(f"wrote {written} PNG files under {out}")
+    console.print(f"wrote {written} PNG files under {out}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -5,22 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("ConvNet", "SiameseNet")
+from osr_infer.spec import ModelSpec
+
 
 
 class ConvNet(nn.Module):
-    """The seed's baseline CNN (108,362 parameters): 28x28x1 -> 10 logits.
+    """The seed's baseline CNN, sized by the model spec's input shape and class count.
 
-    conv 1->8 k5 p2, ReLU, maxpool 2; conv 8->16 k5 p2, ReLU, maxpool 2;
-    linear 784->128, ReLU; 128->32, ReLU; 32->10.
+    conv C->8 k5 p2, ReLU, maxpool 2; conv 8->16 k5 p2, ReLU, maxpool 2;
+    linear 16*(S//4)^2 -> 128, ReLU; 128->32, ReLU; 32->classes. At the seed's 1x28x28 input
+    and ten classes that is exactly its 108,362 parameters.
     """
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, num_classes: int, input_shape: tuple[int, int, int]) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, kernel_size=5, stride=1, padding=2)
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 8, kernel_size=5, stride=1, padding=2)
         self.conv2 = nn.Conv2d(8, 16, kernel_size=5, stride=1, padding=2)
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(16 * 7 * 7, 128)
+        self.fc1 = nn.Linear(16 * (height // 4) * (width // 4), 128)
         self.fc2 = nn.Linear(128, 32)
         self.fc3 = nn.Linear(32, num_classes)
         self.relu = nn.ReLU()
@@ -59,12 +62,16 @@ class SiameseNet(ConvNet):
         return out[: len(x1)], out[len(x1) :]
 
 
-def build_model(architecture: str, num_classes: int = 10) -> ConvNet:
-    if architecture == "ConvNet":
-        return ConvNet(num_classes)
-    if architecture == "SiameseNet":
-        return SiameseNet(num_classes)
-    raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+ARCHITECTURES: dict[str, type[ConvNet]] = {"ConvNet": ConvNet, "SiameseNet": SiameseNet}
+
+
+def build_model(spec: ModelSpec) -> ConvNet:
+    """The network a model spec describes: its architecture, input shape and class count."""
+    if spec.architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {spec.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if min(spec.input_shape[1:]) < 4:
+        raise ValueError(f"input {spec.input_shape} is too small for two 2x2 poolings")
+    return ARCHITECTURES[spec.architecture](spec.n_classes, spec.input_shape)
 
 
 def classifier_of(model: nn.Module) -> nn.Module:

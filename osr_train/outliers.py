@@ -3,8 +3,10 @@
 The model is judged on unknowns nobody has seen, so the outliers are generic rather than
 tuned to one data set: smooth random fields and textures (natural-image statistics),
 gratings and shapes, noise, inverted and pixel-shuffled digits, and (optionally) crops of
-scikit-learn's two bundled sample photographs. All of it is generated per batch, in
-normalised units, on the device.
+scikit-learn's two bundled sample photographs. The generator works in its own pixel scale,
+-1 black to +1 white, and hands out uint8 images of the model's pixel shape, which then go
+through the preprocessing contract's normalisation like any digit. For colour inputs the
+grey patterns are tinted or stacked per channel; digits and photos keep their own colours.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from osr_infer.preprocess import PreprocessContract
+
 KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "photo")
 
 
-def photo_crop_pool(n: int = 20_000, seed: int = 1234) -> np.ndarray:
-    """Random 28x28 grayscale crops of the bundled sample photos (uint8), with flips and rotations."""
-    from osr_train.data.digits import sample_photo_crops
+def photo_crop_pool(contract: PreprocessContract, n: int = 20_000, seed: int = 1234) -> np.ndarray:
+    """Random crops of the bundled sample photos through ``contract`` (uint8), with flips and rotations."""
+    from osr_infer.data.digits import sample_photo_crops
 
-    crops = sample_photo_crops(n, seed).images
+    crops = sample_photo_crops(n, seed, contract).images
     rng = np.random.default_rng(seed)
     k = rng.integers(0, 4, n)
     flip = rng.random(n) < 0.5
@@ -33,15 +37,24 @@ def photo_crop_pool(n: int = 20_000, seed: int = 1234) -> np.ndarray:
     return out
 
 
-class OutlierGenerator:
-    """Makes batches of outliers ``(B, 1, 28, 28)`` in the normalised [-1, 1] range."""
+def to_channels_first(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(N, H, W)`` or ``(N, H, W, C)`` -> float ``(N, C, H, W)`` in the generator's [-1, 1]."""
+    x = pixels.float().cpu() / 127.5 - 1
+    return x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
 
-    def __init__(self, known_images: torch.Tensor, *, use_photos: bool = True, seed: int = 0, size: int = 28) -> None:
-        self.known = known_images  # uint8 (N, 28, 28) on the device, for inverted/shuffled digits
-        self.size = size
+
+class OutlierGenerator:
+    """Makes batches of outliers as uint8 images of the contract's pixel shape."""
+
+    def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0) -> None:
+        self.known = known_images  # uint8 (N, *pixel_shape) on the device, for inverted/shuffled digits
+        self.contract = contract
+        self.size = contract.size
+        self.channels = contract.channels
+        self.scale = contract.size / 28  # the shapes were designed on MNIST's 28x28 frame
         self.gen = torch.Generator().manual_seed(seed)
         self.kinds = [k for k in KINDS if use_photos or k != "photo"]
-        self.photos = torch.from_numpy(photo_crop_pool(seed=seed + 1)).to(known_images.device) if use_photos else None
+        self.photos = torch.from_numpy(photo_crop_pool(contract, seed=seed + 1)) if use_photos else None
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen)
@@ -70,7 +83,8 @@ class OutlierGenerator:
         """1/f-like noise: a sum of octaves, like the clutter of natural images."""
         out = torch.zeros(n, 1, self.size, self.size)
         slope = 0.5 + self._rand(n, 1, 1, 1) * 1.5
-        for octave, cells in enumerate((2, 4, 7, 14, 28)):
+        octaves = sorted({max(2, round(self.size * f)) for f in (1 / 14, 1 / 7, 1 / 4, 1 / 2, 1)})  # 2..28 at 28
+        for octave, cells in enumerate(octaves):
             layer = torch.randn(n, 1, cells, cells, generator=self.gen)
             out += F.interpolate(layer, size=self.size, mode="bilinear", align_corners=False) * (0.5 ** (octave * slope))
         return self._contrast(out)
@@ -111,8 +125,8 @@ class OutlierGenerator:
             img = Image.new("L", (self.size, self.size), 0)
             k = int(rng.integers(4, 9))
             angles = np.sort(rng.uniform(0, 2 * np.pi, k))
-            radii = rng.uniform(7, 13, k)
-            cx, cy = rng.uniform(11, 17, 2)
+            radii = rng.uniform(7, 13, k) * self.scale
+            cx, cy = rng.uniform(11, 17, 2) * self.scale
             points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii)]
             ImageDraw.Draw(img).polygon(points, fill=int(rng.integers(90, 256)))
             out[i] = np.asarray(img, dtype=np.float32)
@@ -128,12 +142,13 @@ class OutlierGenerator:
         rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=self.gen)))
         t = np.linspace(0, 1, 12)[:, None]
         for i in range(n):
-            img = Image.new("L", (56, 56), 0)  # drawn at 2x, then downsampled: smooth edges
+            img = Image.new("L", (2 * self.size, 2 * self.size), 0)  # drawn at 2x, then downsampled: smooth edges
             draw = ImageDraw.Draw(img)
             for _ in range(int(rng.integers(2, 5))):
-                p0, p1, p2, p3 = rng.uniform(8, 48, (4, 2))
+                p0, p1, p2, p3 = rng.uniform(8, 48, (4, 2)) * self.scale
                 curve = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
-                draw.line([tuple(p) for p in curve], fill=255, width=int(rng.integers(3, 8)), joint="curve")
+                width = max(1, round(int(rng.integers(3, 8)) * self.scale))
+                draw.line([tuple(p) for p in curve], fill=255, width=width, joint="curve")
             out[i] = np.asarray(img.resize((self.size, self.size), Image.Resampling.BILINEAR), dtype=np.float32)
         return torch.from_numpy(out).unsqueeze(1) / 127.5 - 1
 
@@ -145,7 +160,7 @@ class OutlierGenerator:
 
     def _digits(self, n: int) -> torch.Tensor:
         idx = torch.randint(0, len(self.known), (n,), generator=self.gen).to(self.known.device)
-        return self.known[idx].float().cpu().unsqueeze(1) / 127.5 - 1
+        return to_channels_first(self.known[idx])
 
     def inverted(self, n: int) -> torch.Tensor:
         """Digits with light background and dark ink."""
@@ -154,22 +169,38 @@ class OutlierGenerator:
     def shuffled(self, n: int) -> torch.Tensor:
         """Digits whose 4x4 blocks are shuffled: digit ink statistics, no digit shape."""
         x = self._digits(n)
-        blocks = F.unfold(x, kernel_size=4, stride=4)  # (n, 16, 49)
+        side = self.size - self.size % 4
+        blocks = F.unfold(x[..., :side, :side], kernel_size=4, stride=4)  # (n, C*16, blocks)
         perm = torch.argsort(self._rand(n, blocks.shape[2]), dim=1)
         blocks = torch.gather(blocks, 2, perm.unsqueeze(1).expand_as(blocks))
-        return F.fold(blocks, output_size=self.size, kernel_size=4, stride=4)
+        out = x.clone()
+        out[..., :side, :side] = F.fold(blocks, output_size=side, kernel_size=4, stride=4)
+        return out
 
     def photo(self, n: int) -> torch.Tensor:
         assert self.photos is not None
-        idx = torch.randint(0, len(self.photos), (n,), generator=self.gen).to(self.photos.device)
-        return self._contrast(self.photos[idx].float().cpu().unsqueeze(1) / 127.5 - 1)
+        idx = torch.randint(0, len(self.photos), (n,), generator=self.gen)
+        return self._contrast(to_channels_first(self.photos[idx]))
+
+    def _colour(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        """Grey patterns to the model's channels: tinted (random gain per channel), or for half
+        of them one independent pattern of the same kind per channel."""
+        if x.shape[1] == self.channels:
+            return x
+        n = len(x)
+        gain = 0.4 + 0.6 * self._rand(n, self.channels, 1, 1)
+        tinted = (x + 1) * gain - 1
+        stacked = torch.cat([x] + [getattr(self, kind)(n)[:, :1] for _ in range(self.channels - 1)], 1)
+        return torch.where(self._rand(n, 1, 1, 1) < 0.5, tinted, stacked)
 
     def __call__(self, n: int) -> torch.Tensor:
-        """``n`` outliers, a random mix of the kinds, shuffled."""
+        """``n`` outliers, a random mix of the kinds, shuffled: uint8 ``(n, *pixel_shape)`` on the device."""
         which = torch.randint(0, len(self.kinds), (n,), generator=self.gen)
-        out = torch.empty(n, 1, self.size, self.size)
+        out = torch.empty(n, self.channels, self.size, self.size)
         for k, kind in enumerate(self.kinds):
             idx = (which == k).nonzero().flatten()
             if len(idx):
-                out[idx] = getattr(self, kind)(len(idx))
-        return out.to(self.known.device)
+                out[idx] = self._colour(getattr(self, kind)(len(idx)), kind)
+        pixels = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        pixels = pixels.squeeze(1) if self.channels == 1 else pixels.permute(0, 2, 3, 1).contiguous()
+        return pixels.to(self.known.device)

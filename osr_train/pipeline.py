@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console
 from rich.table import Table
 
-from osr_train.preprocess import PREPROCESSING
+from osr_infer.data.datasets import OpenSetData
+from osr_infer.data.registry import OpenSetSource
+from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.preprocess import PreprocessContract
+from osr_infer.scores import SCORES, score_spec
+from osr_infer.spec import ModelSpec
+from osr_train.recipes import RECIPES, get_recipe
+from osr_train.training import TrainConfig
 
 
 class TrainingFailed(RuntimeError):
@@ -20,107 +28,139 @@ class TrainingFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def load_data(dataset: str, data_dir: Path | None, ood_dirs: list[Path] | None, download: bool, seed: int, console: Console):
-    from osr_train.data import DataError
-    from osr_train.data import load_open_set_data
-    from osr_train.data.idx import IdxFormatError
+@dataclass
+class TrainOptions:
+    """What ``osr-train baseline|siamese`` was asked for, validated once; None means "the recipe's"."""
+
+    model: str = "siamese"
+    recipe: str = "seed"
+    dataset: str = "mnist"
+    data_dir: Path | None = None
+    ood_dirs: list[Path] = field(default_factory=list)
+    download: bool = False
+    known_classes: str | None = None
+    input_size: int | None = None
+    channels: int | None = None
+    epochs: int | None = None
+    pretrain_epochs: int | None = None
+    margin: float = 2.0
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None
+    threshold: float | None = None
+    target_tpr: float | None = None
+    score: str | None = None
+
+    constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "model": [OneOf(("baseline", "siamese"))],
+        "recipe": [OneOf(tuple(RECIPES))],
+        "input_size": [Interval(int, 8, 256), NONE],
+        "channels": [OneOf((1, 3)), NONE],
+        "epochs": [Interval(int, 1, 100_000), NONE],
+        "pretrain_epochs": [Interval(int, 0, 100_000), NONE],
+        "margin": [Interval(float, 0, None, closed="neither")],
+        "batch_size": [Interval(int, 2, 1 << 20), NONE],
+        "lr": [Interval(float, 0, 10, closed="right"), NONE],
+        "seed": [Interval(int, 0, 2**32 - 1)],
+        "device": [OneOf(("auto", "cpu", "cuda"))],
+        "threshold": [Interval(float, None, None), NONE],
+        "target_tpr": [Interval(float, 0, 1, closed="neither"), NONE],
+        "score": [OneOf(tuple(SCORES)), NONE],
+    }
+
+    def __post_init__(self) -> None:
+        validate(self, self.constraints)
+        if self.threshold is not None:
+            score_spec(self.score or get_recipe(self.recipe).score).check_threshold(self.threshold)
+
+    @property
+    def out_dir(self) -> Path:
+        default_name = self.model if self.recipe == "seed" else f"{self.model}-{self.recipe}"
+        return Path(self.out) if self.out is not None else Path("artifacts") / default_name
+
+    def train_config(self, use_photo_outliers: bool) -> TrainConfig:
+        """The hyper-parameters: these options over the recipe's defaults."""
+        rec = get_recipe(self.recipe)
+        return TrainConfig(
+            model=self.model,
+            epochs=self.epochs if self.epochs is not None else rec.epochs,
+            pretrain_epochs=self.pretrain_epochs if self.pretrain_epochs is not None else rec.pretrain_epochs,
+            batch_size=self.batch_size or (rec.batch_size_baseline if self.model == "baseline" else rec.batch_size_siamese),
+            lr=self.lr if self.lr is not None else rec.lr,
+            margin=self.margin, seed=self.seed, device=self.device, schedule=rec.schedule, augment=rec.augment,
+            outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch, use_photo_outliers=use_photo_outliers,
+        )
+
+
+def load_data(source: OpenSetSource, contract: PreprocessContract, download: bool, console: Console) -> OpenSetData:
+    from osr_infer.data import DataError
+    from osr_infer.data.idx import IdxFormatError
 
     t0 = time.perf_counter()
     try:
-        data = load_open_set_data(dataset, data_dir, ood_dirs=ood_dirs, download=download, seed=seed)
+        data = source.load(contract, download=download)
     except (DataError, IdxFormatError) as exc:
         raise TrainingFailed(str(exc)) from None
-    console.print(f"data: {data.describe()}  ({time.perf_counter() - t0:.1f} s)", highlight=False)
+    console.print(f"data: {data.describe()}  ({time.perf_counter() - t0:.1f} s)", highlight=False, markup=False)
     return data
 
 
-def train_command(
-    model_kind: str,
-    *,
-    recipe: str = "seed",
-    dataset: str = "mnist",
-    data_dir: Path | None = None,
-    ood_dirs: list[Path] | None = None,
-    download: bool = False,
-    epochs: int | None = None,
-    pretrain_epochs: int | None = None,
-    margin: float = 2.0,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    out: Path | None = None,
-    threshold: float | None = None,
-    target_tpr: float | None = None,
-    score: str | None = None,
-    console: Console | None = None,
-) -> dict[str, Any]:
+def train_command(options: TrainOptions, console: Console | None = None) -> dict[str, Any]:
     """Train, calibrate, evaluate; write ``model.pt``, ``history.json``, ``metrics.json``, plots.
 
-    Options left as None take the recipe's value. The threshold is, in order: ``threshold``;
-    calibrated at ``target_tpr`` on validation knowns; the recipe's fixed threshold; or
-    calibrated at the recipe's target TPR.
+    The threshold is, in order: ``--threshold``; calibrated at ``--target-tpr`` on validation
+    knowns; the recipe's fixed threshold; or calibrated at the recipe's target TPR.
     """
     console = console or Console(stderr=True)
-    from osr_train.io import check_writable_dir
-    from osr_train.recipes import get_recipe
-    from osr_train.scores import score_spec
+    from osr_infer.data import DataError, describe_dataset, open_set_source
+    from osr_infer.data.idx import IdxFormatError
+    from osr_infer.io import check_writable_dir
 
-    try:
-        rec = get_recipe(recipe)
-        score = score or rec.score
-        spec = score_spec(score)
-        if threshold is not None:
-            spec.check_threshold(threshold)
-        if target_tpr is not None and not 0 < target_tpr < 1:
-            raise ValueError(f"--target-tpr must be in (0, 1), got {target_tpr}")
-    except ValueError as exc:
-        raise TrainingFailed(str(exc)) from None
-    default_name = model_kind if recipe == "seed" else f"{model_kind}-{recipe}"
-    out_dir = Path(out) if out is not None else Path("artifacts") / default_name
+    rec = get_recipe(options.recipe)
+    score = options.score or rec.score
+    out_dir = options.out_dir
     try:
         check_writable_dir(out_dir)
     except PermissionError as exc:
         raise TrainingFailed(str(exc)) from None
-    data = load_data(dataset, data_dir, ood_dirs, download, seed, console)
+    try:
+        dataset, contract = describe_dataset(
+            options.dataset, options.data_dir, known_classes=options.known_classes, split_seed=options.seed,
+            input_size=options.input_size, channels=options.channels,
+        )
+    except (DataError, IdxFormatError) as exc:
+        raise TrainingFailed(str(exc)) from None
+    source = open_set_source(dataset, options.data_dir, options.ood_dirs)
+    data = load_data(source, contract, options.download, console)
 
+    from osr_infer.io import write_json
     from osr_train.calibration import threshold_for_tpr
     from osr_train.checkpoint import save_checkpoint
     from osr_train.evaluation import evaluate, run_model
-    from osr_train.io import write_json
     from osr_train.plots import plot_confusion, plot_history
-    from osr_train.scoring import fit_mahalanobis
-    from osr_train.training import Normalizer, TrainConfig, Trainer, config_to_json, history_to_json
+    from osr_train.scoring import TORCH_SCORES
+    from osr_train.training import Normalizer, Trainer, config_to_json, history_to_json
 
     try:
-        config = TrainConfig(
-            model=model_kind,
-            epochs=epochs if epochs is not None else rec.epochs,
-            pretrain_epochs=pretrain_epochs if pretrain_epochs is not None else rec.pretrain_epochs,
-            batch_size=batch_size or (rec.batch_size_baseline if model_kind == "baseline" else rec.batch_size_siamese),
-            lr=lr if lr is not None else rec.lr,
-            margin=margin, seed=seed, device=device, score=score, schedule=rec.schedule, augment=rec.augment,
-            outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch,
-            use_photo_outliers=dataset != "digits",  # the digits set's test unknowns are those photos
+        config = options.train_config(use_photo_outliers=dataset.name != "digits")  # the digits set's test unknowns are those photos
+        # The spec as training starts: the threshold and fitted score parameters are settled after training.
+        start_threshold = options.threshold if options.threshold is not None else (rec.threshold or _placeholder_threshold(score))
+        spec = ModelSpec(
+            class_names=data.class_names, architecture=config.architecture, preprocessing=contract, score=score,
+            threshold=start_threshold, dataset=dataset,
+            calibration={"method": "fixed"} if options.threshold is not None or rec.threshold is not None else {"method": "pending"},
         )
-        checkpoint_config = {
-            "architecture": config.architecture,
-            "model": model_kind,
-            "recipe": recipe,
-            "preprocessing": PREPROCESSING.to_dict(),
-            "class_names": list(data.class_names),
-            "threshold": threshold if threshold is not None else rec.threshold,
-            "score": score,
-            "score_params": {},
-            "dataset": dataset,
-            "seed": seed,
-            "hyperparameters": config_to_json(config),
-        }
-        trainer = Trainer(config, data, out_dir, console, checkpoint_config)
+        record = {"model": options.model, "recipe": options.recipe, "hyperparameters": config_to_json(config)}
+        trainer = Trainer(config, data, spec, out_dir, console, record)
     except (ValueError, RuntimeError) as exc:
         raise TrainingFailed(str(exc)) from None
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    console.print(f"training {model_kind} ({recipe} recipe) on {trainer.device} ({n_params:,} parameters)")
+    console.print(
+        f"training {options.model} ({options.recipe} recipe) on {trainer.device}: input {contract.describe()}, "
+        f"{spec.n_classes} classes, {n_params:,} parameters", highlight=False, markup=False,
+    )
     result = trainer.fit()
     if result.interrupted:
         if trainer.last_saved is None:
@@ -130,36 +170,48 @@ def train_command(
 
     # Score statistics come from training knowns; the threshold from validation knowns only.
     classifier = trainer.classifier
-    mahalanobis = fit_mahalanobis(classifier, trainer.train.x, trainer.train.y, Normalizer())
-    score_params = mahalanobis if score == "mahalanobis" else {}
+    normalize = Normalizer(contract)
+    fitted = {name: s.fit(classifier, trainer.train.x, trainer.train.y, normalize) for name, s in TORCH_SCORES.items() if s.fit}
     calibration: dict[str, Any]
-    if threshold is None and (target_tpr is not None or rec.threshold is None):
-        tpr = target_tpr if target_tpr is not None else rec.target_tpr
-        val_scores = run_model(classifier, data.val, trainer.device, mahalanobis).scores[score]
+    if options.threshold is None and (options.target_tpr is not None or rec.threshold is None):
+        tpr = options.target_tpr if options.target_tpr is not None else rec.target_tpr
+        val_scores = run_model(classifier, data.val, normalize, trainer.device, fitted).scores[score]
         threshold = threshold_for_tpr(val_scores, tpr)
         calibration = {"method": "target_tpr", "target_tpr": tpr, "on": data.val.name, "n": len(val_scores),
                        "val_known_acceptance": float((val_scores >= threshold).mean())}
     else:
-        threshold = threshold if threshold is not None else rec.threshold
+        threshold = options.threshold if options.threshold is not None else rec.threshold
         calibration = {"method": "fixed"}
-    metrics, _, _ = evaluate(classifier, data, score, threshold, trainer.device, mahalanobis)
-    metrics.update(dataset=dataset, model=model_kind, recipe=recipe, calibration=calibration,
+    try:
+        spec = spec.replace(threshold=threshold, score_params=fitted.get(score, {}), calibration=calibration)
+    except ValueError as exc:  # e.g. a calibrated threshold on a degenerate score
+        raise TrainingFailed(f"the trained model cannot be described: {exc}") from None
+    metrics, _, _ = evaluate(classifier, data, spec, trainer.device, fitted)
+    metrics.update(dataset=dataset.reference, model=options.model, recipe=options.recipe, calibration=calibration,
                    training_seconds=round(sum(h.seconds for h in result.history), 1))
     history = history_to_json(result.history)
-    final_config = dict(checkpoint_config, threshold=threshold, score_params=score_params, calibration=calibration,
-                        mahalanobis=mahalanobis, stage="final", complete=True, epochs_trained=len(history))
-    model_path = save_checkpoint(out_dir / "model.pt", trainer.model.cpu(), final_config)
+    final_record = dict(record, fitted_scores=fitted, stage="final", complete=True, epochs_trained=len(history))
+    model_path = save_checkpoint(out_dir / "model.pt", trainer.model.cpu(), spec, final_record)
     trainer.checkpoint_path.unlink(missing_ok=True)  # superseded by model.pt
     write_json(out_dir / "history.json", history)
     write_json(out_dir / "metrics.json", metrics)
     plot_history(history, out_dir / "curves.png")
-    names = list(data.class_names)
-    plot_confusion(metrics["confusion_matrix_10"], names, out_dir / "confusion_10.png", "Closed-set confusion (test knowns)")
-    plot_confusion(metrics["confusion_matrix_11"], names + ["unknown"], out_dir / "confusion_11.png",
+    names = list(spec.class_names)
+    plot_confusion(metrics["confusion_matrix"], names, out_dir / "confusion.png", "Closed-set confusion (test knowns)")
+    plot_confusion(metrics["confusion_matrix_open_set"], spec.label_names(), out_dir / "confusion_open_set.png",
                    f"Open-set confusion ({score} >= {threshold:.4g})")
     print_summary(console, metrics)
-    console.print(f"model:   {model_path}\nmetrics: {out_dir / 'metrics.json'}\nplots:   {out_dir}/*.png")
+    console.print(f"model:   {model_path}\nmetrics: {out_dir / 'metrics.json'}\nplots:   {out_dir}/*.png", highlight=False, markup=False)
     return metrics
+
+
+def _placeholder_threshold(score: str) -> float:
+    """A threshold inside the score's range for the spec of a run whose threshold is calibrated
+    after training (intermediate checkpoints only; the final model has the calibrated one)."""
+    spec = score_spec(score)
+    if spec.low is not None and spec.high is not None:
+        return (spec.low + spec.high) / 2
+    return 0.0
 
 
 def print_summary(console: Console, metrics: dict) -> None:
@@ -172,7 +224,7 @@ def print_summary(console: Console, metrics: dict) -> None:
     table.add_row(f"known acceptance ({metrics['score']} >= {metrics['threshold']:.4g})", f"{metrics['known_acceptance']:.2%}", f"{n_k:,} knowns")
     if metrics["unknown_rejection"] is not None:
         table.add_row("unknown rejection", f"{metrics['unknown_rejection']:.2%}", f"{n_u:,} unknowns")
-        table.add_row("11-class open-set accuracy", f"{metrics['open_set_accuracy']:.2%}", f"{n_k + n_u:,} images")
+        table.add_row("open-set accuracy (classes + unknown)", f"{metrics['open_set_accuracy']:.2%}", f"{n_k + n_u:,} images")
         for name, ood in metrics["ood_pooled"].items():
             table.add_row(f"AUROC / FPR@95%TPR ({name})", f"{ood['auroc']:.2%} / {ood['fpr_at_95_tpr']:.2%}", f"{n_k + n_u:,} images")
     console.print(table)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from osr_train.io import atomic_path  # noqa: E402
+from osr_infer.io import atomic_path  # noqa: E402
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from osr_train.evaluation import Outputs
+from osr_infer.spec import ModelSpec
+from osr_train.evaluation import SetOutputs
 
 
-def plot_roc(known: Outputs, unknowns: list[Outputs], path: Path) -> Path:
+def plot_roc(known: SetOutputs, unknowns: list[SetOutputs], path: Path) -> Path:
     """ROC curves (known = positive) of every score against the pooled unknowns."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -33,7 +34,7 @@ def plot_roc(known: Outputs, unknowns: list[Outputs], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_histograms(known: Outputs, unknowns: list[Outputs], score: str, threshold: float, path: Path) -> Path:
+def plot_histograms(known: SetOutputs, unknowns: list[SetOutputs], score: str, threshold: float, path: Path) -> Path:
     """Score histograms, knowns vs each unknown set, with the stored score's threshold marked."""
     import matplotlib.pyplot as plt
 
@@ -55,31 +56,33 @@ def plot_histograms(known: Outputs, unknowns: list[Outputs], score: str, thresho
     return save_figure(fig, path)
 
 
-def plot_tsne(known: Outputs, unknowns: list[Outputs], path: Path, n_known: int = 1500, n_unknown: int = 500, seed: int = 0) -> Path:
-    """t-SNE of the 10-d output embedding (the contrastive space of the Siamese model)."""
+def plot_tsne(known: SetOutputs, unknowns: list[SetOutputs], class_names: tuple[str, ...], path: Path, n_known: int = 1500,
+              n_unknown: int = 500, seed: int = 0) -> Path:
+    """t-SNE of the output embedding (the contrastive space of the Siamese model)."""
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
     from osr_train.plots import save_figure
 
+    n_classes = len(class_names)
     rng = np.random.default_rng(seed)
     ki = rng.choice(len(known.labels), min(n_known, len(known.labels)), replace=False)
     parts, groups = [known.logits[ki]], [known.labels[ki]]
     for g, u in enumerate(unknowns):
         ui = rng.choice(len(u.labels), min(n_unknown, len(u.labels)), replace=False)
         parts.append(u.logits[ui])
-        groups.append(np.full(len(ui), 10 + g))
+        groups.append(np.full(len(ui), n_classes + g))
     emb = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(np.concatenate(parts))
     groups_all = np.concatenate(groups)
     fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab10")
-    for c in range(10):
+    cmap = plt.get_cmap("tab10" if n_classes <= 10 else "tab20")
+    for c, name in enumerate(class_names):
         m = groups_all == c
-        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(c), label=str(c))
+        ax.scatter(emb[m, 0], emb[m, 1], s=4, color=cmap(c % cmap.N), label=name)
     for g, u in enumerate(unknowns):
-        m = groups_all == 10 + g
+        m = groups_all == n_classes + g
         ax.scatter(emb[m, 0], emb[m, 1], s=6, marker="x", color=["k", "grey", "brown"][g % 3], label=f"unknown: {u.name}")
-    ax.set(title="t-SNE of the output embedding (test digits and unknowns)", xticks=[], yticks=[])
+    ax.set(title="t-SNE of the output embedding (test knowns and unknowns)", xticks=[], yticks=[])
     ax.legend(fontsize=7, markerscale=3, ncol=2)
     return save_figure(fig, path)
 
@@ -99,21 +102,21 @@ def metrics_table_md(metrics: dict[str, Any]) -> str:
               f"| known acceptance | {metrics['known_acceptance']:.2%} | {metrics['n_known']:,} knowns |"]
     if metrics["unknown_rejection"] is not None:
         lines += [f"| unknown rejection | {metrics['unknown_rejection']:.2%} | {metrics['n_unknown']:,} unknowns |",
-                  f"| 11-class open-set accuracy | {metrics['open_set_accuracy']:.2%} | {metrics['n_known'] + metrics['n_unknown']:,} images |"]
+                  f"| open-set accuracy (classes + unknown) | {metrics['open_set_accuracy']:.2%} | {metrics['n_known'] + metrics['n_unknown']:,} images |"]
     for name, per in metrics.get("per_unknown_set", {}).items():
         at = per["at_threshold"]
-        lines.append(f"| {name}: unknown rejection / 11-class accuracy | {at['unknown_rejection']:.2%} / {at['open_set_accuracy']:.2%} | {at['n_unknown']:,} unknowns |")
+        lines.append(f"| {name}: unknown rejection / open-set accuracy | {at['unknown_rejection']:.2%} / {at['open_set_accuracy']:.2%} | {at['n_unknown']:,} unknowns |")
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, checkpoint: Path, config: dict[str, Any], metrics: dict[str, Any], figures: dict[str, str]) -> Path:
-    from osr_train.io import atomic_path
+def write_report(out_dir: Path, checkpoint: Path, spec: ModelSpec, config: dict[str, Any], metrics: dict[str, Any], figures: dict[str, str]) -> Path:
+    from osr_infer.io import atomic_path
 
     text = [
         f"# Evaluation of `{checkpoint}`", "",
-        f"Model: {config['architecture']} ({config.get('model', '?')}, recipe `{config.get('recipe', 'seed')}`), trained on "
-        f"{config.get('dataset')}. Stored score: `{metrics['score']}`, threshold {metrics['threshold']:.6g} "
-        f"({(config.get('calibration') or {}).get('method', 'fixed')}).", "",
+        f"Model: {spec.architecture} ({config.get('model', '?')}, recipe `{config.get('recipe', 'seed')}`), input "
+        f"{spec.preprocessing.describe()}, {spec.n_classes} classes, trained on {spec.dataset.reference}. "
+        f"Stored score: `{metrics['score']}`, threshold {metrics['threshold']:.6g} ({spec.calibration.get('method', 'fixed')}).", "",
         f"Knowns: {metrics['known_set']} ({metrics['n_known']:,}). Unknowns: "
         + ", ".join(f"{k} ({v:,})" for k, v in metrics["unknown_sets"].items()) + ".", "",
         "## Metrics", "", metrics_table_md(metrics), "", "## Figures", "",
@@ -136,19 +139,21 @@ def evaluate_command(
     device: str = "auto",
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on its data set's test knowns and every unknown set."""
+    """Evaluate ``checkpoint`` on its data set's test knowns and every unknown set (held-out
+    classes included), with the preprocessing and splits of its model spec."""
     console = console or Console(stderr=True)
+    from osr_infer.data import open_set_source
+    from osr_infer.io import check_writable_dir, write_json
     from osr_train.checkpoint import CheckpointError, load_checkpoint
     from osr_train.evaluation import evaluate_outputs, run_model
-    from osr_train.io import check_writable_dir, write_json
     from osr_train.models import classifier_of
     from osr_train.pipeline import TrainingFailed, load_data, print_summary
     from osr_train.plots import plot_confusion
-    from osr_train.scoring import fit_mahalanobis
+    from osr_train.scoring import TORCH_SCORES
     from osr_train.training import Normalizer, TensorSplit, resolve_device
 
     try:
-        model, config = load_checkpoint(checkpoint)
+        model, spec, config = load_checkpoint(checkpoint)
         dev = resolve_device(device)
     except (CheckpointError, RuntimeError, ValueError) as exc:
         raise TrainingFailed(str(exc)) from None
@@ -157,31 +162,33 @@ def evaluate_command(
         check_writable_dir(out_dir)
     except PermissionError as exc:
         raise TrainingFailed(str(exc)) from None
-    data = load_data(config["dataset"], data_dir, ood_dirs, False, config.get("seed", 0), console)
+    data = load_data(open_set_source(spec.dataset, data_dir, ood_dirs), spec.preprocessing, False, console)
     if not data.unknown_test:
         raise TrainingFailed("no unknown set: pass --ood-dir, or put CIFAR-10 in the data folder")
     classifier = classifier_of(model.to(dev))
-    mahalanobis = config.get("mahalanobis")
-    if not mahalanobis:  # older checkpoints: fit the statistics on the training knowns now
+    normalize = Normalizer(spec.preprocessing)
+    fitted = config.get("fitted_scores") or {}
+    missing = [name for name, s in TORCH_SCORES.items() if s.fit and name not in fitted]
+    if missing:  # older checkpoints: fit the statistics on the training knowns now
         train = TensorSplit.from_imageset(data.train, dev)
-        mahalanobis = fit_mahalanobis(classifier, train.x, train.y, Normalizer())
+        fitted = {**fitted, **{name: TORCH_SCORES[name].fit(classifier, train.x, train.y, normalize) for name in missing}}
     t0 = time.perf_counter()
-    known = run_model(classifier, data.test, dev, mahalanobis)
-    unknowns = [run_model(classifier, u, dev, mahalanobis) for u in data.unknown_test]
-    metrics = evaluate_outputs(known, unknowns, config["score"], config["threshold"])
-    metrics.update(checkpoint=str(checkpoint), dataset=config["dataset"], recipe=config.get("recipe", "seed"),
+    known = run_model(classifier, data.test, normalize, dev, fitted)
+    unknowns = [run_model(classifier, u, normalize, dev, fitted) for u in data.unknown_test]
+    metrics = evaluate_outputs(known, unknowns, spec.score, spec.threshold, spec.n_classes)
+    metrics.update(checkpoint=str(checkpoint), dataset=spec.dataset.reference, recipe=config.get("recipe", "seed"),
                    model=config.get("model"))
     write_json(out_dir / "metrics.json", metrics)
     figures = {
         "ROC curves": plot_roc(known, unknowns, out_dir / "roc.png").name,
-        "Score histograms": plot_histograms(known, unknowns, config["score"], config["threshold"], out_dir / "score_histograms.png").name,
-        "Closed-set confusion matrix": plot_confusion(metrics["confusion_matrix_10"], list(config["class_names"]), out_dir / "confusion_10.png", "Closed-set confusion (test knowns)").name,
-        "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_11"], list(config["class_names"]) + ["unknown"], out_dir / "confusion_11.png", f"Open-set confusion ({config['score']} >= {config['threshold']:.4g})").name,
+        "Score histograms": plot_histograms(known, unknowns, spec.score, spec.threshold, out_dir / "score_histograms.png").name,
+        "Closed-set confusion matrix": plot_confusion(metrics["confusion_matrix"], list(spec.class_names), out_dir / "confusion.png", "Closed-set confusion (test knowns)").name,
+        "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_open_set"], spec.label_names(), out_dir / "confusion_open_set.png", f"Open-set confusion ({spec.score} >= {spec.threshold:.4g})").name,
     }
     if tsne:
         with console.status("t-SNE of the embedding (subsample)..."):
-            figures["t-SNE of the embedding"] = plot_tsne(known, unknowns, out_dir / "tsne.png").name
-    report = write_report(out_dir, Path(checkpoint), config, metrics, figures)
+            figures["t-SNE of the embedding"] = plot_tsne(known, unknowns, spec.class_names, out_dir / "tsne.png").name
+    report = write_report(out_dir, Path(checkpoint), spec, config, metrics, figures)
     print_summary(console, metrics)
-    console.print(f"report:  {report}  ({time.perf_counter() - t0:.0f} s)\nmetrics: {out_dir / 'metrics.json'}")
+    console.print(f"report:  {report}  ({time.perf_counter() - t0:.0f} s)\nmetrics: {out_dir / 'metrics.json'}", highlight=False, markup=False)
     return metrics

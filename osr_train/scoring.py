@@ -1,55 +1,24 @@
-"""The torch side of the scores: a module ``x -> (logits, probs, score)``.
+"""The torch side of the scores: each registered score's function and fitting step, and the
+module ``x -> (logits, probs, score)`` that is evaluated in PyTorch and exported.
 
-The same module is used to evaluate in PyTorch and is what gets exported, so the ONNX
-graph's ``score`` output is by construction the score the threshold was chosen for. Scores
-that need fitted statistics (Mahalanobis) keep them as buffers, and as ``score_params`` in
-the checkpoint and the exported metadata.
+The same module is what gets exported, so the ONNX graph's ``score`` output is by
+construction the score the threshold was chosen for. The facts about each score (range,
+what it is computed from, whether it is fitted) are in :mod:`osr_infer.scores`; this module
+adds, per name, the torch function and the fit. Scores that need fitted statistics keep
+them as buffers, and as ``score_params`` in the model spec.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from osr_train.scores import score_spec
+from osr_infer.scores import SCORES, ScoreSpec, score_spec
 from osr_train.training import full_fp32
-
-
-class ScoredClassifier(nn.Module):
-    """Wraps a single-branch classifier and appends softmax probabilities and a score."""
-
-    def __init__(self, classifier: nn.Module, score: str = "msp", score_params: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        score_spec(score)  # validates the name
-        self.classifier = classifier
-        self.score_name = score
-        self.score_params = dict(score_params or {})
-        if score == "mahalanobis":
-            if not {"means", "precision"} <= set(self.score_params):
-                raise ValueError("the mahalanobis score needs fitted 'means' and 'precision' (see fit_mahalanobis)")
-            self.register_buffer("means", torch.tensor(self.score_params["means"], dtype=torch.float32))
-            self.register_buffer("precision", torch.tensor(self.score_params["precision"], dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.score_name == "mahalanobis":
-            logits, feats = self.classifier.forward_with_features(x)
-            return logits, torch.softmax(logits, dim=1), mahalanobis_score(feats, self.means, self.precision)
-        logits = self.classifier(x)
-        probs = torch.softmax(logits, dim=1)
-        return logits, probs, logit_score(self.score_name, logits, probs)
-
-
-def logit_score(name: str, logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    if name == "msp":
-        return probs.max(dim=1).values
-    if name == "max_logit":
-        return logits.max(dim=1).values
-    if name == "energy":
-        return torch.logsumexp(logits, dim=1)
-    raise ValueError(f"{name} is not a logit-based score")
 
 
 def mahalanobis_score(feats: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
@@ -75,3 +44,65 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     precision = LedoitWolf(assume_centered=True).fit(centred).precision_
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
+
+@dataclass(frozen=True)
+class TorchScore:
+    """A score's torch implementation: ``compute(logits, probs, features, buffers)``."""
+
+    spec: ScoreSpec
+    compute: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]], torch.Tensor]
+    fit: Callable[..., dict[str, Any]] | None = None  # (classifier, uint8 images, labels, normalize) -> score_params
+
+
+TORCH_SCORES: dict[str, TorchScore] = {
+    "msp": TorchScore(SCORES["msp"], lambda logits, probs, feats, p: probs.max(dim=1).values),
+    "max_logit": TorchScore(SCORES["max_logit"], lambda logits, probs, feats, p: logits.max(dim=1).values),
+    "energy": TorchScore(SCORES["energy"], lambda logits, probs, feats, p: torch.logsumexp(logits, dim=1)),
+    "mahalanobis": TorchScore(
+        SCORES["mahalanobis"], lambda logits, probs, feats, p: mahalanobis_score(feats, p["means"], p["precision"]), fit_mahalanobis
+    ),
+}
+assert set(TORCH_SCORES) == set(SCORES), "every registered score needs its torch implementation"
+
+
+def torch_score(name: str) -> TorchScore:
+    score_spec(name)  # the registry's error for an unknown name
+    return TORCH_SCORES[name]
+
+
+class ScoredClassifier(nn.Module):
+    """Wraps a single-branch classifier and appends softmax probabilities and a score."""
+
+    def __init__(self, classifier: nn.Module, score: str = "msp", score_params: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.score = torch_score(score)
+        self.classifier = classifier
+        self.score_name = score
+        self.score_params = dict(score_params or {})
+        if self.score.spec.fitted and not self.score_params:
+            raise ValueError(f"the {score} score needs fitted parameters ({self.score.fit.__name__ if self.score.fit else 'fit'})")
+        self._buffer_names = []
+        for key, value in self.score_params.items():
+            self.register_buffer(key, torch.tensor(value, dtype=torch.float32))
+            self._buffer_names.append(key)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.score.spec.uses == "features":
+            logits, feats = self.classifier.forward_with_features(x)
+        else:
+            logits, feats = self.classifier(x), None
+        probs = torch.softmax(logits, dim=1)
+        buffers = {name: getattr(self, name) for name in self._buffer_names}
+        return logits, probs, self.score.compute(logits, probs, feats, buffers)
+
+
+def scores_of(logits: torch.Tensor, feats: torch.Tensor, fitted: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Every registered score for a batch of outputs; fitted scores only where ``fitted`` has their parameters."""
+    probs = torch.softmax(logits, 1)
+    out = {}
+    for name, score in TORCH_SCORES.items():
+        if score.spec.fitted and name not in fitted:
+            continue
+        params = {k: torch.tensor(v, device=feats.device) for k, v in fitted.get(name, {}).items()}
+        out[name] = score.compute(logits, probs, feats, params).cpu().numpy()
+    return out

@@ -12,7 +12,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,17 +21,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
-from osr_train.data.datasets import ImageSet, OpenSetData
+from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
 from osr_train.models import ConvNet, SiameseNet, build_model, classifier_of
-from osr_train.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.preprocess import PreprocessContract
+from osr_infer.spec import ModelSpec
 
 MODELS = ("baseline", "siamese")
 
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters; the defaults are the seed notebook's."""
+    """Hyper-parameters, validated once; the defaults are the seed notebook's."""
 
     model: str = "siamese"
     epochs: int = 30
@@ -41,23 +43,30 @@ class TrainConfig:
     margin: float = 2.0
     seed: int = 0
     device: str = "auto"
-    threshold: float = 0.999
-    score: str = "msp"
     schedule: str = "constant"  # or "onecycle"
     augment: bool = False
     outlier_weight: float = 0.0  # outlier exposure: weight of the uniform-posterior loss
     outlier_batch: int = 64
     use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
 
+    constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "model": [OneOf(MODELS)],
+        "epochs": [Interval(int, 1, 100_000)],
+        "pretrain_epochs": [Interval(int, 0, 100_000)],
+        "batch_size": [Interval(int, 2, 1 << 20), NONE],
+        "lr": [Interval(float, 0, 10, closed="right")],
+        "margin": [Interval(float, 0, None, closed="neither")],
+        "seed": [Interval(int, 0, 2**32 - 1)],
+        "device": [OneOf(("auto", "cpu", "cuda"))],
+        "schedule": [OneOf(("constant", "onecycle"))],
+        "outlier_weight": [Interval(float, 0, None)],
+        "outlier_batch": [Interval(int, 0, 1 << 20)],
+    }
+
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, not {self.model!r}")
+        validate(self, self.constraints)
         if self.batch_size is None:
             self.batch_size = 64 if self.model == "baseline" else 128
-        if self.epochs < 1 or self.pretrain_epochs < 0 or self.batch_size < 2 or self.lr <= 0:
-            raise ValueError("epochs >= 1, pretrain epochs >= 0, batch size >= 2 and lr > 0 are required")
-        if self.schedule not in ("constant", "onecycle"):
-            raise ValueError(f"schedule must be constant or onecycle, not {self.schedule!r}")
 
     @property
     def architecture(self) -> str:
@@ -75,19 +84,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Normalizer:
-    """uint8 ``(B, H, W)`` -> normalised float ``(B, 1, H, W)`` on the device (the contract)."""
+    """uint8 ``(B, H, W)`` or ``(B, H, W, C)`` -> normalised float ``(B, C, H, W)`` on the device,
+    by the contract's per-channel mean and std (the same arithmetic as ``contract.normalize``)."""
 
-    def __init__(self, contract: PreprocessContract = PREPROCESSING) -> None:
-        self.scale = 1.0 / (255.0 * contract.std)
-        self.shift = contract.mean / contract.std
+    def __init__(self, contract: PreprocessContract) -> None:
+        self.channels = contract.channels
+        if contract.channels == 1:
+            self.scale: float | torch.Tensor = 1.0 / (255.0 * contract.std[0])
+            self.shift: float | torch.Tensor = contract.mean[0] / contract.std[0]
+        else:
+            self.scale = torch.tensor([1.0 / (255.0 * s) for s in contract.std], dtype=torch.float32).view(1, -1, 1, 1)
+            self.shift = torch.tensor([m / s for m, s in zip(contract.mean, contract.std)], dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() * self.scale - self.shift).unsqueeze(1)
+        if self.channels == 1:
+            return (x.float() * self.scale - self.shift).unsqueeze(1)
+        x = x.permute(0, 3, 1, 2).float()
+        return x * self.scale.to(x.device) - self.shift.to(x.device)
 
 
 @dataclass
 class TensorSplit:
-    x: torch.Tensor  # uint8 (N, 28, 28) on the device
+    x: torch.Tensor  # uint8 (N, *pixel_shape) on the device
     y: torch.Tensor  # int64 (N,)
 
     @classmethod
@@ -157,25 +175,27 @@ class Trainer:
         self,
         config: TrainConfig,
         data: OpenSetData,
+        spec: ModelSpec,
         out_dir: Path,
         console: Console | None = None,
-        checkpoint_config: dict[str, Any] | None = None,
+        record: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.spec = spec
         self.device = resolve_device(config.device)
         self.console = console or Console()
         self.out_dir = Path(out_dir)
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
-        self.checkpoint_config = checkpoint_config or {}
-        self.normalize = Normalizer()
+        self.record = record or {}
+        self.normalize = Normalizer(spec.preprocessing)
         self.train = TensorSplit.from_imageset(data.train, self.device)
         self.val = TensorSplit.from_imageset(data.val, self.device)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
-        self.model = build_model(config.architecture, len(data.class_names)).to(self.device)
+        self.model = build_model(spec).to(self.device)
         self.classifier = classifier_of(self.model)
         self.last_saved: tuple[str, int] | None = None
-        self.augment = RandomAffine() if config.augment else None
+        self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=spec.preprocessing.size / 28) if config.augment else None
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
@@ -183,9 +203,8 @@ class Trainer:
         """Synthetic outliers made once, stored as uint8 like the digits (see outliers.py)."""
         from osr_train.outliers import OutlierGenerator
 
-        gen = OutlierGenerator(self.train.x, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7)
-        chunks = [gen(min(4096, n - i)) for i in range(0, n, 4096)]
-        return ((torch.cat(chunks).squeeze(1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).to(self.device)
+        gen = OutlierGenerator(self.train.x, self.spec.preprocessing, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7)
+        return torch.cat([gen(min(4096, n - i)) for i in range(0, n, 4096)]).to(self.device)
 
     def _optimizer(self, epochs: int) -> torch.optim.Optimizer:
         """A fresh Adam per stage (as the seed), with the recipe's schedule."""
@@ -293,8 +312,7 @@ class Trainer:
                 progress.console.print(f"  {stage} {epoch:>3}/{epochs}  {status}  ({seconds:.1f} s)", highlight=False)
 
     def _save_epoch(self, stage: str, epoch: int) -> None:
-        cfg = dict(self.checkpoint_config, stage=stage, epoch=epoch, complete=False)
-        save_checkpoint(self.checkpoint_path, self.model, cfg)
+        save_checkpoint(self.checkpoint_path, self.model, self.spec, dict(self.record, stage=stage, epoch=epoch, complete=False))
         self.last_saved = (stage, epoch)
 
     def fit(self) -> TrainResult:

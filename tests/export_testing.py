@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from osr_train.checkpoint import load_checkpoint, save_checkpoint
-from osr_train.data.cifar import CIFAR10_CLASSES
+from osr_infer.data.cifar import CIFAR10_CLASSES
 
 
 def run_export(*args: str):  # noqa: ANN201 - typer Result
@@ -52,7 +52,8 @@ def write_cifar_jpegs(data_dir: Path, n: int = 40, seed: int = 2) -> Path:
     return folder
 
 
-def resave(source: Path, target: Path, **changes) -> Path:
-    """A copy of checkpoint ``source`` with its config changed (e.g. dataset='mnist')."""
-    model, config = load_checkpoint(source)
-    return save_checkpoint(target, model, {**config, **changes})
+def resave(source: Path, target: Path, *, config: dict | None = None, **spec_changes) -> Path:
+    """A copy of checkpoint ``source`` with its spec changed (e.g. ``dataset=DatasetSpec("mnist")``)
+    and its training record updated with ``config``."""
+    model, spec, record = load_checkpoint(source)
+    return save_checkpoint(target, model, spec.replace(**spec_changes), {**record, **(config or {})})

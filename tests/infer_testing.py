@@ -20,9 +20,9 @@ def export_onnx(checkpoint: Path, target: Path) -> Path:
     from osr_export.onnx_export import save_onnx, to_onnx_model
     from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
 
-    scored, config = scored_from_checkpoint(checkpoint)
+    scored, spec, config = scored_from_checkpoint(checkpoint)
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_onnx(to_onnx_model(scored, metadata_from_checkpoint(checkpoint, config)), target)
+    save_onnx(to_onnx_model(scored, metadata_from_checkpoint(checkpoint, spec, config)), target)
     return target
 
 
@@ -57,7 +57,7 @@ def edit_onnx(source: Path, target: Path, *, drop_metadata: bool = False, drop_o
 
 def digit_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` test digits of the bundled set (28x28 uint8) with their labels."""
-    from osr_train.data.digits import load_digits_open_set
+    from osr_infer.data.digits import load_digits_open_set
 
     test = load_digits_open_set(seed=0).test
     pick = np.random.default_rng(seed).choice(len(test), size=n, replace=False)

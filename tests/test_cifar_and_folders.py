@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from osr_train.data import DataError, load_cifar10, load_image_folder
-from osr_train.data.cifar import CIFAR10_CLASSES, load_cifar10_test, read_cifar_batch
-from osr_train.preprocess import PREPROCESSING
+from osr_infer.data import DataError, load_cifar10, load_image_folder
+from osr_infer.data.cifar import CIFAR10_CLASSES, load_cifar10_test, read_cifar_batch
+from osr_infer.preprocess import PREPROCESSING
 
 
 def write_batch(path, n=6, seed=0):

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from osr_train.cli_support import fail, interruptible
+from osr_infer.cli_support import fail, interruptible
 
 
 def _app(console: Console) -> typer.Typer:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from osr_train.checkpoint import load_checkpoint
-from osr_train.data import load_open_set_data
+from osr_infer.data import load_open_set_data
 from osr_train.evaluation import run_model
 from osr_train.pipeline import train_command
 from osr_train.training import full_fp32

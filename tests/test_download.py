@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import write_fake_mnist
-from osr_train.data import load_mnist
-from osr_train.data.mnist import MNIST_RESOURCES, MnistMissingError, download_mnist
+from osr_infer.data import load_mnist
+from osr_infer.data.mnist import MNIST_RESOURCES, MnistMissingError, download_mnist
 
 
 @pytest.fixture

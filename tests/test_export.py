@@ -17,14 +17,16 @@ import pytest
 import torch
 
 from conftest import write_fake_mnist
+from osr_infer.data.mnist import MNIST_CLASSES
+from osr_infer.spec import DatasetSpec
 from export_testing import resave, run_export, write_cifar_jpegs, write_cifar_pickle
-from osr_export.metadata import TORCHSCRIPT_EXTRA_FILE, ModelMetadata
+from osr_infer.metadata import TORCHSCRIPT_EXTRA_FILE, ModelMetadata
 from osr_export.source import scored_from_checkpoint
 from osr_train.checkpoint import file_sha256, load_checkpoint
-from osr_train.data import load_cifar10, load_mnist
-from osr_train.data.cifar import load_cifar10_test
-from osr_train.data.digits import load_digits_open_set
-from osr_train.preprocess import PREPROCESSING, find_images, load_image
+from osr_infer.data import load_cifar10, load_mnist
+from osr_infer.data.cifar import load_cifar10_test
+from osr_infer.data.digits import load_digits_open_set
+from osr_infer.preprocess import PREPROCESSING, find_images, load_image
 
 ATOL = 1e-4
 BATCHES = (1, 7, 1024)
@@ -174,7 +176,7 @@ def test_parity_on_real_mnist_and_cifar10(exported, pytorch, shared_data):
 
 def test_threshold_override_and_a_full_mnist_cifar_probe(tmp_path, trained_digits):
     """A checkpoint trained on 'mnist' is probed with MNIST test + CIFAR-10 from --data-dir."""
-    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset="mnist")
+    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset=DatasetSpec("mnist", all_classes=MNIST_CLASSES))
     data = tmp_path / "data"
     write_fake_mnist(data, n_train=60, n_test=50)
     write_cifar_pickle(data, n=70)
@@ -197,7 +199,7 @@ def test_threshold_override_and_a_full_mnist_cifar_probe(tmp_path, trained_digit
 
 @pytest.mark.slow
 def test_exporter_report_on_real_mnist_and_cifar10(tmp_path, trained_digits, shared_data):
-    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset="mnist")
+    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset=DatasetSpec("mnist", all_classes=MNIST_CLASSES))
     report = tmp_path / "report.json"
     result = run_export(checkpoint, "--format", "torchscript", "--probe-size", "2000", "--data-dir", shared_data,
                         "--out", tmp_path / "out", "--report", report)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from osr_infer.data.mnist import MNIST_CLASSES
+from osr_infer.spec import DatasetSpec
 from export_testing import resave, run_export
 
 
@@ -24,7 +26,7 @@ def _checkpoint_cases(tmp_path: Path, trained: Path) -> dict[str, tuple[Path, li
     text.write_text("not a checkpoint\n")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    intermediate = resave(trained / "model.pt", tmp_path / "run" / "checkpoint.pt", complete=False, stage="finetune", epoch=3)
+    intermediate = resave(trained / "model.pt", tmp_path / "run" / "checkpoint.pt", config=dict(complete=False, stage="finetune", epoch=3))
     return {
         "missing": (tmp_path / "nope" / "model.pt", [], ("checkpoint not found",)),
         "text file": (text, [], ("not a loadable PyTorch checkpoint",)),
@@ -55,7 +57,7 @@ def test_bad_input_is_one_error_line_and_nothing_is_written(tmp_path, trained_di
 def test_default_checkpoint_while_training_runs_says_so(tmp_path, trained_digits, monkeypatch):
     """``osr-export`` with no argument while only artifacts/siamese/checkpoint.pt exists."""
     monkeypatch.chdir(tmp_path)
-    resave(trained_digits / "model.pt", tmp_path / "artifacts" / "siamese" / "checkpoint.pt", complete=False, stage="pretrain", epoch=1)
+    resave(trained_digits / "model.pt", tmp_path / "artifacts" / "siamese" / "checkpoint.pt", config=dict(complete=False, stage="pretrain", epoch=1))
     result = run_export("--format", "onnx")
     _assert_one_line_error(result, "artifacts/siamese/model.pt", "training still running")
     assert sorted(p.name for p in (tmp_path / "artifacts" / "siamese").iterdir()) == ["checkpoint.pt"]
@@ -71,7 +73,7 @@ def test_unwritable_output_folder(tmp_path, trained_digits):
 
 def test_full_probe_or_int8_without_the_data_set(tmp_path, trained_digits):
     """A checkpoint trained on MNIST: '--probe-size all' and INT8 calibration need the real data."""
-    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset="mnist")
+    checkpoint = resave(trained_digits / "model.pt", tmp_path / "ckpt" / "model.pt", dataset=DatasetSpec("mnist", all_classes=MNIST_CLASSES))
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out"

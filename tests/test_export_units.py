@@ -9,11 +9,12 @@ import pytest
 
 from conftest import write_fake_mnist
 from export_testing import write_cifar_jpegs, write_cifar_pickle
-from osr_export.metadata import ModelMetadata
+from osr_infer.metadata import ModelMetadata
 from osr_export.probe import ProbeError, allocate, build_probe, calibration_images, parse_probe_size
-from osr_export.runners import Outputs
-from osr_export.verify import FormatReport, ParityRow, compare, merge_stats
-from osr_train.preprocess import PREPROCESSING
+from osr_infer.outputs import ModelOutputs as Outputs
+from osr_export.verify import FormatReport
+from osr_infer.parity_rule import ParityRow, compare, merge_stats
+from osr_infer.preprocess import PREPROCESSING
 
 MNIST = {"dataset": "mnist", "seed": 0}
 

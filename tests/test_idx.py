@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import write_idx
-from osr_train.data import DataError, IdxFormatError, load_mnist, read_idx
+from osr_infer.data import DataError, IdxFormatError, load_mnist, read_idx
 
 
 def test_round_trip_plain_and_gzip(tmp_path):

@@ -12,7 +12,7 @@ import torch
 from infer_testing import cached_digits_onnx, invoke, write_pngs
 from osr_infer.errors import EXIT_OK, EXIT_PARITY_FAILED
 from osr_infer.results import read_results
-from osr_train.preprocess import find_images
+from osr_infer.preprocess import find_images
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_parity_passes_on_mnist_and_cifar10_format_inputs(onnx_model, trained_di
 def test_parity_compares_the_same_batches_the_model_saw(onnx_model, trained_digits, fake_mnist):
     """The differences measured are the runtime's: PyTorch on the same arrays reproduces them."""
     from osr_infer.decode import DecodePool
-    from osr_infer.parity import ParityCheck
+    from osr_export.infer_parity import ParityCheck
     from osr_infer.pipeline import run_inference
     from osr_infer.session import InferenceModel
     from osr_infer.sources import resolve_sources
@@ -123,7 +123,7 @@ def test_parity_on_real_mnist_and_cifar10(onnx_model, trained_digits, shared_dat
 @pytest.mark.shared_data
 def test_cifar10_jpeg_folder_plus_mnist_pngs_all_classified(onnx_model, shared_data, tmp_path):
     """osr-infer <cifar10-test-jpeg> <MNIST PNGs>: every readable image classified, results complete."""
-    from osr_train.data import load_mnist
+    from osr_infer.data import load_mnist
 
     mnist = load_mnist(shared_data, "test")
     pngs = write_pngs(tmp_path / "mnist-png", mnist.images[:1000])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from osr_train.calibration import threshold_for_tpr
-from osr_train.metrics import UNKNOWN, ood_report, open_set_predictions, open_set_report
+from osr_infer.metrics import UNKNOWN, ood_report, open_set_predictions, open_set_report
 
 
 def test_open_set_report_by_hand():

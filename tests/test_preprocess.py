@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from osr_train.preprocess import PREPROCESSING, ImageDecodeError, PreprocessContract, load_image
+from osr_infer.preprocess import PREPROCESSING, ImageDecodeError, PreprocessContract, load_image
 
 
 def test_normalisation_maps_0_255_to_minus1_plus1():
@@ -42,7 +42,7 @@ def test_bad_files_raise_clear_errors(tmp_path):
 
 
 def test_decompression_bomb_guard(tmp_path, monkeypatch):
-    import osr_train.preprocess as pp
+    import osr_infer.preprocess as pp
 
     monkeypatch.setattr(pp, "MAX_IMAGE_PIXELS", 100 * 100)
     Image.new("L", (200, 200)).save(tmp_path / "big.png")
@@ -57,7 +57,7 @@ def test_contract_round_trips_and_validates():
 
 
 def test_find_images_walks_recursively_in_component_order(tmp_path):
-    from osr_train.preprocess import find_images
+    from osr_infer.preprocess import find_images
 
     for rel in ["a/b.png", "a/sub/z.JPG", "a-c.png", "A.png", "b.txt", "c/notes.md", "c/d.webp"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""CIFAR-10 as an unknown (out-of-distribution) source, grayscale 28x28 like the seed.
+"""CIFAR-10 as an unknown (out-of-distribution) source, through the model's preprocessing contract.
 
 Two layouts are read: the official python pickle batches (``cifar-10-batches-py/``, with a
 restricted unpickler) and a folder of images per class (``cifar10-test-jpeg/<class>/``).
@@ -10,10 +10,9 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from osr_train.data.datasets import DataError, ImageSet
-from osr_train.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -63,16 +62,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def rgb_to_contract(images: np.ndarray, contract: PreprocessContract = PREPROCESSING) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB -> (N, size, size) uint8, by the contract's grayscale + resize."""
-    out = np.empty((len(images), contract.size, contract.size), dtype=np.uint8)
-    for i, rgb in enumerate(images):
-        out[i] = contract.to_uint8(Image.fromarray(rgb, mode="RGB"))
-    return out
-
-
-def load_cifar10(root: str | Path, split: str = "test") -> ImageSet:
-    """Read ``cifar-10-batches-py`` and apply the seed's grayscale + 28x28 treatment."""
+def load_cifar10(root: str | Path, split: str = "test", contract: PreprocessContract = PREPROCESSING) -> ImageSet:
+    """Read ``cifar-10-batches-py`` through ``contract`` (the seed's: grayscale, 28x28)."""
     root = Path(root)
     if split not in _BATCHES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
@@ -82,9 +73,9 @@ def load_cifar10(root: str | Path, split: str = "test") -> ImageSet:
         if not path.is_file():
             raise DataError(f"CIFAR-10 batch not found: {path}")
         rgb, lab = read_cifar_batch(path)
-        images.append(rgb_to_contract(rgb))
+        images.append(contract.conform(rgb))
         labels.append(lab)
-    return ImageSet(np.concatenate(images), np.concatenate(labels), f"cifar10-{split}")
+    return ImageSet(np.concatenate(images), np.concatenate(labels), f"cifar10-{split}", class_names=CIFAR10_CLASSES)
 
 
 def find_cifar10(data_dir: str | Path) -> Path | None:
@@ -96,16 +87,16 @@ def find_cifar10(data_dir: str | Path) -> Path | None:
     return None
 
 
-def load_cifar10_test(path: str | Path, *, progress: bool = False) -> ImageSet:
+def load_cifar10_test(path: str | Path, *, contract: PreprocessContract = PREPROCESSING, progress: bool = False) -> ImageSet:
     """CIFAR-10 test images from either layout, labelled by CIFAR class (0-9)."""
-    from osr_train.data.folders import load_image_folder
+    from osr_infer.data.folders import load_image_folder
 
     path = Path(path)
     if (path / "test_batch").is_file():
-        return load_cifar10(path, "test")
-    images = load_image_folder(path, name="cifar10-test", progress=progress)
+        return load_cifar10(path, "test", contract)
+    images = load_image_folder(path, name="cifar10-test", contract=contract, progress=progress)
     labels = np.array(
         [CIFAR10_CLASSES.index(Path(p).parent.name) if Path(p).parent.name in CIFAR10_CLASSES else -1 for p in images.paths],
         dtype=np.int64,
     )
-    return ImageSet(images.images, labels, "cifar10-test", images.paths)
+    return ImageSet(images.images, labels, "cifar10-test", images.paths, CIFAR10_CLASSES)

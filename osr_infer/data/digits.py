@@ -8,43 +8,59 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from osr_train.data.datasets import ImageSet, OpenSetData
-from osr_train.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.data.datasets import DataError, ImageSet, OpenSetData
+from osr_infer.spec import UNKNOWN
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
+
+
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+
+def _sklearn():  # noqa: ANN202 - the sklearn.datasets module
+    try:
+        import sklearn.datasets
+
+        return sklearn.datasets
+    except ImportError:
+        raise DataError(
+            "the bundled digits data set comes with scikit-learn, which this install lacks: pip install scikit-learn"
+        ) from None
 
 
 def load_digits_images(contract: PreprocessContract = PREPROCESSING) -> ImageSet:
-    """scikit-learn's 1,797 8x8 digits (0-16 ink) upsampled to 28x28 uint8 by the contract."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's 1,797 8x8 digits (0-16 ink) upsampled by the contract (28x28 by default)."""
+    load_digits = _sklearn().load_digits
 
     bunch = load_digits()
     small = np.clip(bunch.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
     images = np.stack([contract.to_uint8(Image.fromarray(img, mode="L")) for img in small])
-    return ImageSet(images, bunch.target.astype(np.int64), "digits")
+    return ImageSet(images, bunch.target.astype(np.int64), "digits", class_names=DIGIT_CLASSES)
 
 
 def sample_photo_crops(
     n: int, seed: int, contract: PreprocessContract = PREPROCESSING, photos: tuple[int, ...] = (0, 1)
 ) -> ImageSet:
-    """``n`` random square crops (32-256 px) of scikit-learn's sample photos, as 28x28 grayscale."""
-    from sklearn.datasets import load_sample_images
+    """``n`` random square crops (32-256 px) of scikit-learn's sample photos, through the contract."""
+    load_sample_images = _sklearn().load_sample_images
 
     sources = [load_sample_images().images[i] for i in photos]
     rng = np.random.default_rng(seed)
-    out = np.empty((n, contract.size, contract.size), dtype=np.uint8)
+    out = np.empty((n, *contract.pixel_shape), dtype=np.uint8)
     for i in range(n):
         photo = sources[i % len(sources)]
         h, w = photo.shape[:2]
         side = int(rng.integers(32, min(256, h, w) + 1))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         out[i] = contract.to_uint8(Image.fromarray(photo[top : top + side, left : left + side]))
-    return ImageSet(out, np.full(n, -1), "sample-photos")
+    return ImageSet(out, np.full(n, UNKNOWN), "sample-photos")
 
 
-def load_digits_open_set(seed: int = 0, n_unknown: int = 500) -> OpenSetData:
+def load_digits_open_set(seed: int = 0, n_unknown: int = 500, contract: PreprocessContract = PREPROCESSING) -> OpenSetData:
     """Stratified 60/20/20 split of the digits, and ``n_unknown`` photo crops as test unknowns."""
+    _sklearn()
     from sklearn.model_selection import train_test_split
 
-    digits = load_digits_images()
+    digits = load_digits_images(contract)
     index = np.arange(len(digits))
     rest, test = train_test_split(index, test_size=0.2, stratify=digits.labels, random_state=seed)
     train, val = train_test_split(rest, test_size=0.25, stratify=digits.labels[rest], random_state=seed)
@@ -53,5 +69,6 @@ def load_digits_open_set(seed: int = 0, n_unknown: int = 500) -> OpenSetData:
         digits.subset(np.sort(train), "digits-train"),
         digits.subset(np.sort(val), "digits-val"),
         digits.subset(np.sort(test), "digits-test"),
-        [sample_photo_crops(n_unknown, seed)],
+        DIGIT_CLASSES,
+        [sample_photo_crops(n_unknown, seed, contract)],
     )

@@ -69,3 +69,34 @@ def read_idx(
         )
     array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)
+
+
+#: File name stems of each split in MNIST's layout, shared by Fashion-MNIST, KMNIST and EMNIST
+#: (EMNIST prefixes them, e.g. ``emnist-letters-train-images-idx3-ubyte``).
+SPLIT_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def find_idx_split(folder: Path, split: str) -> tuple[Path | None, Path | None]:
+    """The (images, labels) files of ``split`` in ``folder``, with or without ``.gz`` or a prefix."""
+    found = []
+    for stem in SPLIT_STEMS[split]:
+        exact = [folder / stem, folder / f"{stem}.gz"]
+        hit = next((p for p in exact if p.is_file()), None)
+        if hit is None and folder.is_dir():
+            prefixed = sorted(p for p in folder.iterdir() if p.is_file() and (p.name.endswith(f"-{stem}") or p.name.endswith(f"-{stem}.gz")))
+            hit = prefixed[0] if prefixed else None
+        found.append(hit)
+    return found[0], found[1]
+
+
+def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images ``(N, H, W)`` (or ``(N, H, W, 3)``) and int64 labels, checked against each other."""
+    images = read_idx(images_path)
+    labels = read_idx(labels_path, expected_ndim=1)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] != 3):
+        raise IdxFormatError(f"{images_path}: expected uint8 images of shape (N, H, W) or (N, H, W, 3), got {images.dtype} {images.shape}")
+    if labels.dtype.kind not in "iu":
+        raise IdxFormatError(f"{labels_path}: labels must be integers, not {labels.dtype}")
+    if len(images) != len(labels):
+        raise IdxFormatError(f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels")
+    return images, labels.astype(np.int64)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from osr_train.data.datasets import DataError, ImageSet
-from osr_train.data.idx import read_idx
+from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.data.idx import SPLIT_STEMS, IdxFormatError, find_idx_split, read_idx_pair
 
 #: torchvision's mirrors and the MD5 checksums of the official ``.gz`` files.
 MNIST_MIRRORS = (
@@ -25,7 +25,6 @@ MNIST_RESOURCES = {
     "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-_SPLIT_PREFIX = {"train": "train", "test": "t10k"}
 
 
 class MnistMissingError(DataError):
@@ -36,42 +35,33 @@ def mnist_raw_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "MNIST" / "raw"
 
 
-def _find(raw: Path, stem: str) -> Path | None:
-    for candidate in (raw / stem, raw / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+MNIST_CLASSES = tuple(str(d) for d in range(10))
 
 
 def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = False) -> ImageSet:
     """Load one MNIST split ('train' or 'test') as uint8 images and int64 labels."""
-    if split not in _SPLIT_PREFIX:
+    if split not in SPLIT_STEMS:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     raw = mnist_raw_dir(Path(data_dir))
-    prefix = _SPLIT_PREFIX[split]
-    stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    paths = [_find(raw, s) for s in stems]
+    paths = find_idx_split(raw, split)
     if any(p is None for p in paths):
         if download:
             download_mnist(data_dir)
-            paths = [_find(raw, s) for s in stems]
+            paths = find_idx_split(raw, split)
         else:
-            missing = ", ".join(s for s, p in zip(stems, paths) if p is None)
+            missing = ", ".join(s for s, p in zip(SPLIT_STEMS[split], paths) if p is None)
             raise MnistMissingError(
                 f"MNIST not found: expected {missing} (optionally .gz) in {raw}. "
                 "Set --data-dir or $OSR_DATA_DIR, pass --download to fetch it, "
                 "or use --dataset digits to run offline on the bundled data set."
             )
     images_path, labels_path = paths
-    images = read_idx(images_path, expected_ndim=3, expected_shape=(None, 28, 28))
-    labels = read_idx(labels_path, expected_ndim=1)
-    if images.dtype != np.uint8 or labels.dtype != np.uint8:
-        raise DataError(f"{images_path}: MNIST files must hold unsigned bytes")
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images):,} images but {labels_path} has {len(labels):,} labels")
-    if labels.size and labels.max() > 9:
+    images, labels = read_idx_pair(images_path, labels_path)
+    if images.shape[1:] != (28, 28):
+        raise IdxFormatError(f"{images_path}: unexpected shape {images.shape}, expected (N, 28, 28)")
+    if labels.size and (labels.max() > 9 or labels.min() < 0):
         raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0-9")
-    return ImageSet(images, labels.astype(np.int64), f"mnist-{split}")
+    return ImageSet(images, labels, f"mnist-{split}", class_names=MNIST_CLASSES)
 
 
 def _md5(path: Path) -> str:

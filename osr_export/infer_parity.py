@@ -1,6 +1,7 @@
-"""``--parity CHECKPOINT``: does the ONNX model agree with the PyTorch model it came from?
+"""``osr-infer --parity CHECKPOINT``: does the ONNX model agree with the PyTorch model it came from?
 
-The only module of osr_infer that imports torch. The PyTorch model runs on the very same
+The torch side of osr-infer, loaded by its CLI only when ``--parity`` is given (the edge
+install has no torch). The PyTorch model runs on the very same
 normalised arrays that ONNX Runtime just classified (``torch.from_numpy`` shares the
 memory), so any difference is the runtime's, not the input's. Reported per source,
 Polygraphy-style: max/mean |delta logits|, max |delta probs|, max |delta score|, argmax
@@ -25,14 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from osr_export.runners import Outputs
-from osr_export.verify import SCORE_RTOL, ParityRow, compare, merge_stats
+from osr_infer.outputs import ModelOutputs
+from osr_infer.parity_rule import DEFAULT_ATOL, SCORE_RTOL, ParityRow, compare, merge_stats
 from osr_infer.errors import InferError
-from osr_infer.session import InferenceModel, ModelOutputs
+from osr_infer.session import InferenceModel
 from osr_train.checkpoint import CheckpointError, file_sha256
 from osr_train.scoring import ScoredClassifier
 
-DEFAULT_ATOL = 1e-4
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ParityCheck:
         self.model_path = model.path
         self.notes: list[str] = []
         try:
-            scored, config = scored_from_checkpoint(self.checkpoint)
+            scored, spec, _ = scored_from_checkpoint(self.checkpoint)
         except CheckpointError as exc:
             raise InferError(f"--parity: {exc}") from None
         meta = model.metadata
@@ -83,19 +83,20 @@ class ParityCheck:
                     f"{self.checkpoint} is not the checkpoint {model.path.name} was exported from (sha256 differs); "
                     "differences will be large"
                 )
-        if len(config["class_names"]) != len(model.class_names):
-            raise InferError(f"--parity: {self.checkpoint} has {len(config['class_names'])} classes, the ONNX model {len(model.class_names)}")
+        if spec.n_classes != len(model.class_names) or spec.input_shape != model.contract.input_shape:
+            raise InferError(
+                f"--parity: {self.checkpoint} takes {spec.input_shape} and has {spec.n_classes} classes; the ONNX model "
+                f"takes {model.contract.input_shape} and has {len(model.class_names)}"
+            )
         self.scored = scored.eval()
         self.sources = [SourceParity(name) for name in source_names]
 
     @torch.inference_mode()
     def observe(self, x: np.ndarray, outputs: ModelOutputs, source: np.ndarray) -> None:
-        reference = Outputs(*(t.numpy() for t in self.scored(torch.from_numpy(x))))
-        got = Outputs(outputs.logits, outputs.probs, outputs.score)
+        reference = ModelOutputs.from_arrays(self.scored(torch.from_numpy(x)))
         for s in np.unique(source).tolist():
             m = source == s
-            part = lambda o: Outputs(o.logits[m], o.probs[m], o.score[m])  # noqa: E731
-            self.sources[s].add(compare(part(reference), part(got), self.threshold, self.atol))
+            self.sources[s].add(compare(reference[m], outputs[m], self.threshold, self.atol))
 
     @property
     def passed(self) -> bool:

@@ -1,0 +1,102 @@
+"""Folders of image files: unlabelled (a source of unknowns), or one subfolder per class
+(torchvision's ImageFolder layout) as a labelled data set."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.spec import UNKNOWN
+from osr_infer.preprocess import PREPROCESSING, ImageDecodeError, PreprocessContract, find_images, load_image
+
+log = logging.getLogger(__name__)
+
+
+def load_image_folder(
+    folder: str | Path,
+    *,
+    name: str | None = None,
+    contract: PreprocessContract = PREPROCESSING,
+    progress: bool = False,
+    workers: int | None = None,
+) -> ImageSet:
+    """Decode every image under ``folder`` (recursive) with the preprocessing contract.
+
+    Unreadable files are logged with their reason and skipped; a folder with no readable
+    image is an error.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"image folder not found: {folder}")
+    paths = find_images(folder)
+    if not paths:
+        raise DataError(f"no image files under {folder}")
+    return decode_paths(paths, name or folder.name, contract, progress=progress, workers=workers)
+
+
+def decode_paths(
+    paths: list[str], name: str, contract: PreprocessContract = PREPROCESSING, *, progress: bool = False, workers: int | None = None
+) -> ImageSet:
+    """Decode ``paths`` with the contract, in threads; unreadable files are logged and skipped."""
+
+    def decode(path: str) -> np.ndarray | str:
+        try:
+            return load_image(path, contract)
+        except ImageDecodeError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        iterator = pool.map(decode, paths, chunksize=64)
+        if progress:
+            from rich.progress import track
+
+            iterator = track(iterator, total=len(paths), description=f"decoding {name}", transient=True)
+        results = list(iterator)
+    kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    for i, r in enumerate(results):
+        if isinstance(r, str):
+            log.warning("skipped %s: %s", paths[i], r)
+    if not kept:
+        raise DataError(f"no readable image in {name} ({len(paths)} files failed to decode)")
+    images = np.stack([results[i] for i in kept])
+    return ImageSet(images, np.full(len(kept), UNKNOWN), name, [str(paths[i]) for i in kept])
+
+
+def class_folders(folder: str | Path) -> list[str]:
+    """The class subfolders of an ImageFolder layout, sorted (hidden folders are not classes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_class_folder(
+    folder: str | Path,
+    *,
+    name: str | None = None,
+    contract: PreprocessContract = PREPROCESSING,
+    class_names: tuple[str, ...] | None = None,
+    progress: bool = False,
+) -> ImageSet:
+    """Every image under ``folder/<class>/`` labelled by its class (``class_names`` order, or the
+    sorted subfolders). A subfolder that is not one of ``class_names`` is an error."""
+    folder = Path(folder)
+    found = class_folders(folder)
+    names = tuple(class_names) if class_names is not None else tuple(found)
+    stray = [c for c in found if c not in names]
+    if stray:
+        raise DataError(f"{folder}: subfolders {stray} are not among the classes {list(names)}")
+    if len(names) < 2:
+        raise DataError(f"{folder}: a labelled image folder needs at least two class subfolders, found {found}")
+    images = load_image_folder(folder, name=name or folder.name, contract=contract, progress=progress)
+    tops = [Path(p).relative_to(folder).parts[0] for p in images.paths or []]
+    loose = [p for p, top in zip(images.paths or [], tops) if top not in names]
+    if loose:
+        raise DataError(f"{folder}: {len(loose)} image(s) outside the class subfolders, e.g. {loose[0]}")
+    labels = np.array([names.index(top) for top in tops], dtype=np.int64)
+    return ImageSet(images.images, labels, images.name, images.paths, names)

@@ -1,0 +1,100 @@
+"""Declarative parameter constraints, checked once where a configuration enters.
+
+Modelled on scikit-learn's ``_parameter_constraints``: a typed configuration (a dataclass)
+lists, per field, the constraints one of which the value must satisfy, and calls
+:func:`validate` in ``__post_init__``. The error names the command-line option
+(``batch_size`` -> ``--batch-size``) and what was expected, in one line:
+``--lr must be a number in (0, inf), got nan``. NaN and infinities never pass an interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class Constraint:
+    def accepts(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """A finite int or float within ``[low, high]`` (``None``: unbounded; ``closed`` says which
+    ends belong to it: "both", "left", "right" or "neither")."""
+
+    kind: type
+    low: float | None
+    high: float | None
+    closed: str = "both"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
+        high_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
+        return low_ok and high_ok
+
+    def describe(self) -> str:
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        what = "an integer" if self.kind is int else "a number"
+        return f"{what} in {left}{low}, {high}{right}"
+
+
+@dataclass(frozen=True)
+class OneOf(Constraint):
+    options: tuple[Any, ...]
+
+    def accepts(self, value: Any) -> bool:
+        return value in self.options
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(map(str, self.options))
+
+
+@dataclass(frozen=True)
+class InstanceOf(Constraint):
+    kind: type | tuple[type, ...]
+    what: str
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, self.kind)
+
+    def describe(self) -> str:
+        return self.what
+
+
+class _NoneConstraint(Constraint):
+    def accepts(self, value: Any) -> bool:
+        return value is None
+
+    def describe(self) -> str:
+        return "unset"
+
+
+NONE = _NoneConstraint()
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def validate(config: Any, constraints: dict[str, list[Constraint]]) -> None:
+    """Raise ValueError naming the first field of ``config`` that no constraint of its list accepts."""
+    for f in fields(config):
+        allowed = constraints.get(f.name)
+        if allowed is None:
+            continue
+        value = getattr(config, f.name)
+        if not any(c.accepts(value) for c in allowed):
+            expected = " or ".join(c.describe() for c in allowed)
+            raise ValueError(f"{option_name(f.name)} must be {expected}, got {value!r}")

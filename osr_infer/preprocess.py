@@ -1,0 +1,277 @@
+"""The preprocessing contract: the single definition of how an image becomes model input.
+
+Training, export (which stores it as metadata) and inference (which replays it from that
+metadata) all go through this module, so they cannot disagree. It depends on numpy and
+Pillow only, never on torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile
+
+# Decompression-bomb guard: a small-input model never needs more than this many pixels.
+MAX_IMAGE_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+_RESAMPLING = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class ImageDecodeError(ValueError):
+    """An input file is not a usable image (corrupt, truncated, empty, too large...)."""
+
+
+#: Colour conversions the contract knows, by the number of channels they make.
+COLOR_MODES = {"L": 1, "RGB": 3}
+#: Version of the preprocessing contract (1: grayscale only, scalar mean/std).
+CONTRACT_VERSION = 2
+#: Further preprocessing steps, by name (room for the layout step of real-world photos).
+KNOWN_STEPS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreprocessContract:
+    """How an image file becomes the ``N x channels x size x size`` float32 tensor the network sees.
+
+    1. ``draft``: a JPEG is decoded at the smallest DCT scale that still gives at least twice
+       ``size`` on each side (PIL ``Image.draft``): big photos decode fast and the bilinear
+       resize still averages enough pixels;
+    2. ``color``: ``L`` is PIL's ``convert('L')`` (ITU-R 601-2 luma; 16-bit and float images
+       are rescaled to 8 bits first), ``RGB`` is ``convert('RGB')`` (alpha is dropped);
+    3. ``resize`` to ``size x size`` with PIL's filter of that name (skipped when already that size);
+    4. ``steps``: further named steps, in order (none yet);
+    5. per channel: ``x = (pixel / 255 - mean[c]) / std[c]``.
+    """
+
+    size: int = 28
+    channels: int = 1
+    color: str = "L"
+    resize: str = "bilinear"
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    draft: bool = True
+    steps: tuple[str, ...] = ()
+    version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in np.atleast_1d(self.mean)))
+        object.__setattr__(self, "std", tuple(float(s) for s in np.atleast_1d(self.std)))
+        object.__setattr__(self, "steps", tuple(self.steps))
+        problems = []
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 4 <= self.size <= 1024:
+            problems.append(f"size must be an integer in [4, 1024], not {self.size!r}")
+        if self.color not in COLOR_MODES:
+            problems.append(f"unsupported colour conversion {self.color!r}; known: {', '.join(COLOR_MODES)}")
+        elif self.channels != COLOR_MODES[self.color]:
+            problems.append(f"colour {self.color} makes {COLOR_MODES[self.color]} channel(s), not {self.channels!r}")
+        if self.resize not in _RESAMPLING:
+            problems.append(f"unsupported resize method {self.resize!r}; known: {', '.join(sorted(_RESAMPLING))}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            problems.append(f"mean and std need one value per channel ({self.channels}), got {len(self.mean)} and {len(self.std)}")
+        if not all(math.isfinite(v) for v in self.mean) or not all(math.isfinite(v) and v > 0 for v in self.std):
+            problems.append(f"mean must be finite and std finite and positive, got mean {self.mean}, std {self.std}")
+        unknown_steps = [step for step in self.steps if step not in KNOWN_STEPS]
+        if unknown_steps:
+            problems.append(f"unknown preprocessing step(s) {unknown_steps}: written by a newer osr-toolkit?")
+        if self.version > CONTRACT_VERSION:
+            problems.append(f"preprocessing contract version {self.version} is newer than this osr-toolkit's ({CONTRACT_VERSION}): upgrade")
+        if problems:
+            raise ValueError("invalid preprocessing contract: " + "; ".join(problems))
+
+    @classmethod
+    def for_shape(cls, size: int, channels: int, **changes: Any) -> "PreprocessContract":
+        """The default contract for ``channels`` (1: luma, 3: RGB) at ``size``: pixels to [-1, 1]."""
+        color = {1: "L", 3: "RGB"}.get(channels)
+        if color is None:
+            raise ValueError(f"channels must be 1 or 3, not {channels!r}")
+        return cls(size=size, channels=channels, color=color, mean=(0.5,) * channels, std=(0.5,) * channels, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean"], data["std"], data["steps"] = list(self.mean), list(self.std), list(self.steps)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessContract":
+        if not isinstance(data, dict):
+            raise ValueError(f"preprocessing must be a mapping, not {type(data).__name__}")
+        data = dict(data)
+        if data.get("version", 1) == 1 and "grayscale" in data:  # version 1: grayscale only, scalar mean/std
+            data.pop("grayscale")
+            data.update(color="L", version=CONTRACT_VERSION)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown preprocessing fields: {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ValueError(f"invalid preprocessing contract: {exc}") from None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The network input without the batch axis: ``(channels, size, size)``."""
+        return (self.channels, self.size, self.size)
+
+    @property
+    def pixel_shape(self) -> tuple[int, ...]:
+        """One decoded image as uint8: ``(size, size)``, or ``(size, size, channels)`` in colour."""
+        return (self.size, self.size) if self.channels == 1 else (self.size, self.size, self.channels)
+
+    @property
+    def background(self) -> tuple[float, ...]:
+        """The normalised value of a black pixel, per channel (what padding should be)."""
+        return tuple(-m / s for m, s in zip(self.mean, self.std))
+
+    def describe(self) -> str:
+        return f"{self.channels}x{self.size}x{self.size} ({self.color}, {self.resize} resize)"
+
+    def to_uint8(self, image: Image.Image) -> np.ndarray:
+        """Colour conversion + resize of a PIL image to a uint8 array of :attr:`pixel_shape`."""
+        converted = to_grayscale(image) if self.color == "L" else to_rgb(image)
+        if converted.size != (self.size, self.size):
+            converted = converted.resize((self.size, self.size), _RESAMPLING[self.resize])
+        return np.asarray(converted, dtype=np.uint8)
+
+    def conform(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 images of another shape or colour (``(N, H, W)`` or ``(N, H, W, 3)``) through
+        the contract's colour conversion and resize; images already in shape pass unchanged."""
+        if pixels.shape[1:] == self.pixel_shape:
+            return pixels
+        out = np.empty((len(pixels), *self.pixel_shape), dtype=np.uint8)
+        for i, image in enumerate(pixels):
+            out[i] = self.to_uint8(Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB"))
+        return out
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 :attr:`pixel_shape` images (or one image) -> float32 ``(N, channels, size, size)``."""
+        if pixels.dtype != np.uint8:
+            raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
+        if pixels.ndim == len(self.pixel_shape):
+            pixels = pixels[None]
+        if pixels.shape[1:] != self.pixel_shape:
+            raise ValueError(f"expected images of shape {self.pixel_shape}, got {pixels.shape[1:]}")
+        if self.channels == 1:
+            scale = np.float32(1.0 / (255.0 * self.std[0]))
+            shift = np.float32(self.mean[0] / self.std[0])
+            return (pixels.astype(np.float32) * scale - shift)[:, None, :, :]
+        scale = np.array([1.0 / (255.0 * s) for s in self.std], dtype=np.float32)
+        shift = np.array([m / s for m, s in zip(self.mean, self.std)], dtype=np.float32)
+        out = pixels.astype(np.float32) * scale - shift
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+#: The toolkit's default contract (MNIST's: 28x28 luma, pixels to [-1, 1]).
+PREPROCESSING = PreprocessContract()
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit 'L'. High-bit-depth images are rescaled, not clipped."""
+    mode = image.mode
+    if mode == "L":
+        return image
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        arr = np.clip(arr / top * 255.0, 0, 255)
+        return Image.fromarray(np.round(arr).astype(np.uint8), mode="L")
+    if mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
+    return image.convert("L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit 'RGB' (high-bit-depth grey through :func:`to_grayscale`)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        image = to_grayscale(image)
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING) -> np.ndarray:
+    """Decode one image file to a uint8 array of ``contract.pixel_shape``, or raise ImageDecodeError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageDecodeError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ImageDecodeError(
+                        f"image too large ({width}x{height} pixels, limit {MAX_IMAGE_PIXELS:,})"
+                    )
+                if width < 1 or height < 1:
+                    raise ImageDecodeError(f"degenerate image size {width}x{height}")
+                if contract.draft:  # JPEG: DCT downscale of big photos (contract step 1)
+                    img.draft(None, (contract.size * 2, contract.size * 2))
+                img.load()
+                return contract.to_uint8(img)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:  # PIL's own guard
+        raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from None
+    except FileNotFoundError:
+        raise ImageDecodeError("file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a directory") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL reports bad data with these
+        reason = str(exc) or type(exc).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image file (format not recognised)"
+        raise ImageDecodeError(reason) from None
+
+
+def find_images(root: str | Path) -> list[str]:
+    """All image files under ``root`` (recursive, sorted); a single file is returned as is.
+
+    The order is that of sorting the paths component by component (``a/b.png`` before
+    ``a-c.png``), walked with ``os.scandir``: about 9x faster than ``sorted(Path.rglob())``
+    on 10,000 files, which matters when decoding itself takes only ~100 us per image.
+    Symbolic links to folders are not followed (as ``rglob``); links to files are.
+    """
+    root = os.fspath(root)
+    if os.path.isfile(root):
+        return [root]
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such file or folder: {root}")
+    found: list[str] = []
+    _collect_images(root, found)
+    return found
+
+
+def _collect_images(folder: str, found: list[str]) -> None:
+    with os.scandir(folder) as entries:
+        ordered = sorted(entries, key=lambda entry: entry.name)
+    for entry in ordered:
+        if entry.is_dir(follow_symlinks=False):
+            _collect_images(entry.path, found)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            found.append(entry.path)
+
+
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -1,0 +1,56 @@
+"""The score registry: every known-vs-unknown score as one object (torch-free facts).
+
+Every score is "higher means more like a known class"; an input is accepted when
+``score >= threshold``. The checkpoint and the exported metadata name the score; the ONNX
+graph computes it as its ``score`` output, so an edge client never recomputes it. The torch
+implementation and the fitting step of each score live beside the network, in
+:mod:`osr_train.scoring`, keyed by the same name; a new score is one entry here and one there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    name: str
+    description: str
+    low: float | None  # open bounds of the score's range (None: unbounded)
+    high: float | None
+    uses: str = "logits"  # what the graph computes the score from: "logits" or "features"
+    fitted: bool = False  # needs statistics fitted on training knowns (stored as score_params)
+
+    def check_threshold(self, threshold: float) -> None:
+        """A threshold must be a finite number inside the score's open range: an infinite one
+        would switch the decision off (everything known, or everything unknown)."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        if (self.low is not None and threshold <= self.low) or (self.high is not None and threshold >= self.high):
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            hi = "inf" if self.high is None else f"{self.high:g}"
+            raise ValueError(f"threshold {threshold:g} is outside ({lo}, {hi}), the range of the {self.name} score")
+
+    def range_text(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"({lo}, {hi})"
+
+
+SCORES: dict[str, ScoreSpec] = {
+    "msp": ScoreSpec("msp", "maximum softmax probability", 0.0, 1.0),
+    "max_logit": ScoreSpec("max_logit", "maximum logit", None, None),
+    "energy": ScoreSpec("energy", "negative free energy, logsumexp of the logits", None, None),
+    "mahalanobis": ScoreSpec(
+        "mahalanobis", "minus the Mahalanobis distance of the embedding to the nearest class mean", None, None,
+        uses="features", fitted=True,
+    ),
+}
+
+
+def score_spec(name: str) -> ScoreSpec:
+    try:
+        return SCORES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown score {name!r}; known: {', '.join(SCORES)}") from None
