@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
 
 # The three-command workflow, offline, on the bundled scikit-learn digits (about a minute on 2 CPU cores).
@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/osr-train siamese --dataset digits --out $(DEMO)
 	$(BIN)/osr-export $(DEMO)/model.pt --format all
 	$(BIN)/osr-train sample-images $(DEMO)/images --dataset digits --n 50
-	$(BIN)/osr-infer $(DEMO)/images --model $(DEMO)/model.onnx --threshold 0.999 --output $(DEMO)/predictions.csv
+	$(BIN)/osr-infer folder:$(DEMO)/images --model $(DEMO)/model.onnx --threshold 0.999 --output $(DEMO)/predictions.csv
 	@echo "demo done: model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
 
 test: $(STAMP)

@@ -92,6 +92,7 @@ def _quiet_exporter_logs() -> None:
 
 
 def main() -> None:
+    cli_support.require_training_install(console, "osr-export")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     _quiet_exporter_logs()
     if not console.is_terminal and "COLUMNS" not in os.environ:

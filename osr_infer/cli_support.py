@@ -40,3 +40,17 @@ def interruptible(console: Console, message: str) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def require_training_install(console: Console, command: str) -> None:
+    """One line and exit 2, not an ImportError traceback, when ``command`` runs on the edge install."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "onnx", "sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        message = (
+            f"{command} needs the training install, which adds torch, onnx, scikit-learn and matplotlib "
+            f"(missing here: {', '.join(missing)}): pip install 'osr-toolkit[train]'"
+        )
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise SystemExit(2)

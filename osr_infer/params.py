@@ -44,8 +44,9 @@ class Interval(Constraint):
     def describe(self) -> str:
         left = "[" if self.closed in ("both", "left") and self.low is not None else "("
         right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
+        number = (lambda v: f"{int(v)}") if self.kind is int else (lambda v: f"{v:g}")
+        low = "-inf" if self.low is None else number(self.low)
+        high = "inf" if self.high is None else number(self.high)
         what = "an integer" if self.kind is int else "a number"
         return f"{what} in {left}{low}, {high}{right}"
 
@@ -96,5 +97,5 @@ def validate(config: Any, constraints: dict[str, list[Constraint]]) -> None:
             continue
         value = getattr(config, f.name)
         if not any(c.accepts(value) for c in allowed):
-            expected = " or ".join(c.describe() for c in allowed)
+            expected = " or ".join(c.describe() for c in allowed if c is not NONE)
             raise ValueError(f"{option_name(f.name)} must be {expected}, got {value!r}")

@@ -163,6 +163,7 @@ def sample_images(
 
 
 def main() -> None:
+    cli_support.require_training_install(console, "osr-train")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_time=False, show_path=False)])
     app()
 

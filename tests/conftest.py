@@ -76,3 +76,23 @@ def trained_digits(tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_rgb(tmp_path_factory) -> tuple[Path, Path]:
+    """(an RGB 32x32 image folder with 12 classes, the folder of a baseline trained on it briefly).
+
+    The folder has ``train/`` and ``test/`` in the ImageFolder layout; the model folder holds
+    ``model.pt`` and ``metrics.json``. Treat both as read-only.
+    """
+    from typer.testing import CliRunner
+
+    from dataset_testing import write_rgb_class_folder
+    from osr_train.cli import app
+
+    root = write_rgb_class_folder(tmp_path_factory.mktemp("rgb") / "shapes")
+    out = tmp_path_factory.mktemp("trained-rgb")
+    args = ["baseline", "--dataset", f"folder:{root}", "--epochs", "25", "--batch-size", "32", "--lr", "3e-3", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return root, out

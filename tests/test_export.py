@@ -43,8 +43,8 @@ def exported(tmp_path_factory, trained_digits) -> dict:
 
 @pytest.fixture(scope="module")
 def pytorch(exported):
-    scored, config = scored_from_checkpoint(exported["checkpoint"])
-    return scored, config
+    scored, spec, _ = scored_from_checkpoint(exported["checkpoint"])
+    return scored, spec
 
 
 def _ort(path: Path) -> ort.InferenceSession:
@@ -101,19 +101,21 @@ def test_runs_at_batch_1_7_1024(exported, kind):
 
 
 def test_metadata_is_readable_with_onnxruntime_and_torch_jit_load(exported):
-    _, config = load_checkpoint(exported["checkpoint"])
+    _, spec, _ = load_checkpoint(exported["checkpoint"])
     props = _ort(exported["out"] / "model.onnx").get_modelmeta().custom_metadata_map
-    assert json.loads(props["osr.threshold"]) == config["threshold"]
+    assert json.loads(props["osr.threshold"]) == spec.threshold
     assert json.loads(props["osr.preprocessing"]) == PREPROCESSING.to_dict()
+    assert json.loads(props["osr.dataset"])["reference"] == "digits" and json.loads(props["osr.unknown_label"]) == -1
     from_onnx = ModelMetadata.from_props(props)
     _, text = _torchscript(exported["out"] / "model.torchscript.pt")
     from_torchscript = ModelMetadata.from_json(text)
     for meta in (from_onnx, from_torchscript):
-        assert meta.threshold == config["threshold"] and meta.score == "msp"
-        assert meta.preprocessing == PREPROCESSING.to_dict()
-        assert meta.class_names == [str(d) for d in range(10)] and meta.input_shape == ["N", 1, 28, 28]
+        assert meta.threshold == spec.threshold and meta.score == "msp"
+        assert meta.contract == PREPROCESSING and meta.contract.to_dict() == PREPROCESSING.to_dict()
+        assert meta.class_names == tuple(str(d) for d in range(10)) and meta.input_shape == ["N", 1, 28, 28]
         assert meta.checkpoint_sha256 == file_sha256(exported["checkpoint"])
-        assert meta.architecture == "SiameseNet" and meta.dataset == "digits" and meta.quantization is None
+        assert meta.spec.architecture == "SiameseNet" and meta.spec.dataset.reference == "digits" and meta.quantization is None
+        assert meta.spec == spec  # the checkpoint's spec, whole, travels with the export
     assert from_onnx.to_dict() == from_torchscript.to_dict()
 
 
@@ -126,8 +128,8 @@ def _assert_parity(exported, pytorch, images: np.ndarray, *, band: float = 1e-5)
     Decisions are compared where PyTorch's score is more than ``band`` from the threshold;
     closer than that, float32 noise in PyTorch itself decides, so those are only counted.
     """
-    scored, config = pytorch
-    threshold = config["threshold"]
+    scored, spec = pytorch
+    threshold = spec.threshold
     x = PREPROCESSING.normalize(images)
     ref = _outputs("torchscript", scored, x)  # the eager module, called like a script module
     near = np.abs(ref[2] - threshold) <= band
@@ -187,7 +189,7 @@ def test_threshold_override_and_a_full_mnist_cifar_probe(tmp_path, trained_digit
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
     props = _ort(out / "model.onnx").get_modelmeta().custom_metadata_map
     assert json.loads(props["osr.threshold"]) == 0.9
-    assert ModelMetadata.from_props(props).dataset == "mnist"
+    assert ModelMetadata.from_props(props).spec.dataset.reference == "mnist"
     data_report = json.loads(report.read_text())
     assert data_report["threshold"] == 0.9 and data_report["probe"]["real_data"]
     assert [(s["name"], s["role"], s["n"]) for s in data_report["probe"]["sources"]] == [

@@ -34,7 +34,7 @@ def _checkpoint_cases(tmp_path: Path, trained: Path) -> dict[str, tuple[Path, li
         "intermediate": (intermediate, [], ("intermediate checkpoint", "final model.pt")),
         "threshold 1.5": (trained / "model.pt", ["--threshold", "1.5"], ("threshold 1.5 is outside (0, 1)",)),
         "threshold 0": (trained / "model.pt", ["--threshold", "0"], ("outside (0, 1)",)),
-        "opset 17": (trained / "model.pt", ["--opset", "17"], ("opset 17", "18 or newer")),
+        "opset 17": (trained / "model.pt", ["--opset", "17"], ("--opset", "got 17", "[18, inf)")),
         "opset 99": (trained / "model.pt", ["--opset", "99"], ("opset 99 is newer",)),
         "bad probe size": (trained / "model.pt", ["--probe-size", "many"], ("--probe-size",)),
         "int8 without onnx": (trained / "model.pt", ["--format", "torchscript", "--quantize", "int8"], ("--format onnx",)),
@@ -80,5 +80,5 @@ def test_full_probe_or_int8_without_the_data_set(tmp_path, trained_digits):
     result = run_export(checkpoint, "--probe-size", "all", "--data-dir", empty, "--out", out)
     _assert_one_line_error(result, "--probe-size all needs the real data", "MNIST not found")
     result = run_export(checkpoint, "--quantize", "int8", "--data-dir", empty, "--out", out)
-    _assert_one_line_error(result, "INT8 calibration needs the MNIST validation images")
+    _assert_one_line_error(result, "INT8 calibration needs the validation images of mnist", "MNIST not found")
     assert not out.exists()

@@ -9,14 +9,18 @@ import pytest
 
 from conftest import write_fake_mnist
 from export_testing import write_cifar_jpegs, write_cifar_pickle
-from osr_infer.metadata import ModelMetadata
+from osr_infer.data.digits import DIGIT_CLASSES
+from osr_infer.data.mnist import MNIST_CLASSES
+from osr_infer.metadata import MetadataError, ModelMetadata
 from osr_export.probe import ProbeError, allocate, build_probe, calibration_images, parse_probe_size
 from osr_infer.outputs import ModelOutputs as Outputs
 from osr_export.verify import FormatReport
 from osr_infer.parity_rule import ParityRow, compare, merge_stats
 from osr_infer.preprocess import PREPROCESSING
+from osr_infer.spec import UNKNOWN, DatasetSpec, ModelSpec
 
-MNIST = {"dataset": "mnist", "seed": 0}
+MNIST = ModelSpec(class_names=MNIST_CLASSES, dataset=DatasetSpec("mnist", split_seed=0, all_classes=MNIST_CLASSES))
+DIGITS = ModelSpec(class_names=DIGIT_CLASSES, dataset=DatasetSpec("digits", split_seed=0, all_classes=DIGIT_CLASSES))
 
 
 # --- probe ------------------------------------------------------------------------------------
@@ -38,14 +42,15 @@ def test_allocate_splits_evenly_and_refills_from_larger_sources(sizes, total, ex
 
 
 def test_digits_probe_has_labelled_knowns_and_photo_unknowns():
-    probe = build_probe({"dataset": "digits", "seed": 0}, size=200)
+    probe = build_probe(DIGITS, size=200)
+    # the knowns are the test split only: validation images calibrate INT8, so they stay out of the probe
     assert probe.real_data and [(s.name, s.role, len(s)) for s in probe.sources] == [
-        ("digits-val+test", "known", 100), ("sample-photos", "unknown", 100)
+        ("digits-test", "known", 100), ("sample-photos", "unknown", 100)
     ]
     known = probe.sources[0]
     assert known.images.dtype == np.uint8 and known.images.shape[1:] == (28, 28)
-    assert set(np.unique(known.labels)) <= set(range(10)) and (probe.sources[1].labels == -1).all()
-    again = build_probe({"dataset": "digits", "seed": 0}, size=200)
+    assert set(np.unique(known.labels)) <= set(range(10)) and (probe.sources[1].labels == UNKNOWN).all() and UNKNOWN == -1
+    again = build_probe(DIGITS, size=200)
     assert np.array_equal(again.sources[0].images, known.images)  # fixed: reruns compare the same images
 
 
@@ -63,21 +68,49 @@ def test_mnist_probe_reads_mnist_test_and_cifar10_from_the_data_dir(tmp_path, la
 def test_mnist_probe_without_cifar_notes_it(tmp_path):
     data = write_fake_mnist(tmp_path / "data", n_train=30, n_test=40)
     probe = build_probe(MNIST, data, size=None)
-    assert [s.name for s in probe.sources] == ["mnist-test"] and "no CIFAR-10" in probe.notes[0]
+    assert probe.real_data and [s.name for s in probe.sources] == ["mnist-test"]
+    # the registry is generic: mnist's only default unknowns are CIFAR-10, so "no unknowns" is "no CIFAR-10"
+    assert len(probe.notes) == 1 and "no unknowns for mnist" in probe.notes[0] and str(data) in probe.notes[0]
+    assert "knowns only" in probe.notes[0]
+
+
+def test_held_out_classes_are_probed_as_unknowns_and_kept_out_of_calibration(tmp_path):
+    """--known-classes 7,2,5: the knowns are relabelled 0..2 in that order; the test images of the
+    other classes are a probe source of their own, as unknowns, and never calibrate INT8."""
+    from osr_infer.data import load_mnist
+
+    data = write_fake_mnist(tmp_path / "data", n_train=120, n_test=40)
+    write_cifar_jpegs(data, n=30)
+    spec = ModelSpec(class_names=("7", "2", "5"),
+                     dataset=DatasetSpec("mnist", split_seed=0, all_classes=MNIST_CLASSES, known_classes=(7, 2, 5)))
+    probe = build_probe(spec, data, size=None)
+    assert [(s.name, s.role, len(s)) for s in probe.sources] == [
+        ("mnist-test", "known", 12), ("mnist-test-unknown-classes", "unknown", 28), ("cifar10-test", "unknown", 30)
+    ]
+    test = load_mnist(data, "test")
+    known, held_out = probe.sources[0], probe.sources[1]
+    for new_label, old_label in enumerate((7, 2, 5)):
+        assert np.array_equal(known.images[known.labels == new_label], test.images[test.labels == old_label])
+    assert (held_out.labels == UNKNOWN).all() and (probe.sources[2].labels == UNKNOWN).all()
+    assert np.array_equal(held_out.images, test.images[~np.isin(test.labels, (7, 2, 5))])
+    images, name = calibration_images(spec, data, n=1000)
+    train = load_mnist(data, "train")
+    known_train = {img.tobytes() for img in train.images[np.isin(train.labels, (7, 2, 5))]}
+    assert "mnist-train-val" in name and 0 < len(images) < 20 and all(img.tobytes() in known_train for img in images)
 
 
 def test_missing_data_falls_back_to_random_inputs_and_says_so(tmp_path):
     probe = build_probe(MNIST, tmp_path, size=64)
     assert not probe.real_data and "random" in probe.origin and "MNIST not found" in probe.origin
     assert len(probe) == 64 and probe.sources[0].role == "random"
-    unknown = build_probe({"dataset": "something-else"}, size=8)
+    unknown = build_probe(MNIST.replace(dataset=DatasetSpec("something-else")), size=8)
     assert not unknown.real_data and "something-else" in unknown.origin
     with pytest.raises(ProbeError, match="needs the real data"):
         build_probe(MNIST, tmp_path, size=None)
 
 
 def test_calibration_uses_the_validation_split(tmp_path):
-    images, name = calibration_images({"dataset": "digits", "seed": 0}, n=100)
+    images, name = calibration_images(DIGITS, n=100)
     assert images.shape == (100, 28, 28) and "digits-val" in name
     data = write_fake_mnist(tmp_path / "data", n_train=120, n_test=40)
     images, name = calibration_images(MNIST, data, n=16)
@@ -147,11 +180,10 @@ def test_non_finite_outputs_fail():
 
 
 def _metadata(**extra) -> ModelMetadata:
-    return ModelMetadata(
-        threshold=0.99, score="msp", class_names=[str(d) for d in range(10)], input_shape=["N", 1, 28, 28],
-        preprocessing=PREPROCESSING.to_dict(), architecture="SiameseNet", dataset="digits",
-        checkpoint_sha256="0" * 64, toolkit_version="0.1.0", **extra,
-    )
+    spec = DIGITS.replace(threshold=0.99, score="msp", preprocessing=PREPROCESSING, architecture="SiameseNet")
+    meta = ModelMetadata(spec, checkpoint_sha256="0" * 64, toolkit_version="0.1.0", **extra)
+    assert meta.class_names == tuple(str(d) for d in range(10)) and meta.input_shape == ["N", 1, 28, 28]
+    return meta
 
 
 def test_quantization_field_is_optional_and_absent_from_fp32_metadata():
@@ -161,6 +193,16 @@ def test_quantization_field_is_optional_and_absent_from_fp32_metadata():
     back = ModelMetadata.from_props(int8.to_props())
     assert back.quantization == {"format": "QDQ"} and ModelMetadata.from_json(int8.to_json()).quantization == {"format": "QDQ"}
     assert ModelMetadata.from_props(fp32.to_props()).quantization is None
+    assert ModelMetadata.from_props(int8.to_props()).spec == int8.spec == fp32.spec  # the spec survives the round trip
+
+
+def test_metadata_refuses_non_finite_values():
+    """NaN and infinities are not JSON: metadata carrying one is refused, never written."""
+    bad = _metadata(quantization={"scale": float("nan")})
+    with pytest.raises(MetadataError, match="not finite"):
+        bad.to_props()
+    with pytest.raises(MetadataError, match="not finite"):
+        bad.to_json()
 
 
 def test_statistics_merged_batch_by_batch_equal_one_comparison():

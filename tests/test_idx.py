@@ -59,8 +59,23 @@ def test_load_mnist_checks_labels_and_counts(fake_mnist):
     with pytest.raises(DataError, match="label 12 out of range"):
         load_mnist(fake_mnist, "test")
     write_idx(raw / "t10k-labels-idx1-ubyte.gz", np.zeros(39, np.uint8), compress=True)
-    with pytest.raises(DataError, match="40 images but .* 39 labels"):
+    with pytest.raises(IdxFormatError, match=r"t10k-images-idx3-ubyte\.gz has 40 images but .*t10k-labels-idx1-ubyte\.gz has 39 labels"):
         load_mnist(fake_mnist, "test")
+
+
+def test_load_mnist_refuses_images_of_another_shape(fake_mnist):
+    """MNIST is 28x28 grey: other IDX images (32x32, or colour) are a format error, not silently resized."""
+    raw = fake_mnist / "MNIST" / "raw"
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((40, 32, 32), np.uint8), compress=True)
+    with pytest.raises(IdxFormatError, match=r"t10k-images-idx3-ubyte\.gz: unexpected shape \(40, 32, 32\), expected \(N, 28, 28\)"):
+        load_mnist(fake_mnist, "test")
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((40, 28, 28, 3), np.uint8), compress=True)
+    with pytest.raises(IdxFormatError, match="unexpected shape"):
+        load_mnist(fake_mnist, "test")
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", np.zeros((40, 28), np.uint8), compress=True)
+    with pytest.raises(IdxFormatError, match=r"expected uint8 images of shape \(N, H, W\) or \(N, H, W, 3\)"):
+        load_mnist(fake_mnist, "test")
+    assert load_mnist(fake_mnist, "train").images.shape == (120, 28, 28)  # the other split is untouched
 
 
 def test_missing_mnist_message_says_where_and_suggests_digits(tmp_path):

@@ -30,6 +30,9 @@ from osr_infer.results import ResultsWriter, read_results
 from osr_infer.session import InferenceModel
 from osr_infer.sources import Source, resolve_sources
 from osr_infer.preprocess import PREPROCESSING, load_image
+from osr_infer.spec import UNKNOWN, UNLABELLED
+
+DIGITS = tuple(str(d) for d in range(10))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,7 +150,8 @@ def test_digits_source_reproduces_the_training_metrics(onnx_model, trained_digit
     from osr_infer.report import run_metrics
 
     model = InferenceModel(onnx_model)
-    sources = resolve_sources(["digits"], [], Path("unused"), model.contract)
+    assert model.spec is not None and model.spec.dataset.name == "digits" and model.class_names == DIGITS
+    sources = resolve_sources(["digits"], [], Path("unused"), model.contract, model.spec, model.class_names)
     with DecodePool(model.contract, 0) as pool:
         run = run_inference(sources, model, pool, progress=False)
     got = run_metrics(run)["digits"]
@@ -170,8 +174,9 @@ def test_unknown_option_labels_a_folder_as_unknowns(onnx_model, digit_folder, tm
     assert result.exit_code == EXIT_OK, result.output
     assert "unknown rejection" in result.stdout
     model = InferenceModel(onnx_model)
-    sources = resolve_sources([str(folder)], [str(photos)], Path("unused"), model.contract)
-    assert sources[0].labels.tolist() == [-1] * 150 and sources[1].labels.tolist() == [10] * 20
+    sources = resolve_sources([str(folder)], [str(photos)], Path("unused"), model.contract, model.spec, model.class_names)
+    assert sources[0].labels.tolist() == [UNLABELLED] * 150 and sources[1].labels.tolist() == [UNKNOWN] * 20
+    assert not sources[0].labelled and sources[1].labelled
     with DecodePool(model.contract, 0) as pool:
         run = run_inference(sources, model, pool, progress=False)
     metrics = run_metrics(run)
@@ -180,6 +185,20 @@ def test_unknown_option_labels_a_folder_as_unknowns(onnx_model, digit_folder, tm
 
 
 # --- data set references -----------------------------------------------------------------------
+
+
+def _first_column(stdout: str) -> list[str]:
+    """The first cell of every row of the rich tables in ``stdout``, with cells wrapped over lines joined."""
+    cells: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith("│"):
+            continue
+        row = [c.strip() for c in line.strip().strip("│").split("│")]
+        if cells and not any(row[1:]):  # the continuation of a wrapped first cell
+            cells[-1] = f"{cells[-1]} {row[0]}"
+        else:
+            cells.append(row[0])
+    return cells
 
 
 def _write_cifar_pickle(root: Path, n: int = 30) -> Path:
@@ -199,11 +218,14 @@ def test_mnist_and_cifar_references_are_labelled(onnx_model, fake_mnist, tmp_pat
     assert result.exit_code == EXIT_OK, result.output
     rows = read_results(out)
     assert [r["path"] for r in rows] == [f"mnist:test:{i}" for i in range(40)] + [f"cifar10:test:{i}" for i in range(30)]
-    for metric in ("closed-set accuracy", "known acceptance", "unknown rejection", "open-set accuracy (11-class)"):
-        assert metric in result.stdout
+    metrics = _first_column(result.stdout)
+    for metric in ("closed-set accuracy", "known acceptance", "unknown rejection", "open-set accuracy (classes + unknown)"):
+        assert metric in metrics, metrics
     model = InferenceModel(onnx_model)
-    mnist, cifar, train = resolve_sources(["mnist:test", "cifar10:test", "mnist:train"], [], fake_mnist, model.contract)
-    assert mnist.labels.tolist() == [i % 10 for i in range(40)] and set(cifar.labels.tolist()) == {10}
+    mnist, cifar, train = resolve_sources(
+        ["mnist:test", "cifar10:test", "mnist:train"], [], fake_mnist, model.contract, model.spec, model.class_names
+    )
+    assert mnist.labels.tolist() == [i % 10 for i in range(40)] and set(cifar.labels.tolist()) == {UNKNOWN}
     assert len(train) == 120 and not train.from_files
 
 
@@ -214,6 +236,80 @@ def test_data_dir_defaults_to_osr_data_dir(onnx_model, fake_mnist, monkeypatch):
     assert "120 images classified" in result.stdout and "closed-set accuracy" in result.stdout
 
 
+def test_folder_reference_maps_subfolders_onto_the_model_classes_by_name(onnx_model, digit_folder, tmp_path):
+    """folder:PATH: a subfolder named like a model class gets its label; any other is an unknown."""
+    from osr_infer.report import run_metrics
+
+    images, labels = digit_images(30, seed=1)
+    root = tmp_path / "labelled"
+    for digit in (3, 7):
+        write_pngs(root / str(digit), images[labels == digit], prefix=f"d{digit}-")
+    write_pngs(root / "cat", images[:4], prefix="c")
+    n3, n7 = int(np.sum(labels == 3)), int(np.sum(labels == 7))
+    model = InferenceModel(onnx_model)
+    (source,) = resolve_sources([f"folder:{root}"], [], tmp_path, model.contract, model.spec, model.class_names)
+    assert source.name == f"folder:{root}" and source.from_files and len(source) == n3 + n7 + 4
+    assert source.labels.tolist() == [3] * n3 + [7] * n7 + [UNKNOWN] * 4  # sorted: 3/, 7/, cat/
+    assert source.note == f"folder:{root}: classes the model does not know count as unknowns: cat"
+    with DecodePool(model.contract, 0) as pool:
+        run = run_inference([source], model, pool, progress=False)
+    metrics = run_metrics(run)[source.name]
+    assert (metrics["n_known"], metrics["n_unknown"]) == (n3 + n7, 4)
+    result = invoke([f"folder:{root}", "--model", onnx_model])
+    assert result.exit_code == EXIT_OK, result.output
+    assert "note: " + source.note in result.stderr and "closed-set accuracy" in result.stdout
+
+
+def test_idx_reference_reads_the_test_split_with_its_class_names(onnx_model, fake_mnist, tmp_path):
+    """idx:PATH on MNIST's own files is mnist:test; a set whose classes the model lacks is all unknowns."""
+    from dataset_testing import write_idx_folder
+
+    model = InferenceModel(onnx_model)
+    raw = fake_mnist / "MNIST" / "raw"
+    idx, mnist = resolve_sources([f"idx:{raw}", "mnist:test"], [], fake_mnist, model.contract, model.spec, model.class_names)
+    assert idx.name == f"idx:{raw}" and idx.note is None
+    np.testing.assert_array_equal(idx.images, mnist.images)
+    np.testing.assert_array_equal(idx.labels, mnist.labels)
+    fashion = write_idx_folder(tmp_path / "fashion")
+    (other,) = resolve_sources([f"idx:{fashion}"], [], tmp_path, model.contract, model.spec, model.class_names)
+    assert len(other) == 50 and set(other.labels.tolist()) == {UNKNOWN}
+    assert other.note == f"idx:{fashion}: none of its classes is one of the model's; every image counts as an unknown"
+
+
+def test_digits_reference_uses_the_model_split_seed(onnx_model):
+    """`digits` scores the test split of the seed the model was trained with, never its training digits."""
+    from osr_infer.data.digits import load_digits_open_set
+    from osr_infer.spec import DatasetSpec
+
+    model = InferenceModel(onnx_model)
+    assert model.spec.dataset.split_seed == 0
+    reseeded = model.spec.replace(dataset=DatasetSpec("digits", split_seed=3, all_classes=DIGITS))
+    (seed0,) = resolve_sources(["digits"], [], None, model.contract, model.spec, model.class_names)
+    (seed3,) = resolve_sources(["digits"], [], None, model.contract, reseeded, model.class_names)
+    for source, seed in ((seed0, 0), (seed3, 3)):
+        data = load_digits_open_set(seed=seed, contract=model.contract)
+        np.testing.assert_array_equal(source.images[: len(data.test)], data.test.images)
+        assert source.labels.tolist() == data.test.labels.tolist() + [UNKNOWN] * len(data.unknown_test[0])
+    assert not np.array_equal(seed0.images[:360], seed3.images[:360])
+    # A model trained on another data set reads `digits` with the default seed.
+    other = model.spec.replace(dataset=DatasetSpec("mnist", split_seed=3, all_classes=DIGITS))
+    np.testing.assert_array_equal(resolve_sources(["digits"], [], None, model.contract, other, model.class_names)[0].images, seed0.images)
+
+
+def test_infer_command_is_the_cli_as_a_function(onnx_model, digit_folder, tmp_path):
+    from osr_infer.cli import InferOptions, infer_command
+
+    out = tmp_path / "r.jsonl"
+    options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=0, output=out, progress=False)
+    assert infer_command(options, pool_kind="thread", chunk_files=16, ort_threads=1) == EXIT_OK
+    assert len(read_results(out)) == 150
+    for bad in (dict(batch_size=0), dict(batch_size=True), dict(workers=257), dict(atol=2.0), dict(threshold=float("nan"))):
+        with pytest.raises(ValueError, match=f"^--{next(iter(bad)).replace('_', '-')} must be "):
+            InferOptions([str(digit_folder[0])], model=onnx_model, **bad)
+    with pytest.raises(ValueError, match="nothing to classify"):
+        InferOptions([], model=onnx_model)
+
+
 def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
     root = tmp_path / "data" / "cifar10-test-jpeg"
     rng = np.random.default_rng(0)
@@ -221,8 +317,9 @@ def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
         (root / cls).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / cls / f"{i:04d}.jpg")
-    (source,) = resolve_sources(["cifar10:test"], [], tmp_path / "data")
-    assert source.from_files and len(source) == 6 and set(source.labels.tolist()) == {10}
+    model = InferenceModel(onnx_model)
+    (source,) = resolve_sources(["cifar10:test"], [], tmp_path / "data", model.contract, model.spec, model.class_names)
+    assert source.from_files and len(source) == 6 and set(source.labels.tolist()) == {UNKNOWN}
     result = invoke(["cifar10:test", "--data-dir", tmp_path / "data", "--model", onnx_model])
     assert result.exit_code == EXIT_OK and "6 images classified" in result.stdout
 
@@ -230,16 +327,21 @@ def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("mnist:val", "unknown data set reference 'mnist:val'"),
-        ("mnist:test", "mnist:test: MNIST not found in"),
-        ("cifar10:test", "cifar10:test: no CIFAR-10 test set in"),
+        ("mnist:val", "mnist:val: the MNIST splits are mnist:train and mnist:test"),
+        ("mnist:test", "mnist:test: MNIST not found: expected t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz) in {data}"),
+        ("cifar10:test", "cifar10:test: no CIFAR-10 test set in {data}"),
+        ("cifar10:train", "cifar10:train: only cifar10:test is read (as unknowns)"),
+        ("folder:no/such/folder", "folder:no/such/folder: no such folder"),
+        ("idx:no/such/folder", "idx:no/such/folder: no such folder"),
+        ("imagenet:val", "no such file, folder or data set reference: imagenet:val (references: mnist:test, mnist:train, cifar10:test"),
         ("no/such/folder", "no such file or folder: no/such/folder"),
     ],
 )
 def test_bad_source_references_fail_with_one_line(onnx_model, tmp_path, spec, message):
     result = invoke([spec, "--data-dir", tmp_path, "--model", onnx_model])
     assert result.exit_code == EXIT_ERROR
-    assert message in result.stderr and "Traceback" not in result.output
+    assert message.format(data=tmp_path / "MNIST" / "raw" if spec == "mnist:test" else tmp_path) in result.stderr
+    assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -332,12 +434,17 @@ def test_missing_score_output_falls_back_to_msp_only_for_msp(onnx_model, digit_f
 def test_bad_options_fail_before_any_work(onnx_model, digit_folder, tmp_path):
     cases = [
         (["--output", tmp_path / "r.txt"], "unsupported format '.txt'; use .csv or .jsonl"),
-        (["--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--workers", "-1"], "--workers must be 0 or more"),
+        (["--batch-size", "0"], "--batch-size must be an integer in [1, 65536], got 0"),
+        (["--batch-size", "65537"], "--batch-size must be an integer in [1, 65536], got 65537"),
+        (["--workers", "-1"], "--workers must be an integer in [0, 256] or unset, got -1"),
+        (["--atol", "0"], "--atol must be a number in (0, 1], got 0.0"),
+        (["--atol", "nan"], "--atol must be a number in (0, 1], got nan"),
+        (["--threshold", "inf"], "--threshold must be a number in (-inf, inf) or unset, got inf"),
     ]
     for extra, message in cases:
         result = invoke([digit_folder[0], "--model", onnx_model, *extra])
         assert result.exit_code == EXIT_ERROR and message in result.stderr, (extra, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output, (extra, result.output)
     result = invoke(["--model", onnx_model])
     assert result.exit_code == EXIT_ERROR and "nothing to classify" in result.stderr
 
@@ -368,7 +475,7 @@ def test_decode_pool_is_ordered_and_reports_failures(tmp_path, workers, kind):
     paths = write_pngs(tmp_path / "a", images)
     (tmp_path / "a" / "img00005.png").write_bytes(b"")
     (tmp_path / "a" / "img00066.png").write_text("text")
-    source = Source("a", np.full(70, -1), paths=[str(p) for p in paths])
+    source = Source("a", np.full(70, UNLABELLED), paths=[str(p) for p in paths])
     memory = Source("m", np.zeros(5), images=images[:5])
     with DecodePool(PREPROCESSING, workers, kind=kind, chunk_files=16) as pool:
         pieces = list(pool.pieces([source, memory]))
@@ -390,7 +497,7 @@ def test_a_file_that_kills_its_decoding_worker_is_reported_and_the_rest_decoded(
     paths = write_pngs(tmp_path / "a", images)
     for i in (9, 30):  # valid PNGs, but the test decoder dies on them like a segfaulting codec
         paths[i] = paths[i].rename(paths[i].with_name(f"crash-{i}.png"))
-    source = Source("a", np.full(40, -1), paths=[str(p) for p in paths])
+    source = Source("a", np.full(40, UNLABELLED), paths=[str(p) for p in paths])
     with DecodePool(PREPROCESSING, 2, chunk_files=8, decode=crashing_decode) as pool:
         pieces = list(pool.pieces([source]))
         assert pool.crashes >= 2 and "died" in pool.notes()[0]
@@ -405,7 +512,7 @@ def test_a_killed_decoding_worker_is_replaced_and_nothing_is_lost(tmp_path):
     images, _ = digit_images(40)
     paths = write_pngs(tmp_path / "a", images)
     (tmp_path / "a" / "die-once.flag").touch()
-    source = Source("a", np.full(40, -1), paths=[str(p) for p in paths])
+    source = Source("a", np.full(40, UNLABELLED), paths=[str(p) for p in paths])
     with DecodePool(PREPROCESSING, 2, chunk_files=8, decode=dies_once_decode) as pool:
         pieces = list(pool.pieces([source]))
         assert pool.crashes == 1
@@ -418,7 +525,7 @@ def test_decoding_gives_up_after_too_many_worker_deaths(tmp_path):
     paths = write_pngs(tmp_path / "a", images)
     for i in (3, 12):
         paths[i].rename(paths[i].with_name(f"crash-{i}.png"))
-    source = Source("a", np.full(20, -1), paths=sorted(str(p) for p in (tmp_path / "a").iterdir()))
+    source = Source("a", np.full(20, UNLABELLED), paths=sorted(str(p) for p in (tmp_path / "a").iterdir()))
     with DecodePool(PREPROCESSING, 2, chunk_files=4, decode=crashing_decode, max_crashes=1) as pool:
         with pytest.raises(InferError, match=r"died 2 times .*crash-.*--workers 0"):
             list(pool.pieces([source]))
@@ -459,9 +566,9 @@ def test_results_are_written_atomically(tmp_path):
 def test_sources_reject_duplicates_and_nothing(tmp_path):
     write_pngs(tmp_path / "f", digit_images(2)[0])
     with pytest.raises(InferError, match="given more than once"):
-        resolve_sources([str(tmp_path / "f"), str(tmp_path / "f")], [], tmp_path)
+        resolve_sources([str(tmp_path / "f"), str(tmp_path / "f")], [], tmp_path, PREPROCESSING, None, DIGITS)
     with pytest.raises(InferError, match="nothing to classify"):
-        resolve_sources([], [], tmp_path)
+        resolve_sources([], [], tmp_path, PREPROCESSING, None, DIGITS)
 
 
 # --- the card commands ----------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_parity_compares_the_same_batches_the_model_saw(onnx_model, trained_digi
     from osr_infer.sources import resolve_sources
 
     model = InferenceModel(onnx_model)
-    sources = resolve_sources(["mnist:test"], [], fake_mnist, model.contract)
+    sources = resolve_sources(["mnist:test"], [], fake_mnist, model.contract, model.spec, model.class_names)
     check = ParityCheck(trained_digits / "model.pt", model, [s.name for s in sources])
     seen = []
 
@@ -77,10 +77,11 @@ def test_parity_fails_against_a_different_checkpoint(onnx_model, trained_digits,
     """A model with other weights must be caught: exit 1, FAILED lines, and a warning why."""
     from osr_train.checkpoint import load_checkpoint, save_checkpoint
 
-    model, config = load_checkpoint(trained_digits / "model.pt")
+    model, spec, record = load_checkpoint(trained_digits / "model.pt")
     with torch.no_grad():
         model.fc3.bias += 0.01
-    other = save_checkpoint(tmp_path / "other.pt", model, config)
+    other = save_checkpoint(tmp_path / "other.pt", model, spec, record)
+    assert load_checkpoint(other)[1] == spec  # the same model spec, other weights
     result = invoke([digit_folder_small, "--model", onnx_model, "--parity", other])
     assert result.exit_code == EXIT_PARITY_FAILED, result.output
     assert "is not the checkpoint model.onnx was exported from (sha256 differs)" in result.stderr

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from osr_train.calibration import threshold_for_tpr
-from osr_infer.metrics import UNKNOWN, ood_report, open_set_predictions, open_set_report
+from osr_infer.metrics import UNKNOWN, auroc, average_precision, confusion_matrix, ood_report, open_set_predictions, open_set_report, roc_curve
 
 
 def test_open_set_report_by_hand():
@@ -11,15 +11,79 @@ def test_open_set_report_by_hand():
     score = np.array([0.9, 0.5, 0.95, 0.99])  # second rejected at 0.8
     u_pred = np.array([4, 5, 6])
     u_score = np.array([0.1, 0.85, 0.3])  # one unknown accepted
-    r = open_set_report(labels, pred, score, u_pred, u_score, threshold=0.8)
+    r = open_set_report(labels, pred, score, u_pred, u_score, threshold=0.8, n_classes=10)
+    assert UNKNOWN == -1
+    assert (r["threshold"], r["n_known"], r["n_unknown"]) == (0.8, 4, 3)
     assert r["closed_set_accuracy"] == 0.75
     assert r["known_acceptance"] == 0.75
     assert r["unknown_rejection"] == pytest.approx(2 / 3)
     # correct: known 0, known 2, unknown 1, unknown 3 -> 4 of 7
     assert r["open_set_accuracy"] == pytest.approx(4 / 7)
-    cm = np.array(r["confusion_matrix_11"])
-    assert cm.shape == (11, 11) and cm.sum() == 7 and cm[1, UNKNOWN] == 1 and cm[UNKNOWN, 5] == 1
+    cm = np.array(r["confusion_matrix_open_set"])  # 10 classes, then unknown in the last row and column
+    assert cm.shape == (11, 11) and cm.sum() == 7 and cm[1, 10] == 1 and cm[10, 5] == 1
+    assert cm[10, 10] == 2 and np.trace(cm) == 4
+    closed = np.array(r["confusion_matrix"])  # knowns only, argmax class whatever the score
+    assert closed.shape == (10, 10) and closed.sum() == 4 and closed[3, 2] == 1 and np.trace(closed) == 3
     assert open_set_predictions(pred, score, 0.8).tolist() == [0, UNKNOWN, 2, 2]
+
+
+def test_open_set_report_sizes_its_matrices_by_the_class_count():
+    """A model of 4 classes: a 5x5 open-set matrix; labels outside the classes are left out."""
+    r = open_set_report(np.array([0, 3, 3]), np.array([0, 3, 1]), np.array([0.9, 0.9, 0.1]), np.array([2]), np.array([0.95]), 0.5, 4)
+    cm = np.array(r["confusion_matrix_open_set"])
+    assert cm.tolist() == [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 0, 1, 0, 0]]
+    assert np.array(r["confusion_matrix"]).shape == (4, 4)
+    assert confusion_matrix(np.array([0, 7, UNKNOWN]), np.array([1, 1, 1]), 4).tolist() == [[0, 1, 0, 0]] + [[0] * 4] * 3
+    assert confusion_matrix(np.array([UNKNOWN]), np.array([UNKNOWN]), 2, open_set=True).tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
+
+
+def test_open_set_report_without_unknowns():
+    r = open_set_report(np.array([0, 1]), np.array([0, 1]), np.array([0.9, 0.2]), np.array([], int), np.array([]), 0.5, 2)
+    assert r["n_unknown"] == 0 and r["unknown_rejection"] is None
+    assert r["open_set_accuracy"] == 0.5 and r["known_acceptance"] == 0.5
+
+
+def _random_scores_with_ties(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positives and negatives drawn from a few values (many ties, within and across classes)."""
+    rng = np.random.default_rng(seed)
+    n_pos, n_neg = rng.integers(1, 80, size=2)
+    positive = rng.integers(0, 8, n_pos) / 4.0
+    negative = rng.integers(0, 6, n_neg) / 4.0
+    if seed % 3 == 0:  # some distinct continuous scores too
+        positive = positive + rng.normal(0, 1, n_pos).astype(np.float32)
+    return positive, negative
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_numpy_ranking_metrics_match_scikit_learn(seed):
+    """The edge install's numpy AUROC, ROC curve and average precision are scikit-learn's, ties included."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    positive, negative = _random_scores_with_ties(seed)
+    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    s = np.r_[positive, negative].astype(np.float64)
+    assert auroc(positive, negative) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert average_precision(positive, negative) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    fpr, tpr, thresholds = roc_curve(positive, negative)
+    sk_fpr, sk_tpr, sk_thresholds = sk_roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr, atol=1e-12)
+    np.testing.assert_allclose(tpr, sk_tpr, atol=1e-12)
+    assert thresholds[0] == np.inf and sk_thresholds[0] > s.max()  # "above every score" (sklearn >= 1.3 writes inf too)
+    np.testing.assert_array_equal(thresholds[1:], sk_thresholds[1:])
+    report = ood_report(positive, negative)
+    assert report["auroc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert report["aupr_in"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert report["aupr_out"] == pytest.approx(average_precision_score(1 - y, -s), abs=1e-12)
+    assert report["fpr_at_95_tpr"] == sk_fpr[np.argmax(sk_tpr >= 0.95)]
+
+
+def test_all_scores_tied_is_chance():
+    positive, negative = np.full(5, 0.3), np.full(7, 0.3)
+    assert auroc(positive, negative) == 0.5
+    assert average_precision(positive, negative) == pytest.approx(5 / 12)
+    fpr, tpr, thresholds = roc_curve(positive, negative)
+    assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0] and thresholds.tolist() == [np.inf, 0.3]
 
 
 def test_ood_report_perfect_and_reversed():

@@ -1,13 +1,19 @@
 import math
 
+import pytest
 import torch
 
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.spec import ModelSpec
 from osr_train.losses import ContrastiveLoss, pair_labels
-from osr_train.models import ConvNet, SiameseNet, classifier_of
+from osr_train.models import ARCHITECTURES, ConvNet, SiameseNet, build_model, classifier_of
+
+DIGITS = tuple(str(d) for d in range(10))
+MNIST_SHAPE = (1, 28, 28)
 
 
 def test_exact_layer_shapes():
-    shapes = {name: tuple(p.shape) for name, p in ConvNet().named_parameters()}
+    shapes = {name: tuple(p.shape) for name, p in ConvNet(10, MNIST_SHAPE).named_parameters()}
     assert shapes == {
         "conv1.weight": (8, 1, 5, 5), "conv1.bias": (8,),
         "conv2.weight": (16, 8, 5, 5), "conv2.bias": (16,),
@@ -15,14 +21,51 @@ def test_exact_layer_shapes():
         "fc2.weight": (32, 128), "fc2.bias": (32,),
         "fc3.weight": (10, 32), "fc3.bias": (10,),
     }
-    assert sum(p.numel() for p in ConvNet().parameters()) == 108_362
-    assert ConvNet()(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
-    assert ConvNet().features(torch.zeros(3, 1, 28, 28)).shape == (3, 32)
+    assert sum(p.numel() for p in ConvNet(10, MNIST_SHAPE).parameters()) == 108_362
+    assert ConvNet(10, MNIST_SHAPE)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert ConvNet(10, MNIST_SHAPE).features(torch.zeros(3, 1, 28, 28)).shape == (3, 32)
+
+
+def test_architectures_registry_names_both_networks():
+    assert ARCHITECTURES == {"ConvNet": ConvNet, "SiameseNet": SiameseNet}
+
+
+@pytest.mark.parametrize("architecture", ["ConvNet", "SiameseNet"])
+def test_build_model_from_the_default_spec_is_the_seed_network(architecture):
+    spec = ModelSpec(class_names=DIGITS, architecture=architecture)
+    assert spec.preprocessing == PREPROCESSING and spec.input_shape == MNIST_SHAPE
+    model = build_model(spec)
+    assert type(model) is ARCHITECTURES[architecture]
+    assert sum(p.numel() for p in model.parameters()) == 108_362
+    assert classifier_of(model)(torch.zeros(2, *MNIST_SHAPE)).shape == (2, 10)
+
+
+def test_build_model_follows_the_spec_at_3x32x32_with_12_classes():
+    names = tuple(f"class-{i}" for i in range(12))
+    spec = ModelSpec(class_names=names, architecture="ConvNet", preprocessing=PreprocessContract.for_shape(32, 3))
+    assert spec.input_shape == (3, 32, 32) and spec.n_classes == 12
+    model = build_model(spec)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes["conv1.weight"] == (8, 3, 5, 5)
+    assert shapes["fc1.weight"] == (128, 16 * 8 * 8)
+    assert shapes["fc3.weight"] == (12, 32) and shapes["fc3.bias"] == (12,)
+    x = torch.zeros(4, 3, 32, 32)
+    assert model(x).shape == (4, 12)
+    logits, feats = model.forward_with_features(x)
+    assert logits.shape == (4, 12) and feats.shape == (4, 32)
+    siamese = build_model(spec.replace(architecture="SiameseNet"))
+    out1, out2 = siamese(x[:2], x[2:])
+    assert out1.shape == out2.shape == (2, 12)
+
+
+def test_build_model_refuses_an_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown architecture 'ResNet'.*ConvNet, SiameseNet"):
+        build_model(ModelSpec(class_names=DIGITS, architecture="ResNet"))
 
 
 def test_siamese_pair_forward_is_two_branch_calls():
     torch.manual_seed(0)
-    model = SiameseNet().eval()
+    model = SiameseNet(10, MNIST_SHAPE).eval()
     a, b = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
     out1, out2 = model(a, b)
     torch.testing.assert_close(out1, model.forward_one(a))

@@ -8,9 +8,63 @@ from osr_infer.preprocess import PREPROCESSING, ImageDecodeError, PreprocessCont
 
 
 def test_normalisation_maps_0_255_to_minus1_plus1():
-    x = PREPROCESSING.normalize(np.array([[[0, 255], [51, 102]]], np.uint8))
-    assert x.shape == (1, 1, 2, 2) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, 0], [[-1, 1], [-0.6, -0.2]], atol=1e-6)
+    pixels = np.tile(np.array([[0, 255], [51, 102]], np.uint8), (14, 14))[None]  # one 28x28 image
+    x = PREPROCESSING.normalize(pixels)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0, 0, :2, :2], [[-1, 1], [-0.6, -0.2]], atol=1e-6)
+    np.testing.assert_allclose(x[0, 0], np.tile([[-1, 1], [-0.6, -0.2]], (14, 14)), atol=1e-6)
+    np.testing.assert_array_equal(PREPROCESSING.normalize(pixels[0]), x)  # one image gets the batch axis
+    assert PREPROCESSING.background == (-1.0,)
+
+
+def test_normalisation_checks_dtype_and_shape():
+    with pytest.raises(TypeError, match="expected uint8 pixels, got float32"):
+        PREPROCESSING.normalize(np.zeros((1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match=r"expected images of shape \(28, 28\), got \(2, 2\)"):
+        PREPROCESSING.normalize(np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"expected images of shape \(28, 28\), got \(28, 28, 3\)"):
+        PREPROCESSING.normalize(np.zeros((1, 28, 28, 3), np.uint8))
+
+
+def test_rgb_contract_normalises_each_channel_with_its_own_mean_and_std():
+    contract = PreprocessContract(size=8, channels=3, color="RGB", mean=(0.5, 0.4, 0.3), std=(0.5, 0.25, 0.2))
+    assert contract.input_shape == (3, 8, 8) and contract.pixel_shape == (8, 8, 3)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    pixels[0, 0, 0] = (0, 102, 255)
+    x = contract.normalize(pixels)
+    assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and x.flags.c_contiguous
+    for c, (m, s) in enumerate(zip(contract.mean, contract.std)):  # channel c of the output is channel c of the pixels
+        np.testing.assert_allclose(x[:, c], (pixels[..., c] / 255.0 - m) / s, atol=1e-5)
+    np.testing.assert_allclose(x[0, :, 0, 0], [-1.0, 0.0, (1.0 - 0.3) / 0.2], atol=1e-5)
+    np.testing.assert_array_equal(contract.normalize(pixels[1]), x[1:])  # one image gets the batch axis
+    np.testing.assert_allclose(contract.background, (-1.0, -1.6, -1.5))
+    with pytest.raises(ValueError, match=r"expected images of shape \(8, 8, 3\)"):
+        contract.normalize(np.zeros((1, 8, 8), np.uint8))
+
+
+def test_for_shape_gives_the_default_contract_of_each_channel_count():
+    assert PreprocessContract.for_shape(28, 1) == PREPROCESSING
+    rgb = PreprocessContract.for_shape(32, 3)
+    assert (rgb.color, rgb.input_shape, rgb.mean, rgb.std) == ("RGB", (3, 32, 32), (0.5,) * 3, (0.5,) * 3)
+    assert PreprocessContract.for_shape(32, 3, resize="bicubic").resize == "bicubic"
+    with pytest.raises(ValueError, match="channels must be 1 or 3, not 2"):
+        PreprocessContract.for_shape(32, 2)
+
+
+def test_rgb_contract_decodes_and_conforms_in_colour(tmp_path):
+    contract = PreprocessContract.for_shape(16, 3)
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(tmp_path / "c.png")
+    Image.new("L", (16, 16), 90).save(tmp_path / "g.png")
+    colour = load_image(tmp_path / "c.png", contract)
+    assert colour.shape == (16, 16, 3) and colour.dtype == np.uint8 and colour[8, 8].tolist() == [200, 100, 50]
+    assert load_image(tmp_path / "g.png", contract)[3, 3].tolist() == [90, 90, 90]  # grey becomes three equal channels
+    rgb = np.zeros((2, 32, 32, 3), np.uint8)
+    rgb[..., 0] = 255
+    conformed = contract.conform(rgb)
+    assert conformed.shape == (2, 16, 16, 3) and conformed[0, 5, 5].tolist() == [255, 0, 0]
+    assert contract.conform(conformed) is conformed  # already in shape: passed through
+    grey = PREPROCESSING.conform(rgb)  # the luma contract converts colour to grey (ITU-R 601-2) and resizes
+    assert grey.shape == (2, 28, 28) and grey[0, 5, 5] == round(255 * 299 / 1000)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "CMYK", "LA", "1", "I;16", "I", "F"])
@@ -52,8 +106,47 @@ def test_decompression_bomb_guard(tmp_path, monkeypatch):
 
 def test_contract_round_trips_and_validates():
     assert PreprocessContract.from_dict(PREPROCESSING.to_dict()) == PREPROCESSING
+    rgb = PreprocessContract(size=32, channels=3, color="RGB", resize="bicubic", mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))
+    assert PreprocessContract.from_dict(rgb.to_dict()) == rgb
     with pytest.raises(ValueError, match="resize"):
         PreprocessContract.from_dict(dict(PREPROCESSING.to_dict(), resize="magic"))
+
+
+def test_version_1_contract_is_read_as_the_luma_contract():
+    """Models exported before colour support stored grayscale-only contracts with scalar mean and std."""
+    v1 = {"size": 28, "channels": 1, "grayscale": "ITU-R 601-2 luma (PIL convert('L'))", "resize": "bilinear", "mean": 0.5, "std": 0.5}
+    contract = PreprocessContract.from_dict(v1)
+    assert contract == PREPROCESSING
+    assert (contract.color, contract.mean, contract.std, contract.version) == ("L", (0.5,), (0.5,), 2)
+    assert PreprocessContract.from_dict(dict(v1, size=32, mean=0.1307, std=0.3081)) == PreprocessContract(
+        size=32, mean=(0.1307,), std=(0.3081,)
+    )
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"std": [float("nan")]}, "std finite and positive"),
+        ({"std": [0.0]}, "std finite and positive"),
+        ({"mean": [float("inf")]}, "mean must be finite"),
+        ({"mean": [0.5, 0.5, 0.5]}, "one value per channel"),
+        ({"steps": ["letterbox"]}, r"unknown preprocessing step\(s\) \['letterbox'\]: written by a newer osr-toolkit"),
+        ({"version": 3}, r"preprocessing contract version 3 is newer than this osr-toolkit's \(2\): upgrade"),
+        ({"color": "CMYK"}, "unsupported colour conversion 'CMYK'"),
+        ({"channels": 3}, "colour L makes 1 channel"),
+        ({"size": 2}, r"size must be an integer in \[4, 1024\]"),
+        ({"size": 28.0}, r"size must be an integer in \[4, 1024\]"),
+        ({"gamma": 2.2}, r"unknown preprocessing fields: \['gamma'\]"),
+    ],
+)
+def test_contract_refuses_what_it_cannot_replay(changes, message):
+    with pytest.raises(ValueError, match=message):
+        PreprocessContract.from_dict(dict(PREPROCESSING.to_dict(), **changes))
+
+
+def test_contract_from_dict_refuses_a_non_mapping():
+    with pytest.raises(ValueError, match="preprocessing must be a mapping, not list"):
+        PreprocessContract.from_dict([28, 1])
 
 
 def test_find_images_walks_recursively_in_component_order(tmp_path):

@@ -1,17 +1,21 @@
 """A tiny end-to-end run that learns, its artefacts, Ctrl-C, and the CLI's errors."""
 
 import json
+import math
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from osr_train.checkpoint import load_checkpoint
+from osr_infer.spec import UNKNOWN, ModelSpec
+from osr_train.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 from osr_train.cli import app
-from osr_train.pipeline import TrainingFailed, train_command
-from osr_train.training import Trainer
+from osr_train.models import SiameseNet
+from osr_train.pipeline import TrainingFailed, TrainOptions, train_command
+from osr_train.training import TrainConfig, Trainer
 
 runner = CliRunner()
+DIGITS = [str(d) for d in range(10)]
 
 
 def test_training_learns_and_writes_artefacts(trained_digits):
@@ -21,23 +25,39 @@ def test_training_learns_and_writes_artefacts(trained_digits):
     assert metrics["n_known"] == 360 and metrics["n_unknown"] == 500
     for key in ("closed_set_accuracy", "known_acceptance", "unknown_rejection", "open_set_accuracy"):
         assert 0.0 <= metrics[key] <= 1.0
+    # 10 classes; the open-set matrix adds the unknown row and column.
+    assert len(metrics["confusion_matrix"]) == 10 and all(len(row) == 10 for row in metrics["confusion_matrix"])
+    assert len(metrics["confusion_matrix_open_set"]) == 11 and all(len(row) == 11 for row in metrics["confusion_matrix_open_set"])
+    assert sum(map(sum, metrics["confusion_matrix"])) == 360
+    assert sum(map(sum, metrics["confusion_matrix_open_set"])) == 360 + 500
     history = json.loads((out / "history.json").read_text())
     assert [h["stage"] for h in history] == ["pretrain"] * 3 + ["finetune"] * 12
     assert history[-1]["val_accuracy"] > history[3]["val_accuracy"]
-    for png in ("curves.png", "confusion_10.png", "confusion_11.png"):
+    for png in ("curves.png", "confusion.png", "confusion_open_set.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "checkpoint.pt").exists()  # superseded by model.pt
 
 
 def test_checkpoint_loads_with_weights_only(trained_digits):
     payload = torch.load(trained_digits / "model.pt", weights_only=True)
-    config = payload["config"]
-    json.dumps(config)  # JSON-serialisable
-    assert config["architecture"] == "SiameseNet" and config["threshold"] == 0.999
-    assert config["preprocessing"]["mean"] == 0.5 and config["class_names"] == [str(d) for d in range(10)]
-    assert {"torch", "osr_toolkit"} <= set(config["versions"])
-    model, _ = load_checkpoint(trained_digits / "model.pt")
-    assert not model.training
+    assert payload["format"] == FORMAT and payload["format_version"] == FORMAT_VERSION == 2
+    spec, record = payload["spec"], payload["config"]
+    json.dumps(spec, allow_nan=False)  # JSON-serialisable
+    json.dumps(record, allow_nan=False)
+    assert spec["architecture"] == "SiameseNet" and spec["threshold"] == 0.999
+    assert spec["preprocessing"]["mean"] == [0.5] and spec["class_names"] == DIGITS
+    assert spec["unknown_label"] == UNKNOWN == -1 and spec["schema_version"] == 2
+    assert spec["dataset"]["reference"] == "digits" and spec["score"] == "msp"
+    assert {"torch", "osr_toolkit"} <= set(record["versions"])
+    model, loaded, loaded_record = load_checkpoint(trained_digits / "model.pt")
+    assert not model.training and isinstance(model, SiameseNet)
+    assert loaded == ModelSpec.from_dict(spec) and loaded.class_names == tuple(DIGITS)
+    assert loaded_record == record
+    assert (record["stage"], record["complete"], record["epochs_trained"]) == ("final", True, 15)
+    assert (record["model"], record["recipe"]) == ("siamese", "seed")
+    assert record["hyperparameters"]["epochs"] == 12 and record["hyperparameters"]["pretrain_epochs"] == 3
+    fitted = record["fitted_scores"]["mahalanobis"]  # fitted on the training knowns for evaluation
+    assert len(fitted["means"]) == 10 and len(fitted["precision"]) == len(fitted["precision"][0]) == 32
 
 
 def test_ctrl_c_keeps_last_complete_checkpoint(tmp_path, monkeypatch):
@@ -52,10 +72,11 @@ def test_ctrl_c_keeps_last_complete_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_validate_ce", interrupt_on_second_epoch)
     with pytest.raises(TrainingFailed, match=r"train epoch 1\) is .*checkpoint\.pt") as info:
-        train_command("baseline", dataset="digits", epochs=5, out=tmp_path)
+        train_command(TrainOptions(model="baseline", dataset="digits", epochs=5, out=tmp_path))
     assert info.value.exit_code == 130
-    _, config = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert (config["stage"], config["epoch"], config["complete"]) == ("train", 1, False)
+    _, spec, record = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert (record["stage"], record["epoch"], record["complete"]) == ("train", 1, False)
+    assert spec.architecture == "ConvNet" and spec.dataset.reference == "digits"
     assert not (tmp_path / "model.pt").exists()
 
 
@@ -69,16 +90,34 @@ def test_missing_data_dir_is_one_clear_line(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--threshold", "1.5"], "outside (0, 1)"),
     (["--device", "cuda"], "CUDA"),
+    (["--lr", "nan"], "--lr must be a number in (0, 10], got nan"),
+    (["--batch-size", "0"], "--batch-size must be an integer in [2, "),
 ])
 def test_bad_options_fail_clearly(tmp_path, args, message):
     if message == "CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     result = runner.invoke(app, ["baseline", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), *args])
     assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("make", [TrainConfig, TrainOptions], ids=["TrainConfig", "TrainOptions"])
+@pytest.mark.parametrize("field, value, option", [
+    ("lr", math.nan, "--lr"),
+    ("margin", math.nan, "--margin"),
+    ("batch_size", 0, "--batch-size"),
+])
+def test_bad_hyperparameters_are_refused_with_one_line_naming_the_option(make, field, value, option):
+    with pytest.raises(ValueError) as info:
+        make(**{field: value})
+    message = str(info.value)
+    assert message.startswith(f"{option} must be ") and message.endswith(f"got {value!r}")
+    assert "\n" not in message
 
 
 def test_trains_on_mnist_format_files(fake_mnist, tmp_path):
-    metrics = train_command("baseline", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
+    options = TrainOptions(model="baseline", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
+    metrics = train_command(options)
     assert metrics["dataset"] == "mnist" and metrics["n_known"] == 40
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3 and history[-1]["val_accuracy"] > 0.5  # 100 train / 20 val images, 10 classes

@@ -1,0 +1,88 @@
+"""The edge install: ``pip install .`` without extras classifies with no torch, onnx or scikit-learn.
+
+A fresh virtual environment gets the base install only (from PyPI through pip's cache, with the
+tested pins); torch must not be importable there, and ``osr-infer`` run there on a folder and on
+a model exported by the full install must write exactly the results the full install writes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from infer_testing import cached_digits_onnx, digit_images, write_pngs
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str | Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _tree_size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture(scope="module")
+def edge_venv(tmp_path_factory) -> Path:
+    venv = tmp_path_factory.mktemp("edge") / "venv"
+    done = _run(sys.executable, "-m", "venv", venv)
+    assert done.returncode == 0, done.stderr
+    install = _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   "-c", REPO / "constraints.txt", REPO)
+    if install.returncode != 0 and "Could not find a version" in install.stderr + install.stdout and not os.environ.get("CI"):
+        pytest.skip(f"no package index reachable for the edge install: {install.stderr.strip().splitlines()[-1]}")
+    assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+def test_the_base_install_has_no_torch_and_classifies_like_the_full_one(edge_venv, tmp_path_factory, trained_digits, tmp_path):
+    python = edge_venv / "bin" / "python"
+    probe = _run(python, "-c", "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in "
+                 "('torch', 'onnx', 'onnxscript', 'matplotlib', 'sklearn', 'onnxruntime', 'PIL', 'numpy')}))")
+    assert probe.returncode == 0, probe.stderr
+    import json
+
+    found = json.loads(probe.stdout)
+    assert found == {"torch": False, "onnx": False, "onnxscript": False, "matplotlib": False, "sklearn": False,
+                     "onnxruntime": True, "PIL": True, "numpy": True}
+    site = next((edge_venv / "lib").glob("python3*/site-packages"))
+    size_mb = _tree_size(site) / 2**20
+    print(f"\nedge install: {size_mb:.0f} MiB of site-packages")  # quoted in the README
+    assert size_mb < 400
+
+    model = cached_digits_onnx(tmp_path_factory, trained_digits)
+    images, _ = digit_images(40, seed=3)
+    folder = tmp_path / "images"
+    write_pngs(folder, images)
+    edge_csv, full_csv = tmp_path / "edge.csv", tmp_path / "full.csv"
+    edge = _run(edge_venv / "bin" / "osr-infer", folder, "--model", model, "--output", edge_csv, "--workers", "2")
+    full = _run(sys.executable, "-m", "osr_infer.cli", folder, "--model", model, "--output", full_csv, "--workers", "2")
+    assert edge.returncode == 0, edge.stderr
+    assert full.returncode == 0, full.stderr
+    assert edge_csv.read_text() == full_csv.read_text()
+    assert len(edge_csv.read_text().splitlines()) == 41
+
+    # The commands that need torch say so in one line instead of a traceback.
+    train = _run(edge_venv / "bin" / "osr-train", "--help")
+    assert train.returncode == 2 and "pip install 'osr-toolkit[train]'" in train.stderr and "Traceback" not in train.stderr
+    parity = _run(edge_venv / "bin" / "osr-infer", folder, "--model", model, "--parity", trained_digits / "model.pt")
+    assert parity.returncode == 2 and "training install" in parity.stderr and "Traceback" not in parity.stderr
+
+
+def test_labelled_metrics_at_the_edge_need_no_scikit_learn(edge_venv, tmp_path_factory, trained_digits, tmp_path):
+    """A class-per-subfolder folder is scored with metrics (numpy AUROC) in the base install."""
+    model = cached_digits_onnx(tmp_path_factory, trained_digits)
+    images, labels = digit_images(30, seed=4)
+    for label in np.unique(labels):
+        write_pngs(tmp_path / "set" / str(label), images[labels == label], prefix=f"d{label}-")
+    write_pngs(tmp_path / "set" / "unknown-noise", np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8))
+    done = _run(edge_venv / "bin" / "osr-infer", f"folder:{tmp_path / 'set'}", "--model", model, "--workers", "0")
+    assert done.returncode == 0, done.stderr
+    assert "closed-set accuracy" in done.stdout and "AUROC" in done.stdout
