@@ -24,8 +24,9 @@ def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
     from rich.console import Console
 
     from osr_export.cli import _quiet_exporter_logs
-    from osr_export.pipeline import export_command
+    from osr_export.pipeline import ExportOptions, export_command
 
     _quiet_exporter_logs()
+    options = ExportOptions(checkpoint, formats=("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
     with open(os.devnull, "w") as devnull:
-        export_command(checkpoint, out=out, quantize="int8", probe_size=256, data_dir=data_dir, console=Console(file=devnull))
+        export_command(options, console=Console(file=devnull))

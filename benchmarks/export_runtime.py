@@ -48,7 +48,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         export_everything(args.checkpoint, Path(tmp), args.data_dir)
-        scored, config = scored_from_checkpoint(args.checkpoint)
+        scored, spec, _ = scored_from_checkpoint(args.checkpoint)
         runners_many = {
             "pytorch eager": torch_runner(scored),
             "torchscript": torch_runner(load_torchscript(Path(tmp) / "model.torchscript.pt")[0]),
@@ -61,8 +61,8 @@ def main() -> None:
         sizes = {k: (Path(tmp) / f).stat().st_size for k, f in (
             ("torchscript", "model.torchscript.pt"), ("onnxruntime fp32", "model.onnx"), ("onnxruntime int8", "model.int8.onnx"))}
 
-        rng = np.random.default_rng(0)
-        x_many = (rng.integers(0, 256, (1024, 1, 28, 28)).astype(np.float32) / 127.5 - 1).astype(np.float32)
+        rng = np.random.default_rng(0)  # random pixels of the model's input shape, through its contract
+        x_many = spec.preprocessing.normalize(rng.integers(0, 256, (1024, *spec.preprocessing.pixel_shape), dtype=np.uint8))
         x_one = x_many[:1]
         one: dict[str, list[float]] = {k: [] for k in runners_one}
         many: dict[str, list[float]] = {k: [] for k in runners_many}
@@ -96,7 +96,8 @@ def main() -> None:
                       f"{r['file_bytes'] / 1024:.0f} KiB" if r["file_bytes"] else "-")
     console.print(table)
     payload = {
-        "benchmark": "export_runtime", "checkpoint": str(args.checkpoint), "dataset": config.get("dataset"),
+        "benchmark": "export_runtime", "checkpoint": str(args.checkpoint), "dataset": spec.dataset.reference,
+        "input_shape": list(spec.input_shape),
         "rounds": args.rounds, "results": results,
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "load_average_1min": os.getloadavg()[0]},

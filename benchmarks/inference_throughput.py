@@ -44,10 +44,10 @@ from rich.console import Console
 # script's top level (multiprocessing's rule for the main module), and should not pay for torch.
 from osr_infer import cli
 from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, default_workers
-from osr_infer.session import InferenceModel
-from osr_infer.sources import resolve_sources
 from osr_infer.io import write_json
-from osr_infer.preprocess import PREPROCESSING
+from osr_infer.preprocess import PreprocessContract
+from osr_infer.session import InferenceModel
+from osr_infer.sources import Source, resolve_sources
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -67,29 +67,40 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def inline_decode_cpu_us(folder: Path, n: int = 2000) -> float:
+def model_contract(model: Path) -> PreprocessContract:
+    """The preprocessing contract in an exported model's metadata (what osr-infer decodes with)."""
+    return InferenceModel(model, threads=1, spin=False).contract
+
+
+def folder_source(folder: Path, contract: PreprocessContract) -> Source:
+    """A folder of images as osr-infer resolves it (unlabelled files: no model spec or classes needed)."""
+    (source,) = resolve_sources([str(folder)], [], folder, contract, None, ())
+    return source
+
+
+def inline_decode_cpu_us(folder: Path, contract: PreprocessContract, n: int = 2000) -> float:
     """CPU per image of decoding alone, in this process (no pool, no inter-process traffic)."""
-    paths = resolve_sources([str(folder)], [], folder)[0].paths[:n]
+    paths = folder_source(folder, contract).paths[:n]
     t0 = time.process_time()
-    decode_files(paths, PREPROCESSING)
+    decode_files(paths, contract)
     return (time.process_time() - t0) * 1e6 / len(paths)
 
 
 # --- 1. runtimes on the same batches ----------------------------------------------------------
 
 
-def make_batches(data_dir: Path, batch: int, n_images: int) -> list[np.ndarray]:
-    """Normalised float32 batches of real images (CIFAR-10 JPEGs, or noise when absent)."""
+def make_batches(data_dir: Path, contract: PreprocessContract, batch: int, n_images: int) -> list[np.ndarray]:
+    """Normalised float32 batches of real images through the model's contract (CIFAR-10 JPEGs, or noise when absent)."""
     folder = data_dir / "cifar10-test-jpeg"
     if folder.is_dir():
-        with DecodePool(PREPROCESSING, default_workers()) as pool:
-            (source,) = resolve_sources([str(folder)], [], data_dir)
+        with DecodePool(contract, default_workers()) as pool:
+            source = folder_source(folder, contract)
             source.paths = source.paths[:n_images]
             source.labels = source.labels[:n_images]
             pixels = np.concatenate([p.pixels for p in pool.pieces([source])])
     else:
-        pixels = np.random.default_rng(0).integers(0, 256, (n_images, 28, 28), dtype=np.uint8)
-    x = PREPROCESSING.normalize(pixels)
+        pixels = np.random.default_rng(0).integers(0, 256, (n_images, *contract.pixel_shape), dtype=np.uint8)
+    x = contract.normalize(pixels)
     return [np.ascontiguousarray(x[i : i + batch]) for i in range(0, len(x) - batch + 1, batch)]
 
 
@@ -100,7 +111,7 @@ def time_pass(fn, batches: list[np.ndarray]) -> float:
     return sum(len(x) for x in batches) / (time.perf_counter() - t0)
 
 
-def runtime_comparison(onnx_path: Path, scored, data_dir: Path, repeats: int, sweep: bool) -> dict:  # noqa: ANN001 - a torch module
+def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, data_dir: Path, repeats: int, sweep: bool) -> dict:  # noqa: ANN001 - a torch module
     import torch
 
     cores = default_workers()
@@ -126,7 +137,7 @@ def runtime_comparison(onnx_path: Path, scored, data_dir: Path, repeats: int, sw
         if sweep:
             sessions["onnxruntime_all_cores_spin"] = InferenceModel(onnx_path, threads=cores, spin=True)
             sessions["onnxruntime_all_cores_no_spin"] = InferenceModel(onnx_path, threads=cores, spin=False)
-        batches = make_batches(data_dir, batch, n_images)
+        batches = make_batches(data_dir, contract, batch, n_images)
         runners = {name: s.run for name, s in sessions.items()} | {"pytorch_eager": torch_eager}
         if sweep:
             runners["pytorch_eager_channels_last"] = torch_eager_channels_last
@@ -146,7 +157,7 @@ def runtime_comparison(onnx_path: Path, scored, data_dir: Path, repeats: int, sw
         results["batches"][str(batch)] = entry
     if sweep:  # the same comparison with PyTorch limited to one thread, for context
         torch.set_num_threads(1)
-        batches = make_batches(data_dir, 256, 256 * 40)
+        batches = make_batches(data_dir, contract, 256, 256 * 40)
         time_pass(torch_eager, batches[:4])
         results["pytorch_eager_1_thread_batch_256_images_per_s"] = round(median_rate([time_pass(torch_eager, batches) for _ in range(repeats)]), 1)
         torch.set_num_threads(torch_threads)
@@ -156,11 +167,11 @@ def runtime_comparison(onnx_path: Path, scored, data_dir: Path, repeats: int, sw
 # --- 2. osr-infer end to end vs decode-only -----------------------------------------------------
 
 
-def decode_only(folder: Path, workers: int, chunk_files: int = CHUNK_FILES, kind: str = "process") -> int:
-    """List and decode every file with the pool osr-infer uses, and nothing else."""
-    (source,) = resolve_sources([str(folder)], [], folder)
+def decode_only(folder: Path, contract: PreprocessContract, workers: int, chunk_files: int = CHUNK_FILES, kind: str = "process") -> int:
+    """List and decode every file (through the model's contract) with the pool osr-infer uses, and nothing else."""
+    source = folder_source(folder, contract)
     n = 0
-    with DecodePool(PREPROCESSING, workers, kind=kind, chunk_files=chunk_files) as pool:
+    with DecodePool(contract, workers, kind=kind, chunk_files=chunk_files) as pool:
         for piece in pool.pieces([source]):
             n += len(piece.index)
     return n
@@ -171,10 +182,8 @@ def end_to_end(
     ort_threads: int | None = None,
 ) -> int:
     """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null)."""
-    status = cli.infer_command(
-        [str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False, chunk_files=chunk_files, pool_kind=kind,
-        ort_threads=ort_threads,
-    )
+    options = cli.InferOptions([str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False)
+    status = cli.infer_command(options, chunk_files=chunk_files, pool_kind=kind, ort_threads=ort_threads)
     assert status == 0, status
     return sum(1 for _ in open(out)) - 1
 
@@ -198,15 +207,16 @@ def summarise(samples: list[tuple[float, float]]) -> dict:
 def pipeline_comparison(folder: Path, model: Path, workers: int, repeats: int, tmp: Path, sweep: bool) -> dict:
     """Alternating rounds of end-to-end and decode-only; optional variants of pool kind and chunking."""
     out = tmp / "results.csv"
+    contract = model_contract(model)  # decode-only decodes as osr-infer does for this model
     cli.out = Console(file=io.StringIO())  # the report is not what is measured
     variants = {("end_to_end", "process", CHUNK_FILES, workers): lambda: end_to_end(folder, model, workers, out)}
-    variants[("decode_only", "process", CHUNK_FILES, workers)] = lambda: decode_only(folder, workers)
+    variants[("decode_only", "process", CHUNK_FILES, workers)] = lambda: decode_only(folder, contract, workers)
     if sweep:
         grid = [("process", 32, workers), ("process", 64, workers), ("process", 128, workers), ("thread", CHUNK_FILES, workers), ("process", CHUNK_FILES, 1)]
         for kind, chunk, w in grid:
             variants[("end_to_end", kind, chunk, w)] = lambda k=kind, c=chunk, w=w: end_to_end(folder, model, w, out, c, k)
-            variants[("decode_only", kind, chunk, w)] = lambda k=kind, c=chunk, w=w: decode_only(folder, w, c, k)
-    decode_only(folder, workers)  # warm the page cache
+            variants[("decode_only", kind, chunk, w)] = lambda k=kind, c=chunk, w=w: decode_only(folder, contract, w, c, k)
+    decode_only(folder, contract, workers)  # warm the page cache
     samples: dict = {key: [] for key in variants}
     for _ in range(repeats):
         for key, fn in variants.items():
@@ -269,18 +279,18 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        scored, config = scored_from_checkpoint(args.checkpoint)
+        scored, spec, config = scored_from_checkpoint(args.checkpoint)
         onnx_path = tmp / "model.onnx"
         with contextlib.redirect_stderr(io.StringIO()):
-            save_onnx(to_onnx_model(scored, metadata_from_checkpoint(args.checkpoint, config)), onnx_path)
-        runtimes = runtime_comparison(onnx_path, scored.eval(), args.data_dir, args.repeats, args.sweep)
+            save_onnx(to_onnx_model(scored, metadata_from_checkpoint(args.checkpoint, spec, config)), onnx_path)
+        runtimes = runtime_comparison(onnx_path, scored.eval(), spec.preprocessing, args.data_dir, args.repeats, args.sweep)
         pipeline = pipeline_comparison(folder, onnx_path, default_workers(), args.repeats, tmp, args.sweep) if folder.is_dir() else None
     b256 = runtimes["batches"]["256"]["ratio_onnxruntime_vs_pytorch"]
     if pipeline:
         # While decoding saturates the cores, every microsecond of inference is taken from decoding:
         # end-to-end / decode-only <= decode CPU / (decode CPU + ONNX Runtime CPU), even with no other cost.
         ort_us = 1e6 / runtimes["batches"]["256"]["onnxruntime_1_thread_images_per_s"]
-        dec_us = inline_decode_cpu_us(folder)
+        dec_us = inline_decode_cpu_us(folder, spec.preprocessing)
         pipeline["analysis"] = {
             "decode_cpu_us_per_image_in_process": round(dec_us, 1),
             "onnxruntime_cpu_us_per_image_1_thread_isolated": round(ort_us, 1),

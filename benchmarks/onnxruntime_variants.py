@@ -134,14 +134,14 @@ def main() -> None:
 
     from osr_export.probe import calibration_images
     from osr_export.source import scored_from_checkpoint
-    from osr_infer.preprocess import PREPROCESSING
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         export_everything(args.checkpoint, tmp, args.data_dir)
-        scored, config = scored_from_checkpoint(args.checkpoint)
-        calibration = PREPROCESSING.normalize(calibration_images(config, args.data_dir, 512)[0])
+        scored, spec, _ = scored_from_checkpoint(args.checkpoint)
+        contract = spec.preprocessing
+        calibration = contract.normalize(calibration_images(spec, args.data_dir, 512)[0])
         fp32 = tmp / "model.onnx"
         variants = {
             "ort fp32 (exported, NCHWc)": session(fp32, cores),
@@ -165,7 +165,7 @@ def main() -> None:
 
         runners = {"pytorch eager": eager, "pytorch eager channels-last": eager_cl, **runners}
         rng = np.random.default_rng(0)
-        x = np.ascontiguousarray(rng.integers(0, 256, (BATCH, 1, 28, 28)).astype(np.float32) / 127.5 - 1, dtype=np.float32)
+        x = contract.normalize(rng.integers(0, 256, (BATCH, *contract.pixel_shape), dtype=np.uint8))  # the model's input shape
         samples: dict[str, list[float]] = {name: [] for name in runners}
         for run in runners.values():
             run(x)
@@ -178,13 +178,14 @@ def main() -> None:
                 samples[name].append(calls * BATCH / (time.perf_counter() - t0))
         rates = {name: round(max(v), 1) for name, v in samples.items()}
         one_thread = ort_runner(session(fp32, 1))
-        per_image = {str(b): cpu_us_per_image(one_thread, np.ascontiguousarray(np.resize(x, (b, 1, 28, 28)))) for b in (64, 128, 256, 512, 1024)}
+        per_image = {str(b): cpu_us_per_image(one_thread, np.ascontiguousarray(np.resize(x, (b, *spec.input_shape)))) for b in (64, 128, 256, 512, 1024)}
         profile = operator_profile(fp32, x)
 
     reference = rates["pytorch eager"]
     result = {
         "benchmark": "onnxruntime graph variants vs PyTorch eager, batch 256, all cores",
         "checkpoint": str(args.checkpoint),
+        "input_shape": list(spec.input_shape),
         "images_per_s_best_of_rounds": rates,
         "ratio_vs_pytorch_eager": {name: round(rate / reference, 2) for name, rate in rates.items()},
         "onnxruntime_1_thread_cpu_us_per_image_by_batch": per_image,

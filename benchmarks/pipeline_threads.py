@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from inference_throughput import decode_only, end_to_end, measure, summarise
+from inference_throughput import decode_only, end_to_end, measure, model_contract, summarise
 from osr_infer import cli
 from osr_infer.decode import default_workers
 from osr_infer.io import write_json
@@ -42,16 +42,17 @@ def main() -> None:
     args = parser.parse_args()
     cores = default_workers()
     pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",")] if args.pairs else default_pairs(cores)
+    contract = model_contract(args.model)  # decode-only decodes as osr-infer does for this model
     cli.out = Console(file=io.StringIO())  # the report is not what is measured
     decode_samples: dict[int, list[tuple[float, float]]] = {}
     e2e_samples: dict[tuple[int, int], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.csv"
-        decode_only(args.folder, cores)  # warm the page cache and the forkserver
+        decode_only(args.folder, contract, cores)  # warm the page cache and the forkserver
         end_to_end(args.folder, args.model, cores, out)  # and the first run's imports and allocations
         for _ in range(args.repeats):
             for workers in sorted({w for w, _ in pairs}, reverse=True):
-                decode_samples.setdefault(workers, []).append(measure(lambda: decode_only(args.folder, workers)))
+                decode_samples.setdefault(workers, []).append(measure(lambda: decode_only(args.folder, contract, workers)))
             for workers, threads in pairs:
                 run = lambda: end_to_end(args.folder, args.model, workers, out, ort_threads=threads)  # noqa: E731
                 e2e_samples.setdefault((workers, threads), []).append(measure(run))

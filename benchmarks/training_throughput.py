@@ -24,20 +24,29 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from osr_infer.data.datasets import ImageSet, OpenSetData
-from osr_train.models import ConvNet
+from osr_infer.preprocess import PREPROCESSING
+from osr_infer.spec import DatasetSpec, ModelSpec
+from osr_train.models import build_model
 from osr_train.training import Normalizer, TrainConfig, Trainer
 
 HERE = Path(__file__).resolve().parent
 
 
-def load_data(data_dir: Path | None) -> OpenSetData:
+def load_data(data_dir: Path | None) -> tuple[OpenSetData, ModelSpec]:
+    """The data and the spec of the baseline trained on it: MNIST's 1x28x28 and ten classes either way."""
     if data_dir is not None and (data_dir / "MNIST" / "raw").is_dir():
-        from osr_infer.data import load_open_set_data
+        from osr_infer.data import describe_dataset, open_set_source
 
-        return load_open_set_data("mnist", data_dir, ood_dirs=[], progress=False)
-    rng = np.random.default_rng(0)
-    make = lambda n, name: ImageSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n), name)  # noqa: E731
-    return OpenSetData("random", make(50_000, "train"), make(10_000, "val"), make(10_000, "test"))
+        dataset, contract = describe_dataset("mnist", data_dir)
+        train, val, test, _ = open_set_source(dataset, data_dir).known_splits(contract, progress=False)  # no unknowns: not trained on
+        data = OpenSetData(dataset.reference, train, val, test, dataset.all_classes)
+    else:
+        rng = np.random.default_rng(0)
+        names = tuple(str(d) for d in range(10))
+        make = lambda n, name: ImageSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n), name)  # noqa: E731
+        data = OpenSetData("random", make(50_000, "train"), make(10_000, "val"), make(10_000, "test"), names)
+        dataset, contract = DatasetSpec("random", all_classes=names), PREPROCESSING
+    return data, ModelSpec(class_names=data.class_names, architecture="ConvNet", preprocessing=contract, dataset=dataset)
 
 
 def synchronize(device: str) -> None:
@@ -45,12 +54,12 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bare_epoch(data: OpenSetData, batch_size: int, seed: int, device: str) -> float:
+def bare_epoch(data: OpenSetData, spec: ModelSpec, batch_size: int, seed: int, device: str) -> float:
     """Forward/backward/step over the same tensors (already on ``device``): nothing else."""
     torch.manual_seed(seed)
-    model = ConvNet().to(device)
+    model = build_model(spec).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    normalize = Normalizer()
+    normalize = Normalizer(spec.preprocessing)
     x, y = torch.from_numpy(data.train.images).to(device), torch.from_numpy(data.train.labels).to(device)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(device)
     synchronize(device)
@@ -65,10 +74,12 @@ def bare_epoch(data: OpenSetData, batch_size: int, seed: int, device: str) -> fl
     return time.perf_counter() - t0
 
 
-def full_epoch(data: OpenSetData, batch_size: int, seed: int, out_dir: Path, device: str) -> float:
+def full_epoch(data: OpenSetData, spec: ModelSpec, batch_size: int, seed: int, out_dir: Path, device: str) -> float:
     """One epoch of the real loop: batches, optimiser, progress bar, validation, checkpoint."""
     config = TrainConfig(model="baseline", epochs=1, batch_size=batch_size, seed=seed, device=device)
-    trainer = Trainer(config, data, out_dir, Console(file=open(os.devnull, "w"), force_terminal=True), {"architecture": "ConvNet"})
+    assert config.architecture == spec.architecture
+    console = Console(file=open(os.devnull, "w"), force_terminal=True)
+    trainer = Trainer(config, data, spec, out_dir, console, {"model": "baseline", "recipe": "seed"})
     synchronize(device)
     t0 = time.perf_counter()
     trainer.fit()  # ends with a checkpoint written from the device's weights: synchronised
@@ -85,13 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.output is None:
         args.output = HERE / "results" / f"training_throughput{'_cuda' if args.device == 'cuda' else ''}.json"
-    data = load_data(args.data_dir)
+    data, spec = load_data(args.data_dir)
     bare, full = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        bare_epoch(data, args.batch_size, 99, args.device)  # warm-up (allocator, kernels)
+        bare_epoch(data, spec, args.batch_size, 99, args.device)  # warm-up (allocator, kernels)
         for r in range(args.repeats):
-            bare.append(bare_epoch(data, args.batch_size, r, args.device))
-            full.append(full_epoch(data, args.batch_size, r, Path(tmp), args.device))
+            bare.append(bare_epoch(data, spec, args.batch_size, r, args.device))
+            full.append(full_epoch(data, spec, args.batch_size, r, Path(tmp), args.device))
             print(f"repeat {r + 1}: bare {bare[-1]:.2f} s, full {full[-1]:.2f} s, ratio {full[-1] / bare[-1]:.3f}")
     result = {
         "benchmark": "training epoch: full loop vs bare forward/backward loop",

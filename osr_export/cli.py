@@ -17,7 +17,7 @@ from osr_export import DEFAULT_OPSET
 from osr_infer.parity_rule import DEFAULT_ATOL
 
 app = typer.Typer(add_completion=False, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch.")
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 
 
 class Format(str, Enum):

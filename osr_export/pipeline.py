@@ -161,7 +161,7 @@ class ExportOptions:
 
 def export_command(options: ExportOptions, console: Console | None = None) -> dict[str, Any]:
     """Export the checkpoint to the formats, verify each against PyTorch, write them all or none."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     scored, spec, metadata = _load(options.checkpoint, options.threshold)
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():

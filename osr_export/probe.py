@@ -149,7 +149,10 @@ def build_probe(spec: ModelSpec, data_dir: Path | None = None, size: int | None 
         if isinstance(group, UnknownSet):
             group = group.load(contract, None if size is None else n, PROBE_SEED)
         sources.append(_image_set_source(group, role, n, PROBE_SEED))
-    notes = [] if len(groups) > 1 else [f"no unknowns for {spec.dataset.reference} under {source.data_dir}: knowns only"]
+    notes = [] if len(groups) > 1 else [
+        f"no unknowns for {spec.dataset.reference} under {source.data_dir} (for mnist: CIFAR-10 test in cifar-10-batches-py/ "
+        "or cifar10-test-jpeg/): knowns only"
+    ]
     return Probe(sources, f"{spec.dataset.reference} (data folder {source.data_dir})", real_data=True, notes=notes)
 
 

@@ -39,8 +39,8 @@ SOURCES_HELP = (
 LISTED_FAILURES = 20  # unreadable files listed one per line; the rest are counted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], epilog=EPILOG)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (taken literally, never as markup) and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 
@@ -34,7 +34,7 @@ def interruptible(console: Console, message: str) -> Callable[[F], F]:
             try:
                 return command(*args, **kwargs)
             except KeyboardInterrupt:
-                console.print(f"interrupted: {message}", highlight=False, soft_wrap=True)
+                console.print(f"interrupted: {message}", highlight=False, soft_wrap=True, emoji=False)
                 raise typer.Exit(EXIT_INTERRUPTED) from None
 
         return run  # type: ignore[return-value]
@@ -52,5 +52,5 @@ def require_training_install(console: Console, command: str) -> None:
             f"{command} needs the training install, which adds torch, onnx, scikit-learn and matplotlib "
             f"(missing here: {', '.join(missing)}): pip install 'osr-toolkit[train]'"
         )
-        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
         raise SystemExit(2)

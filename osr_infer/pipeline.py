@@ -167,7 +167,7 @@ def run_inference(
     failures: list[tuple[str, str]] = []
     failed_per_source = [0] * len(sources)
     total = sum(len(s) for s in sources)
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     bar = _progress(console) if progress else None
     task = bar.add_task("classifying", total=total) if bar else None
 

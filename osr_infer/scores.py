@@ -21,6 +21,7 @@ class ScoreSpec:
     high: float | None
     uses: str = "logits"  # what the graph computes the score from: "logits" or "features"
     fitted: bool = False  # needs statistics fitted on training knowns (stored as score_params)
+    params: tuple[str, ...] = ()  # the names of those statistics
 
     def check_threshold(self, threshold: float) -> None:
         """A threshold must be a finite number inside the score's open range: an infinite one
@@ -44,7 +45,7 @@ SCORES: dict[str, ScoreSpec] = {
     "energy": ScoreSpec("energy", "negative free energy, logsumexp of the logits", None, None),
     "mahalanobis": ScoreSpec(
         "mahalanobis", "minus the Mahalanobis distance of the embedding to the nearest class mean", None, None,
-        uses="features", fitted=True,
+        uses="features", fitted=True, params=("means", "precision"),
     ),
 }
 

@@ -122,7 +122,8 @@ def _reference(spec: str, data_dir: Path | None, contract: PreprocessContract, m
     try:
         ref = reference_source(spec, data_dir, contract, seed)
     except (DataError, IdxFormatError) as exc:
-        raise InferError(f"{spec}: {exc}") from None
+        message = str(exc)
+        raise InferError(message if message.startswith(f"{spec}:") else f"{spec}: {message}") from None
     labels = map_labels(ref.labels, ref.class_names, class_names)
     note = None
     if ref.class_names is not None:

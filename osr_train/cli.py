@@ -17,7 +17,7 @@ from osr_infer.scores import SCORES
 from osr_train.recipes import RECIPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Train an open-set digit recogniser.")
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 
 
 def _choices(name: str, values) -> type[Enum]:  # noqa: ANN001 - an iterable of str

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from osr_infer.preprocess import PreprocessContract
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
 KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "photo")
 
@@ -51,7 +51,7 @@ class OutlierGenerator:
         self.contract = contract
         self.size = contract.size
         self.channels = contract.channels
-        self.scale = contract.size / 28  # the shapes were designed on MNIST's 28x28 frame
+        self.scale = contract.size / PREPROCESSING.size  # the shapes were designed on the default 28x28 frame
         self.gen = torch.Generator().manual_seed(seed)
         self.kinds = [k for k in KINDS if use_photos or k != "photo"]
         self.photos = torch.from_numpy(photo_crop_pool(contract, seed=seed + 1)) if use_photos else None

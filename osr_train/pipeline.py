@@ -113,7 +113,7 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     The threshold is, in order: ``--threshold``; calibrated at ``--target-tpr`` on validation
     knowns; the recipe's fixed threshold; or calibrated at the recipe's target TPR.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     from osr_infer.data import DataError, describe_dataset, open_set_source
     from osr_infer.data.idx import IdxFormatError
     from osr_infer.io import check_writable_dir

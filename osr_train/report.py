@@ -141,7 +141,7 @@ def evaluate_command(
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on its data set's test knowns and every unknown set (held-out
     classes included), with the preprocessing and splits of its model spec."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     from osr_infer.data import open_set_source
     from osr_infer.io import check_writable_dir, write_json
     from osr_train.checkpoint import CheckpointError, load_checkpoint

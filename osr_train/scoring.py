@@ -79,8 +79,9 @@ class ScoredClassifier(nn.Module):
         self.classifier = classifier
         self.score_name = score
         self.score_params = dict(score_params or {})
-        if self.score.spec.fitted and not self.score_params:
-            raise ValueError(f"the {score} score needs fitted parameters ({self.score.fit.__name__ if self.score.fit else 'fit'})")
+        missing = [name for name in self.score.spec.params if name not in self.score_params]
+        if missing:
+            raise ValueError(f"the {score} score needs fitted parameters: {', '.join(missing)} missing (see {self.score.fit.__name__})")
         self._buffer_names = []
         for key, value in self.score_params.items():
             self.register_buffer(key, torch.tensor(value, dtype=torch.float32))

@@ -25,7 +25,7 @@ from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
 from osr_train.models import ConvNet, SiameseNet, build_model, classifier_of
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
-from osr_infer.preprocess import PreprocessContract
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.spec import ModelSpec
 
 MODELS = ("baseline", "siamese")
@@ -195,7 +195,9 @@ class Trainer:
         self.model = build_model(spec).to(self.device)
         self.classifier = classifier_of(self.model)
         self.last_saved: tuple[str, int] | None = None
-        self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=spec.preprocessing.size / 28) if config.augment else None
+        # The warps were tuned on the default 28x28 frame; shifts scale with the input size.
+        scale_px = spec.preprocessing.size / PREPROCESSING.size
+        self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=scale_px) if config.augment else None
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from osr_infer.cli_support import fail, interruptible
+from osr_infer.cli_support import fail, interruptible, require_training_install
 
 
 def _app(console: Console) -> typer.Typer:
@@ -40,3 +41,27 @@ def test_fail_prints_the_message_literally_and_exits_with_the_code():
     result = CliRunner().invoke(_app(Console(file=buffer, width=200)), ["--count", "-2"])
     assert result.exit_code == 2
     assert "error: --count must not be negative, not [-2]" in buffer.getvalue()  # brackets are not eaten as markup
+
+
+def test_fail_prints_colon_words_literally_not_as_emoji():
+    buffer = io.StringIO()
+    with pytest.raises(typer.Exit):
+        fail(Console(file=buffer, width=200), "mnist:train: MNIST not found; cifar10:test:cat: too")
+    assert "error: mnist:train: MNIST not found; cifar10:test:cat: too" in buffer.getvalue()
+
+
+def test_the_training_commands_refuse_the_edge_install_in_one_line(monkeypatch):
+    """osr-train and osr-export on an install without torch & co: one error line and exit 2, no ImportError."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=300)
+    assert require_training_install(console, "osr-train") is None and buffer.getvalue() == ""  # this install has them
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "sklearn") else real(name, *a))
+    with pytest.raises(SystemExit) as info:
+        require_training_install(console, "osr-export")
+    assert info.value.code == 2
+    (line,) = buffer.getvalue().strip().splitlines()
+    assert line.startswith("error: osr-export needs the training install") and "missing here: torch, sklearn" in line
+    assert "pip install 'osr-toolkit[train]'" in line

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from osr_train.checkpoint import load_checkpoint
 from osr_infer.data import load_open_set_data
+from osr_train.checkpoint import load_checkpoint
 from osr_train.evaluation import run_model
-from osr_train.pipeline import train_command
-from osr_train.training import full_fp32
+from osr_train.models import classifier_of
+from osr_train.pipeline import TrainOptions, train_command
+from osr_train.training import Normalizer, full_fp32
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -21,7 +22,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def cuda_trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cuda")
     # The same settings as conftest's trained_digits, which trains on the CPU in CI.
-    train_command("siamese", dataset="digits", epochs=12, pretrain_epochs=3, device="cuda", out=out)
+    train_command(TrainOptions(model="siamese", dataset="digits", epochs=12, pretrain_epochs=3, device="cuda", out=out))
     return out
 
 
@@ -31,18 +32,24 @@ def test_training_on_cuda_learns_and_saves_cpu_tensors(cuda_trained):
     assert metrics["closed_set_accuracy"] > 0.8  # chance is 0.1; the CPU test asks the same
     payload = torch.load(cuda_trained / "model.pt", weights_only=True)  # no map_location needed
     assert all(t.device.type == "cpu" for t in payload["state_dict"].values())
+    # The statistics of the fitted scores are plain (JSON) numbers, not GPU tensors.
+    json.dumps(payload["config"]["fitted_scores"], allow_nan=False)
 
 
 @needs_cuda
 def test_evaluation_on_cuda_reports_what_the_cpu_computes(cuda_trained):
     """Metrics and the calibrated threshold come from GPU scores; the edge computes them in fp32 on a CPU."""
-    model, _ = load_checkpoint(cuda_trained / "model.pt")
-    test = load_open_set_data("digits", progress=False).test
-    cpu = run_model(model, test, "cpu")
-    gpu = run_model(model.to("cuda"), test, "cuda")
+    model, spec, record = load_checkpoint(cuda_trained / "model.pt")
+    test = load_open_set_data(spec.dataset, spec.preprocessing, progress=False).test
+    normalize, fitted = Normalizer(spec.preprocessing), record["fitted_scores"]
+    cpu = run_model(classifier_of(model), test, normalize, "cpu", fitted)
+    gpu = run_model(classifier_of(model.to("cuda")), test, normalize, "cuda", fitted)
     np.testing.assert_allclose(gpu.logits, cpu.logits, atol=1e-4, rtol=1e-4)
     assert np.array_equal(gpu.pred, cpu.pred)
+    assert set(gpu.scores) == set(cpu.scores) == {"msp", "max_logit", "energy", "mahalanobis"}
     np.testing.assert_allclose(gpu.scores["msp"], cpu.scores["msp"], atol=1e-5)
+    np.testing.assert_allclose(gpu.scores["energy"], cpu.scores["energy"], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(gpu.scores["mahalanobis"], cpu.scores["mahalanobis"], atol=1e-3, rtol=1e-4)
 
 
 def test_full_fp32_turns_tf32_off_inside_and_restores_it():

@@ -35,7 +35,9 @@ def test_download_verifies_and_loads(tmp_path, mirror):
     download_mnist(dest, mirrors=("http://127.0.0.1:9/unreachable/", url), resources=md5s, timeout=5)
     raw = dest / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(f"{s}.gz" for s in MNIST_RESOURCES)
-    assert load_mnist(dest, "train").images.shape == (120, 28, 28)
+    train = load_mnist(dest, "train")
+    assert train.images.shape == (120, 28, 28) and train.labels.tolist() == [i % 10 for i in range(120)]
+    assert train.class_names == tuple(str(d) for d in range(10)) and train.name == "mnist-train"
 
 
 def test_checksum_mismatch_leaves_nothing_behind(tmp_path, mirror):

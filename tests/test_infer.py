@@ -236,7 +236,7 @@ def test_data_dir_defaults_to_osr_data_dir(onnx_model, fake_mnist, monkeypatch):
     assert "120 images classified" in result.stdout and "closed-set accuracy" in result.stdout
 
 
-def test_folder_reference_maps_subfolders_onto_the_model_classes_by_name(onnx_model, digit_folder, tmp_path):
+def test_folder_reference_maps_subfolders_onto_the_model_classes_by_name(onnx_model, tmp_path):
     """folder:PATH: a subfolder named like a model class gets its label; any other is an unknown."""
     from osr_infer.report import run_metrics
 
@@ -300,7 +300,7 @@ def test_infer_command_is_the_cli_as_a_function(onnx_model, digit_folder, tmp_pa
     from osr_infer.cli import InferOptions, infer_command
 
     out = tmp_path / "r.jsonl"
-    options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=0, output=out, progress=False)
+    options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=2, output=out, progress=False)
     assert infer_command(options, pool_kind="thread", chunk_files=16, ort_threads=1) == EXIT_OK
     assert len(read_results(out)) == 150
     for bad in (dict(batch_size=0), dict(batch_size=True), dict(workers=257), dict(atol=2.0), dict(threshold=float("nan"))):
@@ -328,10 +328,10 @@ def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
     "spec, message",
     [
         ("mnist:val", "mnist:val: the MNIST splits are mnist:train and mnist:test"),
-        ("mnist:test", "mnist:test: MNIST not found: expected t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz) in {data}"),
+        ("mnist:test", "mnist:test: MNIST not found in {data} (set --data-dir or $OSR_DATA_DIR; `osr-train --download` fetches it)"),
         ("cifar10:test", "cifar10:test: no CIFAR-10 test set in {data}"),
-        ("cifar10:train", "cifar10:train: only cifar10:test is read (as unknowns)"),
-        ("folder:no/such/folder", "folder:no/such/folder: no such folder"),
+        ("cifar10:what", "cifar10:what: only cifar10:test is read (as unknowns)"),
+        ("folder:no/such/folder", "folder:no/such/folder: image folder not found: no/such/folder"),
         ("idx:no/such/folder", "idx:no/such/folder: no such folder"),
         ("imagenet:val", "no such file, folder or data set reference: imagenet:val (references: mnist:test, mnist:train, cifar10:test"),
         ("no/such/folder", "no such file or folder: no/such/folder"),
@@ -343,6 +343,23 @@ def test_bad_source_references_fail_with_one_line(onnx_model, tmp_path, spec, me
     assert message.format(data=tmp_path / "MNIST" / "raw" if spec == "mnist:test" else tmp_path) in result.stderr
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("spec", ["mnist:val", "idx:no/such/folder", "cifar10:what"])
+def test_reference_errors_name_the_reference_once(onnx_model, tmp_path, spec):
+    result = invoke([spec, "--data-dir", tmp_path, "--model", onnx_model])
+    assert result.exit_code == EXIT_ERROR
+    assert result.stderr.startswith(f"error: {spec}: ") and result.stderr.count(f"{spec}:") == 1, result.stderr
+
+
+def test_references_and_item_ids_are_printed_literally(onnx_model, tmp_path):
+    from conftest import write_fake_mnist
+
+    missing = invoke(["mnist:train", "--data-dir", tmp_path / "nowhere", "--model", onnx_model])
+    assert missing.exit_code == EXIT_ERROR and "error: mnist:train: MNIST not found" in missing.stderr, missing.stderr
+    data = write_fake_mnist(tmp_path / "data", n_train=12, n_test=12)
+    few = invoke(["mnist:train", "--data-dir", data, "--model", onnx_model])  # 12 images: a row per image
+    assert few.exit_code == EXIT_OK and "mnist:train:11" in few.stdout, few.stdout
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -436,10 +453,10 @@ def test_bad_options_fail_before_any_work(onnx_model, digit_folder, tmp_path):
         (["--output", tmp_path / "r.txt"], "unsupported format '.txt'; use .csv or .jsonl"),
         (["--batch-size", "0"], "--batch-size must be an integer in [1, 65536], got 0"),
         (["--batch-size", "65537"], "--batch-size must be an integer in [1, 65536], got 65537"),
-        (["--workers", "-1"], "--workers must be an integer in [0, 256] or unset, got -1"),
+        (["--workers", "-1"], "--workers must be an integer in [0, 256], got -1"),
         (["--atol", "0"], "--atol must be a number in (0, 1], got 0.0"),
         (["--atol", "nan"], "--atol must be a number in (0, 1], got nan"),
-        (["--threshold", "inf"], "--threshold must be a number in (-inf, inf) or unset, got inf"),
+        (["--threshold", "inf"], "--threshold must be a number in (-inf, inf), got inf"),
     ]
     for extra, message in cases:
         result = invoke([digit_folder[0], "--model", onnx_model, *extra])

@@ -90,19 +90,16 @@ def test_mahalanobis_score_matches_a_direct_computation():
     means, prec = np.array(params["means"], np.float64), np.array(params["precision"], np.float64)
     direct = -np.min([[(f - m) @ prec @ (f - m) for m in means] for f in feats], axis=1)
     np.testing.assert_allclose(score.detach().numpy(), direct, rtol=1e-4, atol=1e-3)
-    with pytest.raises(ValueError, match="mahalanobis score needs fitted parameters"):
-        ScoredClassifier(model, "mahalanobis", {})
-
-
-@pytest.mark.xfail(strict=True, raises=(AssertionError, pytest.fail.Exception), reason=(
-    "source bug: osr_train/scoring.py ScoredClassifier.__init__ checks only that score_params is non-empty, "
-    "so {'means': ...} without 'precision' is accepted and forward() fails with KeyError 'precision'"
-))
-def test_scored_classifier_names_the_missing_mahalanobis_parameters():
-    model = ConvNet(10, PREPROCESSING.input_shape).eval()
     with pytest.raises(ValueError, match="means"):
         ScoredClassifier(model, "mahalanobis", {})
-    with pytest.raises(ValueError, match="precision"):
+
+
+def test_scored_classifier_names_the_missing_mahalanobis_parameters():
+    """A partial set is refused when the module is built, not with a KeyError at the first forward."""
+    model = ConvNet(10, PREPROCESSING.input_shape).eval()
+    with pytest.raises(ValueError, match="means, precision"):
+        ScoredClassifier(model, "mahalanobis", {})
+    with pytest.raises(ValueError, match=r"needs fitted parameters: precision missing"):
         ScoredClassifier(model, "mahalanobis", {"means": [[0.0] * 32] * 10})
 
 

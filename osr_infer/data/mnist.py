@@ -59,8 +59,9 @@ def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = F
     images, labels = read_idx_pair(images_path, labels_path)
     if images.shape[1:] != (28, 28):
         raise IdxFormatError(f"{images_path}: unexpected shape {images.shape}, expected (N, 28, 28)")
-    if labels.size and (labels.max() > 9 or labels.min() < 0):
-        raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0-9")
+    outside = labels[(labels < 0) | (labels > 9)]
+    if outside.size:
+        raise DataError(f"{labels_path}: label {int(outside[0])} out of range 0-9")
     return ImageSet(images, labels, f"mnist-{split}", class_names=MNIST_CLASSES)
 
 

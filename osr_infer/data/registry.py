@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from osr_infer.data.datasets import DataError, ImageSet, OpenSetData, default_data_dir, split_train_val
-from osr_infer.preprocess import PreprocessContract, find_images
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract, find_images
 from osr_infer.spec import UNKNOWN, DatasetSpec
 
 #: Images decoded when a folder's default input shape is inferred.
@@ -74,8 +74,8 @@ class DatasetEntry:
         raise NotImplementedError
 
     def default_shape(self, arg: str, data_dir: Path) -> tuple[int, int]:
-        """``(size, channels)`` of the network input when the user does not choose."""
-        return 28, 1
+        """``(size, channels)`` of the network input when the user does not choose: the toolkit's default contract."""
+        return PREPROCESSING.size, PREPROCESSING.channels
 
     def splits(self, arg: str, data_dir: Path, contract: PreprocessContract, dataset: DatasetSpec, *, download: bool,
                progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
@@ -97,17 +97,19 @@ class DatasetEntry:
 
 def _cifar_unknowns(data_dir: Path) -> list[UnknownSet]:
     """CIFAR-10's test images under ``data_dir`` (the seed's unknowns), if they are there."""
-    from osr_infer.data.cifar import find_cifar10, load_cifar10
+    from osr_infer.data.cifar import find_cifar10, read_cifar_batch
 
     found = find_cifar10(data_dir)
     if found is None:
         return []
     if (found / "test_batch").is_file():
-        def from_pickle(contract: PreprocessContract, index: np.ndarray | None) -> ImageSet:
-            images = load_cifar10(found, "test", contract)
-            return images if index is None else images.subset(index)
+        rgb, _ = read_cifar_batch(found / "test_batch")  # one pickle: reading it is the only way to count it
 
-        return [UnknownSet("cifar10-test", 10_000, from_pickle)]
+        def from_pickle(contract: PreprocessContract, index: np.ndarray | None) -> ImageSet:
+            chosen = rgb if index is None else rgb[index]
+            return ImageSet(contract.conform(chosen), np.full(len(chosen), UNKNOWN, dtype=np.int64), "cifar10-test")
+
+        return [UnknownSet("cifar10-test", len(rgb), from_pickle)]
     return [_folder_unknowns(found, "cifar10-test")]
 
 
@@ -146,12 +148,18 @@ class MnistEntry(DatasetEntry):
         return _cifar_unknowns(data_dir)
 
     def reference(self, arg: str, data_dir: Path, contract: PreprocessContract, split_seed: int) -> Reference:
-        from osr_infer.data.mnist import load_mnist
+        from osr_infer.data.mnist import MnistMissingError, load_mnist, mnist_raw_dir
 
         split = arg or "test"
         if split not in ("train", "test"):
             raise DataError(f"mnist:{arg}: the MNIST splits are mnist:train and mnist:test")
-        images = load_mnist(data_dir, split).conformed(contract)
+        try:
+            images = load_mnist(data_dir, split).conformed(contract)
+        except MnistMissingError:
+            raise DataError(
+                f"mnist:{split}: MNIST not found in {mnist_raw_dir(data_dir)} (set --data-dir or $OSR_DATA_DIR; "
+                "`osr-train --download` fetches it)"
+            ) from None
         return Reference(f"mnist:{split}", images.labels, images.class_names, images=images.images)
 
 
