@@ -94,9 +94,11 @@ def test_rgb_model_decodes_grey_and_transparent_inputs_through_its_contract(rgb_
     images.mkdir()
     Image.new("L", (50, 40), 128).save(images / "grey.png")
     Image.new("RGBA", (32, 32), (200, 30, 30, 128)).save(images / "rgba.png")
-    code, output = infer(images, "--model", tmp_path / "m" / "model.onnx", "--workers", "0")
+    code, output = infer(images, "--model", tmp_path / "m" / "model.onnx", "--workers", "0", "--output", tmp_path / "r.csv")
     assert code == 0, output
-    assert "grey.png" in output and "rgba.png" in output
+    rows = read_results(tmp_path / "r.csv")
+    assert [Path(r["path"]).name for r in rows] == ["grey.png", "rgba.png"]
+    assert all(np.isfinite(r["score"]) for r in rows)
 
 
 def test_idx_files_under_another_name_end_to_end(tmp_path):
