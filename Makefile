@@ -20,8 +20,10 @@ demo: $(STAMP)
 	$(BIN)/osr-train siamese --dataset digits --out $(DEMO)
 	$(BIN)/osr-export $(DEMO)/model.pt --format all
 	$(BIN)/osr-train sample-images $(DEMO)/images --dataset digits --n 50
-	$(BIN)/osr-infer folder:$(DEMO)/images --model $(DEMO)/model.onnx --threshold 0.999 --output $(DEMO)/predictions.csv
-	@echo "demo done: model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
+	$(BIN)/osr-infer folder:$(DEMO)/images --model $(DEMO)/model.onnx --output $(DEMO)/predictions.csv
+	@echo "demo done: a model trained in about a minute on scikit-learn's 1,077 8x8 training digits (upsampled to 28x28),"
+	@echo "scored above on 50 of its test digits (knowns, folders 0-9) and 50 crops of two photos (unknowns),"
+	@echo "deciding on its own calibrated score; model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -16,7 +16,10 @@ from osr_infer import cli_support
 from osr_export import DEFAULT_OPSET
 from osr_infer.parity_rule import DEFAULT_ATOL
 
-app = typer.Typer(add_completion=False, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch.")
+#: Plain help, as osr-train and osr-infer print it (rich markup would eat the [default: ...] texts).
+app = typer.Typer(
+    add_completion=False, rich_markup_mode=None, help="Export a trained checkpoint to ONNX and/or TorchScript, verified against PyTorch."
+)
 console = Console(stderr=True, emoji=False)
 
 
@@ -42,20 +45,20 @@ def export(
         metavar="CHECKPOINT",
     ),
     format: Format = typer.Option(Format.all, "--format", "-f", help="Which artefact(s) to write."),  # noqa: A002
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the checkpoint's folder).", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help=f"ONNX opset ({DEFAULT_OPSET} or newer)."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Override the checkpoint's decision threshold (default: the checkpoint's).", show_default=False
+        None, "--threshold", help="Store this threshold on the model's score instead of the checkpoint's [default: the checkpoint's].", show_default=False
     ),
     quantize: Optional[Quantize] = typer.Option(
-        None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns).", show_default=False
+        None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns) [default: fp32 only].", show_default=False
     ),
     atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="Largest |difference| to PyTorch allowed on logits, probs and score."),
     probe_size: str = typer.Option(
         "1024", "--probe-size", help="Probe images to verify on, or 'all' (e.g. 10,000 MNIST test + 10,000 CIFAR-10)."
     ),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Data folder for the probe and INT8 calibration (default: $OSR_DATA_DIR or ./data).", show_default=False
+        None, "--data-dir", help="Data folder for the probe and INT8 calibration [default: $OSR_DATA_DIR or ./data].", show_default=False
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the verification report as JSON here.", show_default=False),
     int8_min_agreement: float = typer.Option(

@@ -5,8 +5,10 @@ install has no torch). The PyTorch model runs on the very same
 normalised arrays that ONNX Runtime just classified (``torch.from_numpy`` shares the
 memory), so any difference is the runtime's, not the input's. Reported per source,
 Polygraphy-style: max/mean |delta logits|, max |delta probs|, max |delta score|, argmax
-agreement and decision agreement at the threshold, each PASSED or FAILED against ``atol``
-(default 1e-4).
+agreement and decision agreement, each PASSED or FAILED against ``atol`` (default 1e-4).
+The decisions compared are the run's own: on the top softmax probability
+(``max(probs) >= P``) when the run was given ``--threshold P``, else on the score at the
+model's threshold or ``--score-threshold``.
 
 The statistics and the rule that judges them are osr-export's (:func:`osr_export.verify.compare`),
 so that the export-time check and this one can never disagree about what "within tolerance"
@@ -33,6 +35,14 @@ from osr_infer.session import InferenceModel
 from osr_train.checkpoint import CheckpointError, file_sha256
 from osr_train.scoring import ScoredClassifier
 
+
+#: The :func:`compare` statistics about decisions, recomputed on max(probs) when the run decides on it.
+DECISION_STATS = ("decision_disagree", "near_threshold", "near_threshold_disagree")
+
+
+def _msp_as_score(outputs: ModelOutputs) -> ModelOutputs:
+    """The outputs with the top softmax probability in place of the score (the quantity ``--threshold`` is on)."""
+    return ModelOutputs(outputs.logits, outputs.probs, outputs.probs.max(axis=1))
 
 
 @dataclass
@@ -67,6 +77,8 @@ class ParityCheck:
         if not atol > 0:
             raise InferError(f"--atol must be positive, not {atol}")
         self.checkpoint, self.atol, self.threshold = Path(checkpoint), float(atol), model.threshold
+        # The decision the run makes: on max(probs) (--threshold) or on the score, at self.threshold.
+        self.on_probs, self.decision_rule = model.decides_on_probs, model.decision_rule
         self.model_path = model.path
         self.notes: list[str] = []
         try:
@@ -96,7 +108,12 @@ class ParityCheck:
         reference = ModelOutputs.from_arrays(self.scored(torch.from_numpy(x)))
         for s in np.unique(source).tolist():
             m = source == s
-            self.sources[s].add(compare(reference[m], outputs[m], self.threshold, self.atol))
+            ref, got = reference[m], outputs[m]
+            stats = compare(ref, got, self.threshold, self.atol)
+            if self.on_probs:  # the decision is on max(probs): compare those decisions, by the same rule
+                on_msp = compare(_msp_as_score(ref), _msp_as_score(got), self.threshold, self.atol)
+                stats.update({k: on_msp[k] for k in DECISION_STATS})
+            self.sources[s].add(stats)
 
     @property
     def passed(self) -> bool:
@@ -107,7 +124,7 @@ class ParityCheck:
         atol, ok = self.atol, lambda bad: "FAILED" if bad else "PASSED"
         out = [
             f"[I] Parity: ONNX Runtime ({self.model_path}) vs PyTorch ({self.checkpoint}), "
-            f"atol {atol:g}, decision threshold {self.threshold:g}"
+            f"atol {atol:g}, decision {self.decision_rule}"
         ]
         for p in self.sources:
             if not p.n:
@@ -134,10 +151,12 @@ class ParityCheck:
             out.append(f"{tag('argmax')}         argmax   : {agree:,}/{p.n:,} agree{tied}  {ok('argmax' in failed)}")
             agree = p.n - st["decision_disagree"] - st["near_threshold_disagree"]
             near = (
-                f"; {st['near_threshold']:,} within the score tolerance of the threshold "
+                f"; {st['near_threshold']:,} within the {'probs' if self.on_probs else 'score'} tolerance of the threshold "
                 f"({st['near_threshold_disagree']:,} of them differ; reported, not counted)"
             )
-            out.append(f"{tag('decision')}         decision : {agree:,}/{p.n:,} agree at {self.threshold:g}{near}  {ok('decision' in failed)}")
+            out.append(
+                f"{tag('decision')}         decision : {agree:,}/{p.n:,} agree at {self.decision_rule}{near}  {ok('decision' in failed)}"
+            )
             if failed:
                 out.append(f"[E]     FAILED | {p.name} | mismatched: {', '.join(failed)}")
             else:

@@ -20,7 +20,7 @@ from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Constraint, Interval, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
-from osr_infer.session import DEFAULT_MODEL
+from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
 
 #: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
 MAX_BATCH_SIZE = 65_536
@@ -38,7 +38,17 @@ SOURCES_HELP = (
 )
 LISTED_FAILURES = 20  # unreadable files listed one per line; the rest are counted
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], epilog=EPILOG)
+THRESHOLD_HELP = (
+    "Accept as known when the top softmax probability (msp: the largest of the model's probs) is at least this, "
+    "a number in (0, 1) (e.g. 0.999, the seed notebook's rule), whatever score the model stores "
+    "[default: the model's own score and threshold]."
+)
+SCORE_THRESHOLD_HELP = (
+    "Accept as known when the model's own score (osr.score: msp, max_logit, energy or mahalanobis; the graph's score "
+    "output) is at least this; checked against that score's range; not with --threshold [default: the model's osr.threshold]."
+)
+#: Plain help (no rich boxes), as osr-train and osr-export print it: rich markup would eat the [default: ...] texts.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help=__doc__.splitlines()[0], epilog=EPILOG)
 err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 out = Console(highlight=False, soft_wrap=True, emoji=False)
 
@@ -52,24 +62,29 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 def infer(
     sources: Optional[list[str]] = typer.Argument(None, metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
     model: Path = typer.Option(DEFAULT_MODEL, "--model", help="ONNX model exported by osr-export."),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Accept as known when score >= this [default: the model's osr.threshold].", show_default=False
-    ),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP, show_default=False),
+    score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help=SCORE_THRESHOLD_HELP, show_default=False),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per ONNX Runtime call."),
     workers: Optional[int] = typer.Option(
         None, "--workers", help="Decoding processes [default: CPU count]; 0 decodes in the main process.", show_default=False
     ),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score) [default: none, the report only].",
+        show_default=False,
+    ),
     unknown: Optional[list[str]] = typer.Option(None, "--unknown", metavar="SOURCE", help="A source whose every image counts as unknown (repeatable)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False),
     parity: Optional[Path] = typer.Option(None, "--parity", metavar="CHECKPOINT", help="Also run this PyTorch checkpoint on the same batches and compare."),
-    atol: float = typer.Option(DEFAULT_ATOL, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."),
+    atol: float = typer.Option(
+        DEFAULT_ATOL, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Classify images with an exported model: each is a digit, or unknown."""
     try:
         options = InferOptions(
-            list(sources or []), model=model, threshold=threshold, batch_size=batch_size, workers=workers, output=output,
+            list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
+            workers=workers, output=output,
             unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol, progress=progress,
         )
         code = infer_command(options)
@@ -86,7 +101,8 @@ class InferOptions:
 
     sources: list[str]
     model: Path = DEFAULT_MODEL
-    threshold: float | None = None
+    threshold: float | None = None  # on the top softmax probability
+    score_threshold: float | None = None  # on the model's own score
     batch_size: int = DEFAULT_BATCH_SIZE
     workers: int | None = None
     output: Path | None = None
@@ -97,14 +113,24 @@ class InferOptions:
     progress: bool = True
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
-        "threshold": [Interval(float, None, None), NONE],
+        "threshold": [Interval(float, 0, 1, closed="neither"), NONE],
+        "score_threshold": [Interval(float, None, None), NONE],
         "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
         "workers": [Interval(int, 0, MAX_WORKERS), NONE],
         "atol": [Interval(float, 0, 1, closed="right")],
     }
 
     def __post_init__(self) -> None:
-        validate(self, self.constraints)
+        try:
+            validate(self, self.constraints)
+        except ValueError as exc:
+            if str(exc).startswith("--threshold "):
+                raise ValueError(
+                    f"{exc} (--threshold is on the top softmax probability; use --score-threshold for the model's own score)"
+                ) from None
+            raise
+        if self.threshold is not None and self.score_threshold is not None:
+            raise ValueError(BOTH_THRESHOLDS)
         if not self.sources and not self.unknown:
             raise ValueError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
 
@@ -132,11 +158,14 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     if decoding and pool_kind == "process":
         prepare_workers()  # boots while the model loads and the files are listed
     threads, spin = ort_threading(workers if decoding else 0, batch_size)
-    session = InferenceModel(options.model, options.threshold, threads=ort_threads or threads, spin=spin)
+    session = InferenceModel(
+        options.model, options.threshold, score_threshold=options.score_threshold, threads=ort_threads or threads, spin=spin
+    )
     if session.fixed_batch is not None and session.fixed_batch != batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
         batch_size = session.fixed_batch
     resolved = resolve_sources(specs, unknown, data_dir, session.contract, session.spec, session.class_names)
+    err.print(f"model: {session.describe()}", markup=False)
     for note in session.notes + [s.note for s in resolved if s.note]:
         err.print(f"note: {note}", markup=False)
 

@@ -85,8 +85,8 @@ class Predictions:
     index: np.ndarray
     pred: np.ndarray  # argmax class
     probability: np.ndarray  # top softmax probability
-    score: np.ndarray
-    known: np.ndarray  # score >= threshold
+    score: np.ndarray  # the model's own score (its ``score`` output)
+    known: np.ndarray  # the run's decision: model.decide, i.e. max(probs) or score >= threshold
 
     @classmethod
     def concat(cls, parts: list["Predictions"]) -> "Predictions":
@@ -113,6 +113,11 @@ class InferenceRun:
     @property
     def images_per_second(self) -> float:
         return len(self.predictions) / self.seconds if self.seconds > 0 else float("nan")
+
+    def decision_values(self) -> np.ndarray:
+        """Per image, the quantity the run decided on (``known`` is ``decision_values() >= model.threshold``):
+        the top softmax probability with ``--threshold``, else the model's score."""
+        return self.predictions.probability if self.model.decides_on_probs else self.predictions.score
 
     def true_labels(self) -> np.ndarray:
         """Label of each classified image (a class index, UNKNOWN, or UNLABELLED)."""
@@ -160,7 +165,7 @@ def run_inference(
     fixed = model.fixed_batch
     if fixed is not None:
         batch_size = fixed  # the CLI says so; a fixed-batch model gets exactly that (the last batch padded)
-    contract, threshold = model.contract, model.threshold
+    contract = model.contract
     names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
     observers = observers or []
     parts: list[Predictions] = []
@@ -181,7 +186,7 @@ def run_inference(
             x, out = x[:n], ModelOutputs(out.logits[:n], out.probs[:n], out.score[:n])
         pred = out.logits.argmax(axis=1)
         probability = out.probs.max(axis=1)
-        known = out.score >= threshold
+        known = model.decide(out)
         if writer is not None:
             ids = [sources[s].item_id(i) for s, i in zip(batch.source.tolist(), batch.index.tolist())]
             writer.write(ids, names[np.where(known, pred, len(names) - 1)].tolist(), probability, out.score)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 # Decompression-bomb guard: a small-input model never needs more than this many pixels.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -35,10 +35,15 @@ class ImageDecodeError(ValueError):
 
 #: Colour conversions the contract knows, by the number of channels they make.
 COLOR_MODES = {"L": 1, "RGB": 3}
-#: Version of the preprocessing contract (1: grayscale only, scalar mean/std).
-CONTRACT_VERSION = 2
-#: Further preprocessing steps, by name (room for the layout step of real-world photos).
-KNOWN_STEPS: tuple[str, ...] = ()
+#: Version of the preprocessing contract (1: grayscale only, scalar mean/std; 2: colour,
+#: per-channel normalisation, steps; 3: EXIF orientation and alpha flattening, the layout step).
+CONTRACT_VERSION = 3
+#: Further preprocessing steps, by name: "layout" lays a character out MNIST-style (osr_infer/layout.py).
+KNOWN_STEPS: tuple[str, ...] = ("layout",)
+#: How transparency is treated: "flatten" composites the image onto white or black, whichever
+#: its opaque content stands out from (ink on a transparent background survives); "drop" is
+#: PIL's conversion, which ignores alpha (contracts before version 3).
+ALPHA_MODES = ("flatten", "drop")
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,18 @@ class PreprocessContract:
     """How an image file becomes the ``N x channels x size x size`` float32 tensor the network sees.
 
     1. ``draft``: a JPEG is decoded at the smallest DCT scale that still gives at least twice
-       ``size`` on each side (PIL ``Image.draft``): big photos decode fast and the bilinear
-       resize still averages enough pixels;
-    2. ``color``: ``L`` is PIL's ``convert('L')`` (ITU-R 601-2 luma; 16-bit and float images
-       are rescaled to 8 bits first), ``RGB`` is ``convert('RGB')`` (alpha is dropped);
-    3. ``resize`` to ``size x size`` with PIL's filter of that name (skipped when already that size);
-    4. ``steps``: further named steps, in order (none yet);
-    5. per channel: ``x = (pixel / 255 - mean[c]) / std[c]``.
+       ``size`` on each side (PIL ``Image.draft``; with the layout step, at least
+       ``layout.WORK_SIDE``): big photos decode fast and the resize still averages enough pixels;
+    2. ``exif``: the EXIF orientation tag is applied (``ImageOps.exif_transpose``), so a phone
+       photo stored sideways is upright;
+    3. ``alpha``: ``flatten`` composites a transparent image onto white or black, whichever its
+       opaque content stands out from; ``drop`` ignores alpha;
+    4. ``color``: ``L`` is PIL's ``convert('L')`` (ITU-R 601-2 luma; 16-bit and float images
+       are rescaled to 8 bits first), ``RGB`` is ``convert('RGB')``;
+    5. ``resize`` to ``size x size`` with PIL's filter of that name (skipped when already that
+       size), or, with the ``layout`` step, the layout of ``osr_infer/layout.py`` (polarity, ink,
+       crop, fit into a 20/28 box, centre of mass), which uses that filter for its fit;
+    6. per channel: ``x = (pixel / 255 - mean[c]) / std[c]``.
     """
 
     size: int = 28
@@ -62,6 +72,8 @@ class PreprocessContract:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     draft: bool = True
+    exif: bool = True
+    alpha: str = "flatten"
     steps: tuple[str, ...] = ()
     version: int = CONTRACT_VERSION
 
@@ -82,6 +94,10 @@ class PreprocessContract:
             problems.append(f"mean and std need one value per channel ({self.channels}), got {len(self.mean)} and {len(self.std)}")
         if not all(math.isfinite(v) for v in self.mean) or not all(math.isfinite(v) and v > 0 for v in self.std):
             problems.append(f"mean must be finite and std finite and positive, got mean {self.mean}, std {self.std}")
+        if self.alpha not in ALPHA_MODES:
+            problems.append(f"unsupported alpha treatment {self.alpha!r}; known: {', '.join(ALPHA_MODES)}")
+        if "layout" in self.steps and self.color != "L":
+            problems.append("the layout step lays out greyscale characters: it needs color 'L'")
         unknown_steps = [step for step in self.steps if step not in KNOWN_STEPS]
         if unknown_steps:
             problems.append(f"unknown preprocessing step(s) {unknown_steps}: written by a newer osr-toolkit?")
@@ -110,7 +126,11 @@ class PreprocessContract:
         data = dict(data)
         if data.get("version", 1) == 1 and "grayscale" in data:  # version 1: grayscale only, scalar mean/std
             data.pop("grayscale")
-            data.update(color="L", version=CONTRACT_VERSION)
+            data.update(color="L", version=2)
+        if data.get("version", 1) == 2:  # version 2 applied no EXIF orientation and ignored alpha
+            data.setdefault("exif", False)
+            data.setdefault("alpha", "drop")
+            data["version"] = CONTRACT_VERSION
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown preprocessing fields: {sorted(unknown)}")
@@ -134,24 +154,54 @@ class PreprocessContract:
         """The normalised value of a black pixel, per channel (what padding should be)."""
         return tuple(-m / s for m, s in zip(self.mean, self.std))
 
+    @property
+    def layout(self) -> bool:
+        return "layout" in self.steps
+
+    @property
+    def draft_size(self) -> int:
+        """The smallest side a JPEG may be DCT-scaled down to (step 1)."""
+        from osr_infer.layout import WORK_SIDE
+
+        return max(2 * self.size, WORK_SIDE) if self.layout else 2 * self.size
+
     def describe(self) -> str:
-        return f"{self.channels}x{self.size}x{self.size} ({self.color}, {self.resize} resize)"
+        how = "layout" if self.layout else f"{self.resize} resize"
+        return f"{self.channels}x{self.size}x{self.size} ({self.color}, {how})"
 
     def to_uint8(self, image: Image.Image) -> np.ndarray:
-        """Colour conversion + resize of a PIL image to a uint8 array of :attr:`pixel_shape`."""
+        """Steps 3-5 on a decoded PIL image: a uint8 array of :attr:`pixel_shape`."""
+        if self.alpha == "flatten":
+            image = flatten_alpha(image)
         converted = to_grayscale(image) if self.color == "L" else to_rgb(image)
+        if self.layout:
+            from osr_infer.layout import layout
+
+            return layout(converted, self.size, _RESAMPLING[self.resize])
         if converted.size != (self.size, self.size):
             converted = converted.resize((self.size, self.size), _RESAMPLING[self.resize])
         return np.asarray(converted, dtype=np.uint8)
 
     def conform(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 images of another shape or colour (``(N, H, W)`` or ``(N, H, W, 3)``) through
-        the contract's colour conversion and resize; images already in shape pass unchanged."""
-        if pixels.shape[1:] == self.pixel_shape:
+        """uint8 images (``(N, H, W)`` or ``(N, H, W, 3)``) through the contract's colour
+        conversion and resize or layout; without steps, images already in shape pass unchanged."""
+        if pixels.shape[1:] == self.pixel_shape and not self.steps:
             return pixels
         out = np.empty((len(pixels), *self.pixel_shape), dtype=np.uint8)
-        for i, image in enumerate(pixels):
-            out[i] = self.to_uint8(Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB"))
+
+        def run(start: int) -> None:
+            for i in range(start, min(start + CONFORM_CHUNK, len(pixels))):
+                image = pixels[i]
+                out[i] = self.to_uint8(Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB"))
+
+        starts = range(0, len(pixels), CONFORM_CHUNK)
+        if len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                list(pool.map(run, starts))
+        else:
+            run(0)
         return out
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
@@ -174,6 +224,8 @@ class PreprocessContract:
 
 #: The toolkit's default contract (MNIST's: 28x28 luma, pixels to [-1, 1]).
 PREPROCESSING = PreprocessContract()
+#: Images per thread when a whole array is conformed.
+CONFORM_CHUNK = 2048
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -193,6 +245,24 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         image = image.convert("RGB")
     return image.convert("L")
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """A transparent image composited onto white or black, whichever its opaque content
+    stands out from: dark ink on a transparent background lands on white paper, light ink on
+    black. Opaque images are returned as they are."""
+    if image.mode == "P" and "transparency" in image.info or image.mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode not in ("RGBA", "LA"):
+        return image
+    alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255
+    if alpha.min() >= 1:
+        return image.convert("RGB" if image.mode == "RGBA" else "L")
+    luma = np.asarray(image.convert("L"), dtype=np.float32)
+    level = float((luma * alpha).sum() / max(float(alpha.sum()), 1e-6))
+    paper = 255 if level < 128 else 0
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (paper, paper, paper, 255)), rgba).convert("RGB")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -223,8 +293,10 @@ def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING) -
                 if width < 1 or height < 1:
                     raise ImageDecodeError(f"degenerate image size {width}x{height}")
                 if contract.draft:  # JPEG: DCT downscale of big photos (contract step 1)
-                    img.draft(None, (contract.size * 2, contract.size * 2))
+                    img.draft(None, (contract.draft_size, contract.draft_size))
                 img.load()
+                if contract.exif:  # step 2: a photo stored sideways is upright
+                    img = ImageOps.exif_transpose(img)
                 return contract.to_uint8(img)
     except ImageDecodeError:
         raise

@@ -3,7 +3,9 @@
 Metrics come from :mod:`osr_infer.metrics`, the same code that scored the model in
 training: for labelled sources (knowns from MNIST/digits, unknowns from CIFAR-10 or any
 ``--unknown`` source) closed-set accuracy, known acceptance, unknown rejection and the
-11-class open-set accuracy, per source and over everything labelled.
+11-class open-set accuracy, per source and over everything labelled. They are measured on the
+quantity the run decided on (the top softmax probability with ``--threshold``, else the
+model's score) at the run's threshold, so that they describe the labels the run gave.
 """
 
 from __future__ import annotations
@@ -42,16 +44,23 @@ def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, th
 
 
 def run_metrics(run: InferenceRun) -> dict[str, dict[str, Any]]:
-    """``{source name: metrics}`` for each labelled source, plus ``"all labelled"`` when several."""
+    """``{source name: metrics}`` for each labelled source, plus ``"all labelled"`` when several.
+
+    Measured on the run's decision (:meth:`InferenceRun.decision_values` at ``model.threshold``),
+    AUROC included; each entry names it as ``decision`` (e.g. ``msp >= 0.999``).
+    """
     labels, p, thr = run.true_labels(), run.predictions, run.model.threshold
+    values = run.decision_values()
     out: dict[str, dict[str, Any]] = {}
     for s, source in enumerate(run.sources):
         mask = p.source == s
-        metrics = labelled_metrics(labels[mask], p.pred[mask], p.score[mask], thr, len(run.model.class_names))
+        metrics = labelled_metrics(labels[mask], p.pred[mask], values[mask], thr, len(run.model.class_names))
         if metrics is not None:
             out[source.name] = metrics
     if len(out) > 1:
-        out["all labelled"] = labelled_metrics(labels, p.pred, p.score, thr, len(run.model.class_names))
+        out["all labelled"] = labelled_metrics(labels, p.pred, values, thr, len(run.model.class_names))
+    for metrics in out.values():
+        metrics["decision"] = run.model.decision_rule
     return out
 
 
@@ -74,10 +83,16 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
+def decision_text(run: InferenceRun) -> str:
+    """``known when msp >= 0.999 (--threshold)``: the rule behind every label of the run."""
+    return f"known when {run.model.decision_rule} ({run.model.threshold_origin})"
+
+
 def print_report(run: InferenceRun, console: Console, *, output: str | None = None) -> None:
     p = run.predictions
+    rule = decision_text(run)
     if 0 < len(p) <= TABLE_ROWS:
-        table = Table(title=_images(len(p)), show_header=True, header_style="bold")
+        table = Table(title=_images(len(p)), caption=escape(rule), show_header=True, header_style="bold")
         for name, justify in (("path", "left"), ("label", "right"), ("probability", "right"), ("score", "right")):
             table.add_column(name, justify=justify, overflow="fold")
         labels = run.open_set_labels()
@@ -87,7 +102,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
         console.print(table)
     else:
         counts = label_counts(run)
-        table = Table(title="predicted labels", show_header=True, header_style="bold")
+        table = Table(title="predicted labels", caption=escape(rule), show_header=True, header_style="bold")
         table.add_column("label")
         for name in counts:
             table.add_column(escape(name), justify="right", overflow="fold")
@@ -106,7 +121,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
 
     metrics = run_metrics(run)
     if metrics:
-        table = Table(title=f"open-set metrics at threshold {run.model.threshold:g}", show_header=True, header_style="bold")
+        table = Table(title=f"open-set metrics, {escape(rule)}", show_header=True, header_style="bold")
         table.add_column("metric")
         for name in metrics:
             table.add_column(escape(name), justify="right", overflow="fold")
@@ -117,7 +132,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
             ("known acceptance", lambda m: _pct(m["known_acceptance"])),
             ("unknown rejection", lambda m: _pct(m["unknown_rejection"])),
             ("open-set accuracy (classes + unknown)", lambda m: _pct(m["open_set_accuracy"])),
-            ("AUROC (threshold-free)", lambda m: _pct(m["ood"]["auroc"]) if "ood" in m else "-"),
+            (f"AUROC of {run.model.decision_score} (threshold-free)", lambda m: _pct(m["ood"]["auroc"]) if "ood" in m else "-"),
         )
         for label, cell in rows:
             table.add_row(label, *(cell(m) for m in metrics.values()))
@@ -130,4 +145,9 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
     )
     console.print(line, highlight=False, markup=False)
     if output is not None:
-        console.print(f"results: {output} ({run.output_rows:,} rows)", highlight=False, markup=False)
+        column = "probability" if run.model.decides_on_probs else "score"
+        console.print(
+            f"results: {output} ({run.output_rows:,} rows); label = the class where {column} >= {run.model.threshold:g} "
+            f"({run.model.decision_score}, {run.model.threshold_origin}), else unknown",
+            highlight=False, markup=False,
+        )

@@ -2,7 +2,10 @@
 
 Fields: ``path`` (the file, or ``<source>:<index>`` for an in-memory data set), ``label``
 (the class name, or ``unknown``), ``probability`` (top softmax probability) and ``score``
-(the model's known-vs-unknown score; ``score >= threshold`` means known). Rows are
+(the model's own known-vs-unknown score, its ``score`` output). ``label`` is the class where
+the run's decision accepts: ``probability >= P`` with ``--threshold P``, else
+``score >= T`` (the model's threshold, or ``--score-threshold T``); the run's report and its
+first line on stderr say which rule it used. Rows are
 streamed to a temporary file beside the target, which replaces the target only when the
 run completes: an interrupted or failed run never leaves a truncated results file.
 """

@@ -1,9 +1,14 @@
 """The exported model as an ONNX Runtime session, with its ``osr.*`` metadata.
 
 Everything the edge side needs to know about a model comes from the model file: the
-preprocessing contract, the class names, the score and its threshold (``--threshold``
-overrides only the threshold). The graph computes ``logits``, ``probs`` and ``score``
-itself, so the decision here is just ``score >= threshold``.
+preprocessing contract, the class names, the score and its threshold. The graph computes
+``logits``, ``probs`` and ``score`` itself, so a decision is one comparison, on one of two
+quantities:
+
+* by default, and with ``score_threshold`` (``--score-threshold``), the model's own score:
+  ``score >= threshold`` (the ``score`` output; a model without one decides on msp);
+* with ``threshold`` (``--threshold``), on any model, the top softmax probability (msp, the
+  maximum of ``probs``): ``max(probs) >= threshold``, the seed notebook's rule.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from osr_infer.spec import ModelSpec, is_finite_number
 
 DEFAULT_MODEL = Path("artifacts/siamese/model.onnx")
 REQUIRED_OUTPUTS = ("logits", "probs")
+#: The quantity ``--threshold`` is on: the top softmax probability.
+MSP = "msp"
+#: The name of a model's ``score`` output when no osr.* metadata names its score.
+SCORE_OUTPUT = "score"
 
 
 def session_options(threads: int, *, spin: bool) -> ort.SessionOptions:
@@ -46,9 +55,22 @@ def session_options(threads: int, *, spin: bool) -> ort.SessionOptions:
 class InferenceModel:
     """An exported osr-toolkit model, ready to classify normalised batches."""
 
-    def __init__(self, path: str | Path, threshold: float | None = None, *, threads: int | None = None, spin: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threshold: float | None = None,
+        *,
+        score_threshold: float | None = None,
+        threads: int | None = None,
+        spin: bool = True,
+    ) -> None:
+        """``threshold``: decide on the top softmax probability, ``max(probs) >= threshold``
+        (``--threshold``, in (0, 1)); ``score_threshold``: decide on the model's own score at
+        this threshold instead of its stored one (``--score-threshold``). At most one of them."""
         self.path = Path(path)
         self.notes: list[str] = []  # things the user should know (printed by the CLI)
+        if threshold is not None and score_threshold is not None:
+            raise InferError(BOTH_THRESHOLDS)
         if not self.path.is_file():
             hint = " (export one with `osr-export --format onnx`, or pass --model)" if self.path == DEFAULT_MODEL else ""
             raise InferError(f"model not found: {self.path}{hint}")
@@ -59,13 +81,26 @@ class InferenceModel:
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for foreign files
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InferError(f"{self.path} is not a loadable ONNX model ({reason})") from None
-        self.metadata = self._read_metadata(threshold)
+        self.metadata = self._read_metadata(threshold is not None or score_threshold is not None)
         self.spec: ModelSpec | None = self.metadata.spec if self.metadata else None
         self.contract: PreprocessContract = self.metadata.contract if self.metadata else PREPROCESSING
         self.score_name = self.metadata.score if self.metadata else None
-        self.threshold = self._resolve_threshold(threshold)
         self.input_name = self._check_input()
         self._output_names, self._has_score = self._check_outputs()
+        # The decision: which quantity, at which threshold, and where that threshold came from.
+        self.decides_on_probs, self.decision_score, self.threshold, self.threshold_origin = self._resolve_decision(
+            threshold, score_threshold
+        )
+        if self.metadata is None:
+            self.notes.append(
+                f"{self.path.name} has no osr.* metadata: deciding on {self.decision_rule} and using the toolkit's default "
+                f"preprocessing ({PREPROCESSING.describe()}, mean {PREPROCESSING.mean}, std {PREPROCESSING.std})"
+            )
+        elif self.decides_on_probs and self.score_name != MSP:
+            self.notes.append(
+                f"--threshold is on the top softmax probability (msp), not on {self.path.name}'s own {self.score_name} score "
+                f"(threshold {self.metadata.threshold:g}); --score-threshold sets that one"
+            )
         n_classes = self._session.get_outputs()[self._output_names.index("logits")].shape[1]
         if self.metadata:
             self.class_names = tuple(self.metadata.class_names)
@@ -76,36 +111,46 @@ class InferenceModel:
                 raise InferError(f"{self.path}: without osr.* metadata the number of classes must be fixed in the graph")
             self.class_names = tuple(str(i) for i in range(n_classes))
 
-    def _read_metadata(self, threshold: float | None) -> ModelMetadata | None:
+    def _read_metadata(self, threshold_given: bool) -> ModelMetadata | None:
         props = self._session.get_modelmeta().custom_metadata_map
         try:
             return ModelMetadata.from_props(props)
         except MetadataError as exc:
             if any(k.startswith("osr.") for k in props):
                 raise InferError(f"{self.path}: invalid osr.* metadata ({exc})") from None
-            if threshold is None:
+            if not threshold_given:
                 raise InferError(
-                    f"{self.path} carries no osr.* metadata, so its threshold is unknown: pass --threshold "
-                    "(export with osr-export to embed threshold, score and preprocessing)"
+                    f"{self.path} carries no osr.* metadata, so its threshold is unknown: pass --threshold (on the top "
+                    "softmax probability) or --score-threshold (on its score output); osr-export embeds threshold, score "
+                    "and preprocessing"
                 ) from None
-            self.notes.append(
-                f"{self.path.name} has no osr.* metadata: using threshold {threshold:g} and the toolkit's default "
-                f"preprocessing ({PREPROCESSING.describe()}, mean {PREPROCESSING.mean}, std {PREPROCESSING.std})"
-            )
             return None
 
-    def _resolve_threshold(self, threshold: float | None) -> float:
-        if threshold is None:
-            assert self.metadata is not None  # _read_metadata demands --threshold otherwise
-            return float(self.metadata.threshold)
+    def _resolve_decision(self, threshold: float | None, score_threshold: float | None) -> tuple[bool, str, float, str]:
+        """``(on probs, score name, threshold, origin)`` of the decision ``score >= threshold``."""
+        if threshold is not None:
+            self._check_threshold("--threshold", MSP, threshold)
+            return True, MSP, float(threshold), "--threshold"
+        # The model's own score: its metadata's, else the graph's score output, else msp.
+        name = self.score_name or (SCORE_OUTPUT if self._has_score else MSP)
+        on_probs = not self._has_score  # run() then fills the score with max(probs)
+        if score_threshold is not None:
+            self._check_threshold("--score-threshold", name, score_threshold)
+            return on_probs, name, float(score_threshold), "--score-threshold"
+        assert self.metadata is not None  # _read_metadata demands a threshold otherwise
+        calibrated = self.metadata.spec.calibration.get("method") not in (None, "fixed")
+        return on_probs, name, float(self.metadata.threshold), f"the model's {'calibrated ' if calibrated else ''}threshold"
+
+    @staticmethod
+    def _check_threshold(option: str, score: str, value: float) -> None:
         try:
-            if self.metadata is not None:
-                score_spec(self.metadata.score).check_threshold(threshold)
-            elif not is_finite_number(threshold):
-                raise ValueError(f"threshold must be a finite number, got {threshold}")
+            if score == SCORE_OUTPUT:  # an unnamed score: any finite number
+                if not is_finite_number(value):
+                    raise ValueError(f"threshold must be a finite number, got {value!r}")
+            else:
+                score_spec(score).check_threshold(value)
         except ValueError as exc:
-            raise InferError(f"--threshold: {exc}") from None
-        return float(threshold)
+            raise InferError(f"{option}: {exc}") from None
 
     def _check_input(self) -> str:
         inputs = self._session.get_inputs()
@@ -141,13 +186,34 @@ class InferenceModel:
         return dim if isinstance(dim, int) else None
 
     def run(self, x: np.ndarray) -> ModelOutputs:
-        """Normalised float32 ``(N, C, H, W)`` -> outputs; the decision is ``score >= threshold``."""
+        """Normalised float32 ``(N, C, H, W)`` -> outputs; :meth:`decide` makes the decision."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = self._session.run(self._output_names, {self.input_name: x})
         logits, probs = out[0], out[1]
         score = out[2] if self._has_score else probs.max(axis=1)
         return ModelOutputs(logits, probs, score)
 
+    @property
+    def decision_rule(self) -> str:
+        """``msp >= 0.999``, ``energy >= 4.36612``: what the run decides on."""
+        return f"{self.decision_score} >= {self.threshold:g}"
+
+    def decision_values(self, outputs: ModelOutputs) -> np.ndarray:
+        """The quantity compared with :attr:`threshold`: ``max(probs)`` with ``--threshold``, else the score."""
+        return outputs.probs.max(axis=1) if self.decides_on_probs else outputs.score
+
+    def decide(self, outputs: ModelOutputs) -> np.ndarray:
+        """Known (True) or unknown, per image."""
+        return self.decision_values(outputs) >= self.threshold
+
     def describe(self) -> str:
-        origin = f"{self.metadata.architecture}, {self.metadata.dataset}" if self.metadata else "no osr.* metadata"
-        return f"{self.path} ({origin}; score {self.score_name or 'score output'} >= {self.threshold:g})"
+        """``PATH (SiameseNet, 10 classes, 1x28x28; decides on energy >= 4.36612, the model's calibrated threshold)``."""
+        shape = "x".join(map(str, self.contract.input_shape))
+        what = self.metadata.spec.architecture if self.metadata else "no osr.* metadata"
+        origin = f" ({self.threshold_origin})" if self.threshold_origin.startswith("--") else f", {self.threshold_origin}"
+        return f"{self.path} ({what}, {len(self.class_names)} classes, {shape}; decides on {self.decision_rule}{origin})"
+
+
+BOTH_THRESHOLDS = (
+    "give --threshold (on the top softmax probability) or --score-threshold (on the model's own score), not both"
+)

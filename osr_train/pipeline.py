@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.preprocess import PreprocessContract
 from osr_infer.scores import SCORES, score_spec
 from osr_infer.spec import ModelSpec
-from osr_train.recipes import RECIPES, get_recipe
+from osr_train.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from osr_train.training import TrainConfig
 
 
@@ -33,7 +34,7 @@ class TrainOptions:
     """What ``osr-train baseline|siamese`` was asked for, validated once; None means "the recipe's"."""
 
     model: str = "siamese"
-    recipe: str = "seed"
+    recipe: str = DEFAULT_RECIPE
     dataset: str = "mnist"
     data_dir: Path | None = None
     ood_dirs: list[Path] = field(default_factory=list)
@@ -41,6 +42,7 @@ class TrainOptions:
     known_classes: str | None = None
     input_size: int | None = None
     channels: int | None = None
+    layout: bool | None = None
     epochs: int | None = None
     pretrain_epochs: int | None = None
     margin: float = 2.0
@@ -77,7 +79,7 @@ class TrainOptions:
 
     @property
     def out_dir(self) -> Path:
-        default_name = self.model if self.recipe == "seed" else f"{self.model}-{self.recipe}"
+        default_name = self.model if self.recipe == DEFAULT_RECIPE else f"{self.model}-{self.recipe}"
         return Path(self.out) if self.out is not None else Path("artifacts") / default_name
 
     def train_config(self, use_photo_outliers: bool) -> TrainConfig:
@@ -132,6 +134,13 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
         )
     except (DataError, IdxFormatError) as exc:
         raise TrainingFailed(str(exc)) from None
+    layout = rec.layout if options.layout is None else options.layout
+    if layout and contract.channels != 1:
+        if options.layout:
+            raise TrainingFailed("--layout lays out greyscale characters: it needs --channels 1")
+        layout = False  # the recipe's layout is for greyscale characters; colour inputs are resized
+    if layout:
+        contract = dataclasses.replace(contract, steps=(*contract.steps, "layout"))
     source = open_set_source(dataset, options.data_dir, options.ood_dirs)
     data = load_data(source, contract, options.download, console)
 

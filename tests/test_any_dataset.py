@@ -104,7 +104,7 @@ def test_rgb_model_decodes_grey_and_transparent_inputs_through_its_contract(rgb_
 def test_idx_files_under_another_name_end_to_end(tmp_path):
     folder = write_idx_folder(tmp_path / "fashion")
     out = tmp_path / "model"
-    train("baseline", "--dataset", f"idx:{folder}", "--epochs", "8", "--batch-size", "32", "--out", out)
+    train("baseline", "--recipe", "seed", "--dataset", f"idx:{folder}", "--epochs", "8", "--batch-size", "32", "--out", out)
     report = export(out / "model.pt", "--format", "onnx", "--quantize", "int8")
     assert "PASS onnx" in report and "PASS int8" in report
     meta = metadata(out / "model.onnx")
@@ -122,7 +122,7 @@ def test_idx_files_under_another_name_end_to_end(tmp_path):
 def test_known_classes_train_on_six_digits_and_score_the_others_as_unknowns(tmp_path):
     data = write_fake_mnist(tmp_path / "data", n_train=600, n_test=200)
     out = tmp_path / "model"
-    train("siamese", "--dataset", "mnist", "--data-dir", data, "--known-classes", "2,4,5,9,8,3", "--epochs", "6",
+    train("siamese", "--recipe", "seed", "--dataset", "mnist", "--data-dir", data, "--known-classes", "2,4,5,9,8,3", "--epochs", "6",
           "--pretrain-epochs", "1", "--batch-size", "32", "--out", out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_known"] == 120 and len(metrics["confusion_matrix"]) == 6
@@ -191,7 +191,7 @@ def test_a_new_data_set_is_one_registry_entry(tmp_path, monkeypatch):
     (x_train, y_train), (x_test, y_test) = make(120), make(30)
     np.savez(tmp_path / "data.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     out = tmp_path / "model"
-    train("baseline", "--dataset", f"npz:{tmp_path / 'data.npz'}", "--epochs", "6", "--batch-size", "16", "--out", out)
+    train("baseline", "--recipe", "seed", "--dataset", f"npz:{tmp_path / 'data.npz'}", "--epochs", "6", "--batch-size", "16", "--out", out)
     assert "PASS onnx" in export(out / "model.pt", "--format", "onnx")
     meta = metadata(out / "model.onnx")
     assert meta.contract.size == 28 and tuple(meta.class_names) == ("0", "1", "2")  # 20x20 resized to the default 28

@@ -121,22 +121,25 @@ def test_folder_rows_match_the_model_run_image_by_image(onnx_model, digit_folder
     assert "150 images classified" in result.stdout and f"results: {out}" in result.stdout
 
 
-def test_threshold_override_changes_decisions_only(onnx_model, digit_folder, tmp_path):
+@pytest.mark.parametrize("option", ["--threshold", "--score-threshold"])
+def test_threshold_override_changes_decisions_only(onnx_model, digit_folder, tmp_path, option):
+    """On an msp model --threshold (on max(probs)) and --score-threshold (on its msp score) are the same rule."""
     folder, _ = digit_folder
     runs = {}
     for thr in ("0.5", "0.999999"):
         out = tmp_path / f"{thr}.csv"
-        assert invoke([folder, "--model", onnx_model, "--threshold", thr, "-o", out]).exit_code == EXIT_OK
+        assert invoke([folder, "--model", onnx_model, option, thr, "-o", out]).exit_code == EXIT_OK
         runs[thr] = read_results(out)
     low, high = runs["0.5"], runs["0.999999"]
     assert [r["score"] for r in low] == [r["score"] for r in high]
     assert sum(r["label"] == "unknown" for r in low) < sum(r["label"] == "unknown" for r in high)
-    assert all((r["label"] == "unknown") == (r["score"] < 0.5) for r in low)
+    assert all((r["label"] == "unknown") == (r["score"] < 0.5) == (r["probability"] < 0.5) for r in low)
 
 
-def test_small_runs_print_a_row_per_image_large_ones_a_summary(onnx_model, digit_folder, tmp_path):
+def test_small_runs_print_a_row_per_image_large_ones_a_summary(onnx_model, digit_folder, tmp_path, monkeypatch):
     folder, _ = digit_folder
-    odd_name = tmp_path / "[bold]x.png"  # printed as it is, not as rich markup
+    monkeypatch.chdir(tmp_path)  # a short relative path: the table folds long cells
+    odd_name = "[bold]x.png"  # printed as it is, not as rich markup
     shutil.copy(sorted(folder.glob("*.png"))[0], odd_name)
     few = invoke([odd_name, "--model", onnx_model])
     assert few.exit_code == EXIT_OK and "[bold]x.png" in few.stdout and "probability" in few.stdout
@@ -303,9 +306,15 @@ def test_infer_command_is_the_cli_as_a_function(onnx_model, digit_folder, tmp_pa
     options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=2, output=out, progress=False)
     assert infer_command(options, pool_kind="thread", chunk_files=16, ort_threads=1) == EXIT_OK
     assert len(read_results(out)) == 150
-    for bad in (dict(batch_size=0), dict(batch_size=True), dict(workers=257), dict(atol=2.0), dict(threshold=float("nan"))):
+    bad_options = (
+        dict(batch_size=0), dict(batch_size=True), dict(workers=257), dict(atol=2.0), dict(threshold=float("nan")),
+        dict(threshold=1.0), dict(threshold=4.4), dict(score_threshold=float("inf")),
+    )
+    for bad in bad_options:
         with pytest.raises(ValueError, match=f"^--{next(iter(bad)).replace('_', '-')} must be "):
             InferOptions([str(digit_folder[0])], model=onnx_model, **bad)
+    with pytest.raises(ValueError, match="^give --threshold .* or --score-threshold .*, not both$"):
+        InferOptions([str(digit_folder[0])], model=onnx_model, threshold=0.5, score_threshold=0.5)
     with pytest.raises(ValueError, match="nothing to classify"):
         InferOptions([], model=onnx_model)
 
@@ -421,18 +430,34 @@ def test_model_without_osr_metadata_needs_an_explicit_threshold(onnx_model, digi
     result = invoke([digit_folder[0], "--model", bare])
     assert result.exit_code == EXIT_ERROR
     assert "carries no osr.* metadata" in result.stderr and "pass --threshold" in result.stderr
-    out = tmp_path / "r.csv"
-    result = invoke([digit_folder[0], "--model", bare, "--threshold", "0.999", "-o", out])
-    assert result.exit_code == EXIT_OK, result.output
-    assert "has no osr.* metadata: using threshold 0.999" in result.stderr
+    assert "pass --threshold (on the top softmax probability) or --score-threshold" in result.stderr
     reference = tmp_path / "ref.csv"
     invoke([digit_folder[0], "--model", onnx_model, "-o", reference])
-    assert read_results(out) == read_results(reference)
+    for option, decides_on in (("--threshold", "msp"), ("--score-threshold", "score")):
+        out = tmp_path / f"r{option}.csv"
+        result = invoke([digit_folder[0], "--model", bare, option, "0.999", "-o", out])
+        assert result.exit_code == EXIT_OK, result.output
+        assert result.stderr.splitlines()[0] == (
+            f"model: {bare} (no osr.* metadata, 10 classes, 1x28x28; decides on {decides_on} >= 0.999 ({option}))"
+        )
+        assert f"note: bare.onnx has no osr.* metadata: deciding on {decides_on} >= 0.999" in result.stderr
+        assert read_results(out) == read_results(reference)  # its score output is msp: the same rule
 
 
-def test_threshold_outside_the_score_range(onnx_model, digit_folder):
-    result = invoke([digit_folder[0], "--model", onnx_model, "--threshold", "1.5"])
-    assert result.exit_code == EXIT_ERROR and "--threshold: threshold 1.5 is outside (0, 1)" in result.stderr
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--threshold", "1.5", "error: --threshold must be a number in (0, 1), got 1.5 (--threshold is on the top softmax probability"),
+        ("--threshold", "1", "error: --threshold must be a number in (0, 1), got 1.0"),
+        ("--threshold", "0", "error: --threshold must be a number in (0, 1), got 0.0"),
+        ("--score-threshold", "1.5", "error: --score-threshold: threshold 1.5 is outside (0, 1), the range of the msp score"),
+        ("--score-threshold", "nan", "error: --score-threshold must be a number in (-inf, inf), got nan"),
+    ],
+)
+def test_threshold_outside_the_score_range(onnx_model, digit_folder, option, value, message):
+    result = invoke([digit_folder[0], "--model", onnx_model, option, value])
+    assert result.exit_code == EXIT_ERROR and result.stderr.startswith(message), result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_missing_score_output_falls_back_to_msp_only_for_msp(onnx_model, digit_folder, tmp_path):
@@ -456,7 +481,9 @@ def test_bad_options_fail_before_any_work(onnx_model, digit_folder, tmp_path):
         (["--workers", "-1"], "--workers must be an integer in [0, 256], got -1"),
         (["--atol", "0"], "--atol must be a number in (0, 1], got 0.0"),
         (["--atol", "nan"], "--atol must be a number in (0, 1], got nan"),
-        (["--threshold", "inf"], "--threshold must be a number in (-inf, inf), got inf"),
+        (["--threshold", "inf"], "--threshold must be a number in (0, 1), got inf"),
+        (["--score-threshold", "-inf"], "--score-threshold must be a number in (-inf, inf), got -inf"),
+        (["--threshold", "0.9", "--score-threshold", "0.9"], "give --threshold (on the top softmax probability) or --score-threshold"),
     ]
     for extra, message in cases:
         result = invoke([digit_folder[0], "--model", onnx_model, *extra])

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +117,11 @@ def test_version_1_contract_is_read_as_the_luma_contract():
     """Models exported before colour support stored grayscale-only contracts with scalar mean and std."""
     v1 = {"size": 28, "channels": 1, "grayscale": "ITU-R 601-2 luma (PIL convert('L'))", "resize": "bilinear", "mean": 0.5, "std": 0.5}
     contract = PreprocessContract.from_dict(v1)
-    assert contract == PREPROCESSING
-    assert (contract.color, contract.mean, contract.std, contract.version) == ("L", (0.5,), (0.5,), 2)
+    # Read as it behaved then: no EXIF orientation, alpha ignored (both came with version 3).
+    assert contract == dataclasses.replace(PREPROCESSING, exif=False, alpha="drop")
+    assert (contract.color, contract.mean, contract.std, contract.version) == ("L", (0.5,), (0.5,), 3)
     assert PreprocessContract.from_dict(dict(v1, size=32, mean=0.1307, std=0.3081)) == PreprocessContract(
-        size=32, mean=(0.1307,), std=(0.3081,)
+        size=32, mean=(0.1307,), std=(0.3081,), exif=False, alpha="drop"
     )
 
 
@@ -131,7 +133,7 @@ def test_version_1_contract_is_read_as_the_luma_contract():
         ({"mean": [float("inf")]}, "mean must be finite"),
         ({"mean": [0.5, 0.5, 0.5]}, "one value per channel"),
         ({"steps": ["letterbox"]}, r"unknown preprocessing step\(s\) \['letterbox'\]: written by a newer osr-toolkit"),
-        ({"version": 3}, r"preprocessing contract version 3 is newer than this osr-toolkit's \(2\): upgrade"),
+        ({"version": 4}, r"preprocessing contract version 4 is newer than this osr-toolkit's \(3\): upgrade"),
         ({"color": "CMYK"}, "unsupported colour conversion 'CMYK'"),
         ({"channels": 3}, "colour L makes 1 channel"),
         ({"size": 2}, r"size must be an integer in \[4, 1024\]"),

@@ -60,7 +60,7 @@ def test_a_newer_schema_is_refused_and_schema_1_is_upgraded():
                             "resize": "bilinear", "mean": 0.5, "std": 0.5},
           "dataset": "mnist"}
     upgraded = ModelSpec.from_dict(v1)
-    assert upgraded.preprocessing == PREPROCESSING and upgraded.dataset.reference == "mnist"
+    assert upgraded.preprocessing == PreprocessContract(exif=False, alpha="drop") and upgraded.dataset.reference == "mnist"
     assert upgraded.schema_version == SCHEMA_VERSION
 
 

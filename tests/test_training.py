@@ -72,7 +72,7 @@ def test_ctrl_c_keeps_last_complete_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_validate_ce", interrupt_on_second_epoch)
     with pytest.raises(TrainingFailed, match=r"train epoch 1\) is .*checkpoint\.pt") as info:
-        train_command(TrainOptions(model="baseline", dataset="digits", epochs=5, out=tmp_path))
+        train_command(TrainOptions(model="baseline", recipe="seed", dataset="digits", epochs=5, out=tmp_path))
     assert info.value.exit_code == 130
     _, spec, record = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (record["stage"], record["epoch"], record["complete"]) == ("train", 1, False)
@@ -96,7 +96,7 @@ def test_missing_data_dir_is_one_clear_line(tmp_path):
 def test_bad_options_fail_clearly(tmp_path, args, message):
     if message == "CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    result = runner.invoke(app, ["baseline", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), *args])
+    result = runner.invoke(app, ["baseline", "--recipe", "seed", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path), *args])
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
 
@@ -116,7 +116,7 @@ def test_bad_hyperparameters_are_refused_with_one_line_naming_the_option(make, f
 
 
 def test_trains_on_mnist_format_files(fake_mnist, tmp_path):
-    options = TrainOptions(model="baseline", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
+    options = TrainOptions(model="baseline", recipe="seed", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
     metrics = train_command(options)
     assert metrics["dataset"] == "mnist" and metrics["n_known"] == 40
     history = json.loads((tmp_path / "history.json").read_text())
