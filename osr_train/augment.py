@@ -39,29 +39,3 @@ class RandomAffine:
         fill = self.fill.to(x.device)
         return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
 
-
-class RandomStroke:
-    """Stroke width varied per sample: a quarter of the images dilated, a quarter eroded (3x3),
-    so that thin printed strokes and thick markers both look familiar. Ink is brighter than
-    the background in normalised units (as the layout step makes it)."""
-
-    def __init__(self, share: float = 0.25) -> None:
-        self.share = share
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        u = torch.rand(len(x), generator=generator).to(x.device).view(-1, 1, 1, 1)
-        dilated = F.max_pool2d(x, 3, stride=1, padding=1)
-        eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
-        return torch.where(u < self.share, dilated, torch.where(u > 1 - self.share, eroded, x))
-
-
-class Compose:
-    """Augmentations applied in turn, each with the same generator."""
-
-    def __init__(self, *steps) -> None:  # noqa: ANN002 - callables (x, generator) -> x
-        self.steps = steps
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        for step in self.steps:
-            x = step(x, generator)
-        return x

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
-KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "chimera", "photo")
+KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "photo")
 
 
 def photo_crop_pool(contract: PreprocessContract, n: int = 20_000, seed: int = 1234) -> np.ndarray:
@@ -46,10 +46,8 @@ def to_channels_first(pixels: torch.Tensor) -> torch.Tensor:
 class OutlierGenerator:
     """Makes batches of outliers as uint8 images of the contract's pixel shape."""
 
-    def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0,
-                 known_labels: torch.Tensor | None = None) -> None:
-        self.known = known_images  # uint8 (N, *pixel_shape) on the device, for inverted/shuffled digits and chimeras
-        self.known_labels = known_labels.cpu() if known_labels is not None else None
+    def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0) -> None:
+        self.known = known_images  # uint8 (N, *pixel_shape) on the device, for inverted/shuffled digits
         self.contract = contract
         self.size = contract.size
         self.channels = contract.channels
@@ -163,10 +161,8 @@ class OutlierGenerator:
         return self._contrast(torch.where(self._rand(n, 1, 1, 1) < 0.5, blurred, x))
 
     def _digits(self, n: int) -> torch.Tensor:
-        return to_channels_first(self.known[self._indices(n).to(self.known.device)])
-
-    def _indices(self, n: int) -> torch.Tensor:
-        return torch.randint(0, len(self.known), (n,), generator=self.gen)
+        idx = torch.randint(0, len(self.known), (n,), generator=self.gen).to(self.known.device)
+        return to_channels_first(self.known[idx])
 
     def inverted(self, n: int) -> torch.Tensor:
         """Digits with light background and dark ink."""
@@ -182,23 +178,6 @@ class OutlierGenerator:
         out = x.clone()
         out[..., :side, :side] = F.fold(blocks, output_size=side, kernel_size=4, stride=4)
         return out
-
-    def chimera(self, n: int) -> torch.Tensor:
-        """Glyph pieces: one digit's top (or left) part joined to the bottom (or right) part of a
-        digit of another class at a random cut: strokes of digits, shapes of none."""
-        first, second = self._indices(n), self._indices(n)
-        if self.known_labels is not None:  # two different classes where the labels tell
-            for _ in range(8):
-                same = self.known_labels[first] == self.known_labels[second]
-                if not same.any():
-                    break
-                second[same] = self._indices(int(same.sum()))
-        a = to_channels_first(self.known[first.to(self.known.device)])
-        b = to_channels_first(self.known[second.to(self.known.device)])
-        cut = (0.35 + 0.3 * self._rand(n, 1, 1, 1)) * self.size
-        ys, xs = torch.meshgrid(torch.arange(self.size), torch.arange(self.size), indexing="ij")
-        across = torch.where(self._rand(n, 1, 1, 1) < 0.5, ys.float(), xs.float())
-        return torch.where(across < cut, a, b)
 
     def photo(self, n: int) -> torch.Tensor:
         assert self.photos is not None

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from osr_train.augment import Compose, RandomAffine, RandomStroke
+from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
@@ -197,9 +197,7 @@ class Trainer:
         self.last_saved: tuple[str, int] | None = None
         # The warps were tuned on the default 28x28 frame; shifts scale with the input size.
         scale_px = spec.preprocessing.size / PREPROCESSING.size
-        self.augment = (
-            Compose(RandomAffine(fill=spec.preprocessing.background, scale_px=scale_px), RandomStroke()) if config.augment else None
-        )
+        self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=scale_px) if config.augment else None
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
@@ -208,8 +206,7 @@ class Trainer:
         from osr_train.outliers import OutlierGenerator
 
         contract = self.spec.preprocessing
-        gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7,
-                               known_labels=self.train.y)
+        gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7)
         pool = torch.cat([gen(min(4096, n - i)) for i in range(0, n, 4096)])
         if contract.steps:  # the outliers go through the same steps (the layout) as every decoded image
             pool = torch.from_numpy(contract.conform(pool.cpu().numpy()))
