@@ -27,13 +27,19 @@ def _sklearn():  # noqa: ANN202 - the sklearn.datasets module
         ) from None
 
 
+#: The bundled digits' own form: 8x8 upsampled (bilinear) to MNIST's 28x28. The contract then
+#: applies its steps to that, exactly as to these images written as PNG files (``sample-images``).
+RAW_SIDE = 28
+
+
 def load_digits_images(contract: PreprocessContract = PREPROCESSING) -> ImageSet:
-    """scikit-learn's 1,797 8x8 digits (0-16 ink) upsampled by the contract (28x28 by default)."""
+    """scikit-learn's 1,797 8x8 digits (0-16 ink), 28x28, through the contract."""
     load_digits = _sklearn().load_digits
 
     bunch = load_digits()
     small = np.clip(bunch.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8)
-    images = np.stack([contract.to_uint8(Image.fromarray(img, mode="L")) for img in small])
+    raw = np.stack([np.asarray(Image.fromarray(img, mode="L").resize((RAW_SIDE, RAW_SIDE), Image.Resampling.BILINEAR)) for img in small])
+    images = contract.conform(raw)
     return ImageSet(images, bunch.target.astype(np.int64), "digits", class_names=DIGIT_CLASSES)
 
 
