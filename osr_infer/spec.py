@@ -65,6 +65,13 @@ class DatasetSpec:
                 raise SpecError(f"known_classes {list(self.known_classes)} must be distinct indices into {len(self.all_classes)} classes")
 
     @property
+    def known_names(self) -> tuple[str, ...]:
+        """The names of the known classes, in label order (all classes without ``known_classes``)."""
+        if self.known_classes is None:
+            return self.all_classes
+        return tuple(self.all_classes[k] for k in self.known_classes)
+
+    @property
     def name(self) -> str:
         """The registry entry: ``folder`` for ``folder:PATH``."""
         return self.reference.split(":", 1)[0]
@@ -116,10 +123,10 @@ class ModelSpec:
             score_spec(self.score).check_threshold(self.threshold)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
-        if self.dataset.known_classes is not None:
-            names = tuple(self.dataset.all_classes[k] for k in self.dataset.known_classes)
-            if names != self.class_names:
-                raise SpecError(f"class_names {list(self.class_names)} are not the known classes {list(names)} of the data set")
+        if self.dataset.known_classes is not None and self.dataset.known_names != self.class_names:
+            raise SpecError(
+                f"class_names {list(self.class_names)} are not the known classes {list(self.dataset.known_names)} of the data set"
+            )
 
     @property
     def n_classes(self) -> int:

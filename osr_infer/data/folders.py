@@ -67,6 +67,13 @@ def decode_paths(
     return ImageSet(images, np.full(len(kept), UNKNOWN), name, [str(paths[i]) for i in kept])
 
 
+def subfolder_of(folder: Path, path: str) -> str:
+    """The first folder of ``path`` below ``folder`` (its class in an ImageFolder layout), or ""
+    for a file directly in ``folder``."""
+    parts = Path(path).relative_to(folder).parts
+    return parts[0] if len(parts) > 1 else ""
+
+
 def class_folders(folder: str | Path) -> list[str]:
     """The class subfolders of an ImageFolder layout, sorted (hidden folders are not classes)."""
     folder = Path(folder)
@@ -94,7 +101,7 @@ def load_class_folder(
     if len(names) < 2:
         raise DataError(f"{folder}: a labelled image folder needs at least two class subfolders, found {found}")
     images = load_image_folder(folder, name=name or folder.name, contract=contract, progress=progress)
-    tops = [Path(p).relative_to(folder).parts[0] for p in images.paths or []]
+    tops = [subfolder_of(folder, p) for p in images.paths or []]
     loose = [p for p, top in zip(images.paths or [], tops) if top not in names]
     if loose:
         raise DataError(f"{folder}: {len(loose)} image(s) outside the class subfolders, e.g. {loose[0]}")

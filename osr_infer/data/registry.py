@@ -312,14 +312,14 @@ class FolderEntry(DatasetEntry):
 
     def reference(self, arg: str, data_dir: Path, contract: PreprocessContract, split_seed: int) -> Reference:
         """Every image of a class-per-subfolder folder, labelled by its subfolder (decoded later)."""
-        from osr_infer.data.folders import class_folders
+        from osr_infer.data.folders import class_folders, subfolder_of
 
         folder = Path(arg)
         names = tuple(class_folders(folder))
         paths = find_images(folder)
         if not paths:
             raise DataError(f"folder:{arg}: no image files")
-        tops = [Path(p).relative_to(folder).parts[0] if len(Path(p).relative_to(folder).parts) > 1 else "" for p in paths]
+        tops = [subfolder_of(folder, p) for p in paths]
         labels = np.array([names.index(t) if t in names else UNKNOWN for t in tops], dtype=np.int64)
         return Reference(f"folder:{arg}", labels, names, paths=paths)
 
@@ -423,12 +423,6 @@ def describe_dataset(reference: str, data_dir: Path | None, *, known_classes: st
     return dataset, contract
 
 
-def known_class_names(dataset: DatasetSpec) -> tuple[str, ...]:
-    if dataset.known_classes is None:
-        return dataset.all_classes
-    return tuple(dataset.all_classes[k] for k in dataset.known_classes)
-
-
 def _keep_known(images: ImageSet, known: tuple[int, ...], names: tuple[str, ...]) -> tuple[ImageSet, ImageSet]:
     """(images of the known classes relabelled 0..k-1, images of every other class)."""
     relabel = np.full(max(int(images.labels.max(initial=0)), max(known)) + 1, UNKNOWN, dtype=np.int64)
@@ -456,7 +450,7 @@ class OpenSetSource:
         known = self.dataset.known_classes
         if known is None:
             return train, val, test, None
-        names = known_class_names(self.dataset)
+        names = self.dataset.known_names
         (train, _), (val, _), (test, held_out) = (_keep_known(s, known, names) for s in (train, val, test))
         held_out.name = f"{test.name}-unknown-classes"
         return train, val, test, held_out
@@ -472,7 +466,7 @@ class OpenSetSource:
         train, val, test, held_out = self.known_splits(contract, download=download, progress=progress)
         unknowns = [held_out] if held_out is not None and len(held_out) else []
         unknowns += [u.load(contract) for u in self.unknown_sets()]
-        return OpenSetData(self.dataset.reference, train, val, test, known_class_names(self.dataset), unknowns)
+        return OpenSetData(self.dataset.reference, train, val, test, self.dataset.known_names, unknowns)
 
 
 def open_set_source(dataset: DatasetSpec, data_dir: Path | None = None, ood_dirs: list[Path] | None = None) -> OpenSetSource:
