@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from osr_infer.layout import WORK_SIDE, layout
+
 # Decompression-bomb guard: a small-input model never needs more than this many pixels.
 MAX_IMAGE_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -161,8 +163,6 @@ class PreprocessContract:
     @property
     def draft_size(self) -> int:
         """The smallest side a JPEG may be DCT-scaled down to (step 1)."""
-        from osr_infer.layout import WORK_SIDE
-
         return max(2 * self.size, WORK_SIDE) if self.layout else 2 * self.size
 
     def describe(self) -> str:
@@ -175,8 +175,6 @@ class PreprocessContract:
             image = flatten_alpha(image)
         converted = to_grayscale(image) if self.color == "L" else to_rgb(image)
         if self.layout:
-            from osr_infer.layout import layout
-
             return layout(converted, self.size, _RESAMPLING[self.resize])
         if converted.size != (self.size, self.size):
             converted = converted.resize((self.size, self.size), _RESAMPLING[self.resize])
@@ -295,8 +293,8 @@ def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING) -
                 if contract.draft:  # JPEG: DCT downscale of big photos (contract step 1)
                     img.draft(None, (contract.draft_size, contract.draft_size))
                 img.load()
-                if contract.exif:  # step 2: a photo stored sideways is upright
-                    img = ImageOps.exif_transpose(img)
+                if contract.exif:  # step 2: a photo stored sideways is upright (in place: no copy when upright)
+                    ImageOps.exif_transpose(img, in_place=True)
                 return contract.to_uint8(img)
     except ImageDecodeError:
         raise
