@@ -77,20 +77,27 @@ def roc_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, n
     return fpr, tpr, np.r_[np.inf, s[last_of_tie]]
 
 
+def _area(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+
+
+def _average_precision(fpr: np.ndarray, tpr: np.ndarray, n_positive: int, n_negative: int) -> float:
+    """Sum over thresholds of (recall step) x precision, from a ROC curve."""
+    tps, fps = tpr[1:] * n_positive, fpr[1:] * n_negative
+    return float(np.sum(np.diff(tpr) * (tps / np.maximum(tps + fps, 1))))
+
+
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     """Area under the ROC curve: P(positive scores above negative), ties counting one half."""
     fpr, tpr, _ = roc_curve(positive, negative)
-    return float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    return _area(fpr, tpr)
 
 
 def average_precision(positive: np.ndarray, negative: np.ndarray) -> float:
     """Average precision with ``positive`` as the class to retrieve (scikit-learn's definition:
     sum over thresholds of (recall step) x precision)."""
     fpr, tpr, _ = roc_curve(positive, negative)
-    tps, fps = tpr[1:] * len(positive), fpr[1:] * len(negative)
-    precision = tps / np.maximum(tps + fps, 1)
-    recall_steps = np.diff(tpr)
-    return float(np.sum(recall_steps * precision))
+    return _average_precision(fpr, tpr, len(positive), len(negative))
 
 
 def ood_report(known_score: np.ndarray, unknown_score: np.ndarray) -> dict:
@@ -101,10 +108,10 @@ def ood_report(known_score: np.ndarray, unknown_score: np.ndarray) -> dict:
     """
     known_score = np.asarray(known_score, dtype=np.float64)
     unknown_score = np.asarray(unknown_score, dtype=np.float64)
-    fpr, tpr, _ = roc_curve(known_score, unknown_score)
+    fpr, tpr, _ = roc_curve(known_score, unknown_score)  # one sort serves the AUROC, AUPR-in and FPR@95
     return {
-        "auroc": auroc(known_score, unknown_score),
-        "aupr_in": average_precision(known_score, unknown_score),
+        "auroc": _area(fpr, tpr),
+        "aupr_in": _average_precision(fpr, tpr, len(known_score), len(unknown_score)),
         "aupr_out": average_precision(-unknown_score, -known_score),
         "fpr_at_95_tpr": float(fpr[np.searchsorted(tpr, 0.95, side="left")]),
         "n_known": int(len(known_score)),
