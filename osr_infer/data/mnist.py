@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 
 from osr_infer.data.datasets import DataError, ImageSet
 from osr_infer.data.idx import SPLIT_STEMS, IdxFormatError, find_idx_split, read_idx_pair
