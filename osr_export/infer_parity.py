@@ -87,9 +87,9 @@ class ParityCheck:
             raise InferError(f"--parity: {exc}") from None
         meta = model.metadata
         if meta is not None:
-            if (meta.score, meta.score_params) != (scored.score_name, scored.score_params):
+            if (meta.score, meta.score_params, meta.spec.temperature) != (scored.score_name, scored.score_params, scored.temperature):
                 # Compare like with like: the score the ONNX graph computes is the metadata's.
-                scored = ScoredClassifier(scored.classifier, meta.score, meta.score_params)
+                scored = ScoredClassifier(scored.classifier, meta.score, meta.score_params, meta.spec.temperature)
             if file_sha256(self.checkpoint) != meta.checkpoint_sha256:
                 self.notes.append(
                     f"{self.checkpoint} is not the checkpoint {model.path.name} was exported from (sha256 differs); "

@@ -17,7 +17,7 @@ def scored_from_checkpoint(path: str | Path) -> tuple[ScoredClassifier, ModelSpe
     """Load a checkpoint as the eval-mode module ``x -> (logits, probs, score)``, its spec and record."""
     model, spec, config = load_checkpoint(path)
     try:
-        scored = ScoredClassifier(classifier_of(model), spec.score, spec.score_params)
+        scored = ScoredClassifier(classifier_of(model), spec.score, spec.score_params, spec.temperature)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     return scored.eval(), spec, config

@@ -8,24 +8,29 @@ layout (at any input size: the box is 20/28 of the frame), so that a model train
 laid out the same way sees the same kind of input. numpy and Pillow only: it runs at the edge.
 
 1. work on a copy whose longer side is at most :data:`WORK_SIDE` pixels (box-filtered);
-2. polarity: the paper is the typical level; if the levels far from it are darker, the ink is
-   dark: invert, so the ink is bright;
+2. polarity: subtract a local paper level (the median of coarse cell means around each place,
+   so lighting gradients go first); of what is left, the tail beyond a few robust noise levels
+   that carries more mass is the ink's. Dark ink is inverted, so the ink is bright;
 3. paper level: the image's cell means over a coarse grid, each the minimum over its
    neighbours (ink rarely covers a whole neighbourhood), smoothly upsampled (one median level
    for images under :data:`SMALL_SIDE` pixels); it is subtracted, which removes lighting
    gradients and paper tone;
 4. ink: brighter than Otsu's threshold of what is left, and than a fraction of the
    strongest ink (faint ruled or squared lines and paper texture stay below it); only ink
-   that is dense around it counts for the crop (strokes are, thin lines and specks are not),
-   and not the rows and columns crossed by lines that run across most of the image (ruled
-   paper, margins);
+   that is dense around it counts for the crop (strokes are, thin lines and specks are not);
+   straight lines that run across most of the image within a few degrees of square (ruled and
+   squared paper, margins) are traced down to fainter ink and removed; of what is left, the
+   heaviest cluster (on a coarse grid) and the pieces near it are the character;
 5. crop to the ink (and one working pixel around it), trimming the faintest ``TRIM`` of its mass at each side (specks), and
    scale the ink so that it spans 0-255 on a black background;
-6. fit into the box (longest side = box), keeping the aspect ratio, and translate so that the
+6. fit into the box (longest side = box), keeping the aspect ratio, stretch it so that its
+   brightest pixel is 255 again (thin strokes fade when shrunk), and translate so that the
    centre of mass is the frame's centre.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -51,9 +56,23 @@ DENSITY_FLOOR = 0.3
 #: Rows (columns) whose strokes run across this share of the width (height), within a band of
 #: ``LINE_BAND`` rows, are lines of the paper: a character spans at most about 60 %.
 LINE_SPAN = 0.75
-LINE_BAND = 5
+LINE_BAND = 3
+#: Lines are looked for on a grid of at most this many cells a side, and are at most this
+#: many cells thick (thicker runs across a line are strokes of the character crossing it).
+LINE_GRID = 128
+LINE_THICKNESS = 2
+#: Lines are looked for at tilts up to this (degrees): a sheet photographed roughly square.
+LINE_TILT_DEG = 6.0
+#: Line pixels are traced down to this share of the ink threshold (faint rulings break up).
+LINE_INK = 0.5
+#: The character is found on a grid of this many cells along the longer side, and keeps the
+#: pieces that lie within this share of its size around it.
+COMPONENT_GRID = 64
+COMPONENT_REACH = 0.5
 #: Images smaller than this (longer side) get one paper level: MNIST, CIFAR-10, thumbnails.
 SMALL_SIDE = 64
+#: The ink's tail starts this many noise levels (robust sigmas) away from the paper.
+TAIL_NOISE = 3.0
 #: Below this contrast (0-255) an image has no ink to lay out: it is only resized.
 MIN_CONTRAST = 12.0
 
@@ -90,25 +109,140 @@ def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
     return np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def _longest_runs(marks: np.ndarray) -> np.ndarray:
-    """The longest run of True in each row of a 2-D boolean array."""
-    index = np.arange(marks.shape[1])
+def _ink_is_dark(work: Image.Image, pixels: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper: the heavier tail of what differs from the
+    local paper level (lighting gradients and paper tone removed first) is the ink's."""
+    w, h = work.size
+    if max(w, h) < SMALL_SIDE:
+        flat = pixels.ravel()
+        background: np.ndarray | float = float(np.partition(flat, flat.size // 2)[flat.size // 2])
+    else:
+        cell = max(w, h) / GRID_CELLS
+        gw, gh = max(1, round(w / cell)), max(1, round(h / cell))
+        coarse = work.resize((gw, gh), Image.Resampling.BOX)
+        if min(gw, gh) >= 3:
+            coarse = coarse.filter(ImageFilter.MedianFilter(3))
+        background = np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    residual = pixels - background
+    centre = float(np.median(residual))
+    noise = 1.4826 * float(np.median(np.abs(residual - centre))) + 0.5
+    bright = np.clip(residual - centre - TAIL_NOISE * noise, 0, None).sum()
+    dark = np.clip(centre - residual - TAIL_NOISE * noise, 0, None).sum()
+    return bool(dark > bright)
+
+
+def _run_lengths(marks: np.ndarray) -> np.ndarray:
+    """For each True pixel of a 2-D boolean array, the length of the run of True along its row."""
+    h, w = marks.shape
+    index = np.broadcast_to(np.arange(w), (h, w))
     last_gap = np.maximum.accumulate(np.where(marks, -1, index), axis=1)
-    return np.where(marks, index - last_gap, 0).max(axis=1)
+    next_gap = np.minimum.accumulate(np.where(marks, w, index)[:, ::-1], axis=1)[:, ::-1]
+    return np.where(marks, next_gap - last_gap - 1, 0)
 
 
-def _line_rows(strokes: np.ndarray) -> np.ndarray:
-    """Rows in a band of ``LINE_BAND`` rows whose strokes, together, run across at least
-    ``LINE_SPAN`` of the width: ruled lines and margins (slightly tilted ones included)."""
-    h, _ = strokes.shape
+def _horizontal_lines(strokes: np.ndarray) -> np.ndarray:
+    """Where straight lines run across at least ``LINE_SPAN`` of the width, square to the image
+    within ``LINE_TILT_DEG`` degrees: ruled and squared paper, margins, table edges. Each tilt
+    shears the image so that a line at that tilt is a row, and a band of ``LINE_BAND`` rows
+    around each row is searched for a long run."""
+    h, w = strokes.shape
+    found = np.zeros_like(strokes)
+    if strokes.sum() < LINE_SPAN * w:
+        return found
+    rows, cols = np.indices((h, w))
     half = LINE_BAND // 2
-    padded = np.pad(strokes, ((half, half), (0, 0)))
-    band = np.logical_or.reduce([padded[k : k + h] for k in range(LINE_BAND)])
-    centres = _longest_runs(band) >= LINE_SPAN * strokes.shape[1]
-    flagged = np.zeros(h, dtype=bool)
-    for k in np.flatnonzero(centres):
-        flagged[max(0, k - half) : k + half + 1] = True
-    return flagged
+    steps = max(1, math.ceil(LINE_TILT_DEG / math.degrees(math.atan((half + 0.5) / (LINE_SPAN * w)))))
+    for tilt in np.linspace(-LINE_TILT_DEG, LINE_TILT_DEG, 2 * steps + 1):
+        shift = np.round((cols[0] - w // 2) * math.tan(math.radians(tilt))).astype(np.intp)
+        source = rows + shift[None, :]  # the sheared image: a line at this tilt is a row
+        inside = (source >= 0) & (source < h)
+        sheared = np.where(inside, strokes[np.clip(source, 0, h - 1), cols], False)
+        padded = np.pad(sheared, ((half, half), (0, 0)))
+        band = np.logical_or.reduce([padded[k : k + h] for k in range(LINE_BAND)])
+        candidates = band.sum(axis=1) >= LINE_SPAN * w
+        if not candidates.any():
+            continue
+        on_line = np.zeros_like(sheared)
+        on_line[candidates] = sheared[candidates] & (_run_lengths(band[candidates]) >= LINE_SPAN * w)
+        if on_line.any():
+            found[source[on_line], cols[on_line]] = True
+    return found
+
+
+def _straight_lines(marks: np.ndarray) -> np.ndarray:
+    """The marks on straight lines across the image (:func:`_horizontal_lines`, both ways).
+
+    Lines are looked for on a coarse grid (at most ``LINE_GRID`` cells a side; a cell holds a
+    mark if any of its pixels does): lines are long, so the grid finds them as well, many times
+    faster. Of the marks in a line's cells, only those in thin runs across the line are removed:
+    a stroke of the character that crosses a ruled line keeps its pixels there."""
+    h, w = marks.shape
+    cell = max(1, math.ceil(max(h, w) / LINE_GRID))
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.zeros((gh * cell, gw * cell), dtype=bool)
+    padded[:h, :w] = marks
+    coarse = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    thin = LINE_THICKNESS * cell
+    lines = np.zeros_like(marks)
+    across = _horizontal_lines(coarse)
+    if across.any():
+        zone = np.kron(across, np.ones((cell, cell), dtype=bool))[:h, :w]
+        lines |= zone & marks & (_run_lengths(marks.T).T <= thin)  # thin vertically: the line, not a crossing stroke
+    down = _horizontal_lines(coarse.T).T
+    if down.any():
+        zone = np.kron(down, np.ones((cell, cell), dtype=bool))[:h, :w]
+        lines |= zone & marks & (_run_lengths(marks) <= thin)
+    return lines
+
+
+def _components(occupied: np.ndarray) -> np.ndarray:
+    """Labels of the 8-connected components of a small boolean grid (0 where unoccupied): each
+    cell takes the largest label around it, then the label of the cell its label names (pointer
+    jumping), until nothing changes."""
+    h, w = occupied.shape
+    flat = occupied.ravel()
+    labels = np.where(flat, np.arange(1, h * w + 1), 0)
+    while True:
+        padded = np.pad(labels.reshape(h, w), 1)
+        rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+        spread = np.where(flat, np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:]).ravel(), 0)
+        for _ in range(4):
+            spread = np.maximum(spread, np.concatenate(([0], spread))[spread])
+        if np.array_equal(spread, labels):
+            return labels.reshape(h, w)
+        labels = spread
+
+
+def _character_mask(mass: np.ndarray) -> np.ndarray:
+    """Where the character is: the heaviest cluster of ink on a coarse grid, with the pieces
+    near it (a broken stroke, a detached bar); specks and marks elsewhere on the sheet are left out."""
+    h, w = mass.shape
+    cell = max(1, math.ceil(max(h, w) / COMPONENT_GRID))
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.zeros((gh * cell, gw * cell), dtype=np.float64)
+    padded[:h, :w] = mass
+    cells = padded.reshape(gh, cell, gw, cell).sum(axis=(1, 3))
+    occupied = cells > 0
+    padded_cells = np.pad(occupied, 1)  # dilated by one cell: pieces one cell apart are one piece
+    near = np.logical_or.reduce([padded_cells[dy : dy + gh, dx : dx + gw] for dy in range(3) for dx in range(3)])
+    labels = _components(near)
+    weights = np.bincount(labels.ravel(), weights=cells.ravel())
+    weights[0] = 0
+    main = int(np.argmax(weights))
+    # Every component's bounding box (in cells); those inside the main one's, grown by the reach, are kept.
+    ys, xs = np.nonzero(near)
+    owner = labels[ys, xs]
+    top, left = np.full(len(weights), gh), np.full(len(weights), gw)
+    bottom, right = np.full(len(weights), -1), np.full(len(weights), -1)
+    np.minimum.at(top, owner, ys)
+    np.minimum.at(left, owner, xs)
+    np.maximum.at(bottom, owner, ys)
+    np.maximum.at(right, owner, xs)
+    reach = COMPONENT_REACH * max(bottom[main] - top[main] + 1, right[main] - left[main] + 1)
+    keep = ((top >= top[main] - reach) & (bottom <= bottom[main] + reach) & (left >= left[main] - reach)
+            & (right <= right[main] + reach) & (weights > 0))
+    chosen = keep[labels] & occupied
+    return np.kron(chosen, np.ones((cell, cell), dtype=bool))[:h, :w]
 
 
 def _mass_range(profile: np.ndarray) -> tuple[int, int]:
@@ -128,8 +262,7 @@ def layout(gray: Image.Image, size: int, resize: Image.Resampling = Image.Resamp
     pixels = np.asarray(work, dtype=np.float32)
     flat = pixels.ravel()
     n = flat.size
-    low, typical, high = np.partition(flat, [n // 100, n // 2, n - 1 - n // 100])[[n // 100, n // 2, n - 1 - n // 100]]
-    if typical - low > high - typical:  # the outliers are darker than the paper: dark ink
+    if _ink_is_dark(work, pixels):
         pixels = 255.0 - pixels
         work = Image.fromarray(pixels.astype(np.uint8), mode="L")
     ink = np.clip(pixels - _paper_level(work, pixels), 0, None)
@@ -145,11 +278,12 @@ def layout(gray: Image.Image, size: int, resize: Image.Resampling = Image.Resamp
     dense = density >= DENSITY_FLOOR * float(density.max())
     mass = np.where(strokes & dense, ink, 0.0)
     if max(ink.shape) >= SMALL_SIDE:  # ruled paper: long straight lines are no part of the character
-        lines = np.zeros_like(strokes)
-        lines[_line_rows(strokes), :] = True
-        lines[:, _line_rows(strokes.T)] = True
+        lines = _straight_lines(ink > LINE_INK * threshold)
         if (mass * ~lines).sum() > 0:
             mass = np.where(lines, 0.0, mass)
+            ink = np.where(lines, 0.0, ink)
+        if mass.any():
+            mass = np.where(_character_mask(mass), mass, 0.0)
     y0, y1 = _mass_range(mass.sum(axis=1))
     x0, x1 = _mass_range(mass.sum(axis=0))
     y0, x0 = max(0, y0 - 1), max(0, x0 - 1)  # one pixel of margin keeps the strokes' soft edges
@@ -161,6 +295,8 @@ def layout(gray: Image.Image, size: int, resize: Image.Resampling = Image.Resamp
     fit = box / max(crop_h, crop_w)
     new_w, new_h = max(1, round(crop_w * fit)), max(1, round(crop_h * fit))
     glyph = np.asarray(Image.fromarray(crop.astype(np.uint8), mode="L").resize((new_w, new_h), resize), dtype=np.float32)
+    if 0 < glyph.max() < 255:  # a thin stroke shrunk into the box fades: its core is full ink again, as in MNIST
+        glyph *= 255 / glyph.max()
     frame = np.zeros((size, size), dtype=np.float32)
     total = glyph.sum()
     if total > 0:

@@ -101,6 +101,13 @@ class InferenceModel:
                 f"--threshold is on the top softmax probability (msp), not on {self.path.name}'s own {self.score_name} score "
                 f"(threshold {self.metadata.threshold:g}); --score-threshold sets that one"
             )
+        if self.metadata is not None and self.decides_on_probs and self.metadata.spec.temperature != 1.0:
+            fit = self.metadata.spec.calibration.get("temperature")
+            why = (f", fitted in training so that msp >= {fit['msp_threshold']:g} accepts {fit['target_tpr']:.0%} of validation knowns"
+                   if isinstance(fit, dict) and {"msp_threshold", "target_tpr"} <= set(fit) else "")
+            self.notes.append(
+                f"{self.path.name}'s probabilities are softmax(logits / {self.metadata.spec.temperature:.4g}), its temperature{why}"
+            )
         n_classes = self._session.get_outputs()[self._output_names.index("logits")].shape[1]
         if self.metadata:
             self.class_names = tuple(self.metadata.class_names)

@@ -9,6 +9,8 @@ assumes a shape, a class count or a label convention of its own. It holds:
 * the class names (2 or more) and the unknown convention: class ``k`` is label ``k``,
   an unknown is the negative label :data:`UNKNOWN` (as pytorch-ood does);
 * the score, its fitted parameters, the threshold and how it was chosen;
+* the softmax temperature: ``probs = softmax(logits / temperature)``, the probabilities the
+  card's rule (``--threshold``, on the top one) reads; 1 unless training fitted it (schema 3);
 * the data set: its registry reference, the split seed and validation size, and which of
   its classes are the knowns (the others are unknowns in evaluation);
 * the architecture and the schema version. A record written by a newer toolkit is refused
@@ -27,7 +29,7 @@ from typing import Any
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.scores import score_spec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The label of an unknown (out-of-distribution) input, in data sets, predictions and metrics.
 UNKNOWN = -1
 #: The label of an input whose truth is not known (an unlabelled folder).
@@ -104,6 +106,7 @@ class ModelSpec:
     threshold: float = 0.999
     calibration: dict[str, Any] = field(default_factory=lambda: {"method": "fixed"})
     dataset: DatasetSpec = DatasetSpec()
+    temperature: float = 1.0  # probs = softmax(logits / temperature)
     unknown_label: int = UNKNOWN
     schema_version: int = SCHEMA_VERSION
 
@@ -117,6 +120,9 @@ class ModelSpec:
             raise SpecError(f"class names must be distinct and not {UNKNOWN_NAME!r}: {list(self.class_names)}")
         if self.unknown_label != UNKNOWN:
             raise SpecError(f"unknown_label {self.unknown_label!r} is not this toolkit's convention ({UNKNOWN})")
+        if not is_finite_number(self.temperature) or not self.temperature > 0:
+            raise SpecError(f"temperature must be a positive finite number, not {self.temperature!r}")
+        object.__setattr__(self, "temperature", float(self.temperature))
         if not isinstance(self.score_params, dict) or not isinstance(self.calibration, dict):
             raise SpecError("score_params and calibration must be mappings")
         try:
@@ -150,6 +156,7 @@ class ModelSpec:
             "class_names": list(self.class_names), "unknown_label": self.unknown_label,
             "preprocessing": self.preprocessing.to_dict(), "score": self.score, "score_params": self.score_params,
             "threshold": self.threshold, "calibration": self.calibration, "dataset": self.dataset.to_dict(),
+            "temperature": self.temperature,
         }
 
     def to_json(self) -> str:
@@ -168,7 +175,7 @@ class ModelSpec:
                 f"this model was written by a newer osr-toolkit (spec schema {version}; this one reads up to "
                 f"{SCHEMA_VERSION}): upgrade osr-toolkit"
             )
-        data["schema_version"] = SCHEMA_VERSION  # schema 1 is read and upgraded below
+        data["schema_version"] = SCHEMA_VERSION  # schemas 1 and 2 are read and upgraded below (temperature 1)
         try:
             data["preprocessing"] = PreprocessContract.from_dict(data.get("preprocessing", PREPROCESSING.to_dict()))
         except ValueError as exc:

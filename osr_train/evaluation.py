@@ -40,6 +40,7 @@ def run_model(
     device: torch.device | str = "cpu",
     fitted: dict[str, dict[str, Any]] | None = None,
     batch_size: int = 512,
+    temperature: float = 1.0,
 ) -> SetOutputs:
     """Run ``classifier`` (with ``forward_with_features``) and compute every registered score
     (fitted ones where ``fitted`` has their parameters)."""
@@ -48,7 +49,7 @@ def run_model(
     parts = [fast.forward_with_features(channels_last(normalize(x[i : i + batch_size].to(device)))) for i in range(0, len(x), batch_size)]
     logits = torch.cat([p[0] for p in parts]).float()
     feats = torch.cat([p[1] for p in parts]).float()
-    scores = scores_of(logits, feats, fitted or {})
+    scores = scores_of(logits, feats, fitted or {}, temperature)
     return SetOutputs(images.name, images.labels, logits.cpu().numpy(), feats.cpu().numpy(), scores)
 
 
@@ -86,6 +87,24 @@ def evaluate(
 ) -> tuple[dict[str, Any], SetOutputs, list[SetOutputs]]:
     """Test knowns and every unknown set through ``classifier``; metrics at the spec's score and threshold."""
     normalize = Normalizer(spec.preprocessing)
-    known = run_model(classifier, data.test, normalize, device, fitted)
-    unknowns = [run_model(classifier, u, normalize, device, fitted) for u in data.unknown_test]
-    return evaluate_outputs(known, unknowns, spec.score, spec.threshold, spec.n_classes), known, unknowns
+    known = run_model(classifier, data.test, normalize, device, fitted, temperature=spec.temperature)
+    unknowns = [run_model(classifier, u, normalize, device, fitted, temperature=spec.temperature) for u in data.unknown_test]
+    metrics = evaluate_outputs(known, unknowns, spec.score, spec.threshold, spec.n_classes)
+    metrics["card_rule"] = card_rule_report(known, unknowns, spec.temperature)
+    return metrics, known, unknowns
+
+
+def card_rule_report(known: SetOutputs, unknowns: list[SetOutputs], temperature: float) -> dict[str, Any]:
+    """The card's rule, ``osr-infer --threshold 0.999`` (top probability at the model's
+    temperature): knowns accepted with the right class, and unknowns rejected."""
+    from osr_train.recipes import CARD_MSP_THRESHOLD
+
+    accepted = known.scores["msp"] >= CARD_MSP_THRESHOLD
+    report: dict[str, Any] = {
+        "msp_threshold": CARD_MSP_THRESHOLD, "temperature": temperature,
+        "known_correct": float((accepted & (known.pred == known.labels)).mean()),
+        "known_acceptance": float(accepted.mean()), "unknown_rejection": None,
+    }
+    if unknowns:
+        report["unknown_rejection"] = float((np.concatenate([u.scores["msp"] for u in unknowns]) < CARD_MSP_THRESHOLD).mean())
+    return report

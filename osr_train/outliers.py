@@ -56,7 +56,10 @@ class OutlierGenerator:
         # The layout step's polarity decision turns an inverted digit back into a digit: with it,
         # inverted digits are no outliers.
         self.kinds = [k for k in KINDS if (use_photos or k != "photo") and not (contract.layout and k == "inverted")]
-        self.photos = torch.from_numpy(photo_crop_pool(contract, seed=seed + 1)) if use_photos else None
+        # Laying out a photo crop costs milliseconds (it is searched for ink, lines and pieces): fewer
+        # crops then, each seen in 8 orientations.
+        n_photos = 6_000 if contract.layout else 20_000
+        self.photos = torch.from_numpy(photo_crop_pool(contract, n_photos, seed=seed + 1)) if use_photos else None
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen)

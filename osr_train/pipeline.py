@@ -181,18 +181,34 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     classifier = trainer.classifier
     normalize = Normalizer(contract)
     fitted = {name: s.fit(classifier, trainer.train.x, trainer.train.y, normalize) for name, s in TORCH_SCORES.items() if s.fit}
+    temperature, temperature_note = 1.0, None
+    if rec.msp_target_tpr is not None:
+        from osr_train.calibration import msp_acceptance, temperature_for_msp
+        from osr_train.recipes import CARD_MSP_THRESHOLD
+
+        val_logits = run_model(classifier, data.val, normalize, trainer.device).logits
+        fitted_temperature = temperature_for_msp(val_logits, CARD_MSP_THRESHOLD, rec.msp_target_tpr)
+        if fitted_temperature is None:
+            console.print(f"warning: no softmax temperature makes msp >= {CARD_MSP_THRESHOLD:g} accept "
+                          f"{rec.msp_target_tpr:.0%} of validation knowns; keeping 1", highlight=False, markup=False)
+        temperature = 1.0 if fitted_temperature is None else fitted_temperature
+        temperature_note = {"method": "msp_target_tpr", "msp_threshold": CARD_MSP_THRESHOLD, "target_tpr": rec.msp_target_tpr,
+                            "temperature": temperature, "reached": fitted_temperature is not None,
+                            "val_known_acceptance": msp_acceptance(val_logits, temperature, CARD_MSP_THRESHOLD)}
     calibration: dict[str, Any]
     if options.threshold is None and (options.target_tpr is not None or rec.threshold is None):
         tpr = options.target_tpr if options.target_tpr is not None else rec.target_tpr
-        val_scores = run_model(classifier, data.val, normalize, trainer.device, fitted).scores[score]
+        val_scores = run_model(classifier, data.val, normalize, trainer.device, fitted, temperature=temperature).scores[score]
         threshold = threshold_for_tpr(val_scores, tpr)
         calibration = {"method": "target_tpr", "target_tpr": tpr, "on": data.val.name, "n": len(val_scores),
                        "val_known_acceptance": float((val_scores >= threshold).mean())}
     else:
         threshold = options.threshold if options.threshold is not None else rec.threshold
         calibration = {"method": "fixed"}
+    if temperature_note is not None:
+        calibration["temperature"] = temperature_note
     try:
-        spec = spec.replace(threshold=threshold, score_params=fitted.get(score, {}), calibration=calibration)
+        spec = spec.replace(threshold=threshold, score_params=fitted.get(score, {}), calibration=calibration, temperature=temperature)
     except ValueError as exc:  # e.g. a calibrated threshold on a degenerate score
         raise TrainingFailed(f"the trained model cannot be described: {exc}") from None
     metrics, _, _ = evaluate(classifier, data, spec, trainer.device, fitted)
@@ -236,4 +252,10 @@ def print_summary(console: Console, metrics: dict) -> None:
         table.add_row("open-set accuracy (classes + unknown)", f"{metrics['open_set_accuracy']:.2%}", f"{n_k + n_u:,} images")
         for name, ood in metrics["ood_pooled"].items():
             table.add_row(f"AUROC / FPR@95%TPR ({name})", f"{ood['auroc']:.2%} / {ood['fpr_at_95_tpr']:.2%}", f"{n_k + n_u:,} images")
+    card = metrics.get("card_rule")
+    if card:
+        rule = f"msp >= {card['msp_threshold']:g} at temperature {card['temperature']:.3g}"
+        table.add_row(f"card rule ({rule}): knowns correct", f"{card['known_correct']:.2%}", f"{n_k:,} knowns")
+        if card["unknown_rejection"] is not None:
+            table.add_row(f"card rule ({rule}): unknowns rejected", f"{card['unknown_rejection']:.2%}", f"{n_u:,} unknowns")
     console.print(table)

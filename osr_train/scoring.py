@@ -73,8 +73,10 @@ def torch_score(name: str) -> TorchScore:
 class ScoredClassifier(nn.Module):
     """Wraps a single-branch classifier and appends softmax probabilities and a score."""
 
-    def __init__(self, classifier: nn.Module, score: str = "msp", score_params: dict[str, Any] | None = None) -> None:
+    def __init__(self, classifier: nn.Module, score: str = "msp", score_params: dict[str, Any] | None = None,
+                 temperature: float = 1.0) -> None:
         super().__init__()
+        self.temperature = float(temperature)  # probs = softmax(logits / temperature); the logits stay as they are
         self.score = torch_score(score)
         self.classifier = classifier
         self.score_name = score
@@ -92,14 +94,15 @@ class ScoredClassifier(nn.Module):
             logits, feats = self.classifier.forward_with_features(x)
         else:
             logits, feats = self.classifier(x), None
-        probs = torch.softmax(logits, dim=1)
+        probs = torch.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=1)
         buffers = {name: getattr(self, name) for name in self._buffer_names}
         return logits, probs, self.score.compute(logits, probs, feats, buffers)
 
 
-def scores_of(logits: torch.Tensor, feats: torch.Tensor, fitted: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Every registered score for a batch of outputs; fitted scores only where ``fitted`` has their parameters."""
-    probs = torch.softmax(logits, 1)
+def scores_of(logits: torch.Tensor, feats: torch.Tensor, fitted: dict[str, dict[str, Any]], temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """Every registered score for a batch of outputs; fitted scores only where ``fitted`` has their
+    parameters; the probabilities (msp) at the model's softmax ``temperature``."""
+    probs = torch.softmax(logits / temperature, 1)
     out = {}
     for name, score in TORCH_SCORES.items():
         if score.spec.fitted and name not in fitted:

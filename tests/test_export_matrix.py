@@ -42,11 +42,13 @@ def exported(request, base, tmp_path_factory) -> dict:
     model, spec, record = load_checkpoint(base)
     score = request.param
     params = (record.get("fitted_scores") or {}).get(score, {}) if SCORES[score].fitted else {}
-    scored = ScoredClassifier(classifier_of(model), score, params).eval()
+    # The msp combinations carry a fitted softmax temperature: every format must apply it.
+    temperature = 2.0 if score == "msp" else 1.0  # above 1: the median msp stays below 1
+    scored = ScoredClassifier(classifier_of(model), score, params, temperature).eval()
     _, val, test, _ = open_set_source(spec.dataset).known_splits(spec.preprocessing, progress=False)
     with torch.inference_mode():
         val_scores = scored(torch.from_numpy(spec.preprocessing.normalize(val.images)))[2].numpy()
-    spec = spec.replace(score=score, score_params=params, threshold=float(np.median(val_scores)))
+    spec = spec.replace(score=score, score_params=params, threshold=float(np.median(val_scores)), temperature=temperature)
     folder = tmp_path_factory.mktemp(f"matrix-{spec.preprocessing.channels}-{score}")
     checkpoint = save_checkpoint(folder / "model.pt", model, spec, record)
 
@@ -87,6 +89,9 @@ def test_each_format_decides_like_pytorch(exported, fmt):
         assert np.mean(logits.argmax(1) == ref_logits.argmax(1)) >= 0.9
     else:
         np.testing.assert_allclose(logits, ref_logits, atol=1e-4)
+        z = logits / spec.temperature  # the probabilities are the spec's: softmax at its temperature
+        expected = np.exp(z - z.max(1, keepdims=True))
+        np.testing.assert_allclose(probs, expected / expected.sum(1, keepdims=True), atol=1e-5)
         near = np.abs(ref_score - threshold) <= 1e-4 + 1e-5 * np.abs(ref_score)
         assert np.array_equal(decisions[~near], ref_decisions[~near])
 

@@ -237,3 +237,31 @@ def test_parity_decision_check_follows_the_decision_quantity(energy_model):
         found[model.decision_score] = stats["decision_disagree"] + stats["near_threshold_disagree"]
         assert "probs" in check.sources[0].failures(check.atol)  # the tampering itself is caught either way
     assert found == {"msp": 1, "energy": 0}
+
+
+def test_threshold_reads_the_probabilities_at_the_models_fitted_temperature(energy_model, images, tmp_path):
+    """The best recipe fits a softmax temperature so that the card's rule stays usable on an
+    outlier-exposed model; ``--threshold`` is then on ``max(softmax(logits / T))``, and says so."""
+    from osr_train.checkpoint import load_checkpoint, save_checkpoint
+
+    model, spec, record = load_checkpoint(energy_model["checkpoint"])
+    fit = {"method": "msp_target_tpr", "msp_threshold": 0.999, "target_tpr": 0.98, "temperature": 0.5}
+    spec = spec.replace(temperature=0.5, calibration={**spec.calibration, "temperature": fit})
+    folder = tmp_path / "tempered"
+    folder.mkdir()
+    onnx_path = export_onnx(save_checkpoint(folder / "model.pt", model, spec, record), folder / "model.onnx")
+    files, outputs = _direct(onnx_path, images)
+    z = outputs.logits / 0.5
+    tempered = np.exp(z - z.max(1, keepdims=True))
+    tempered = (tempered / tempered.sum(1, keepdims=True)).max(1)
+    np.testing.assert_allclose(outputs.probs.max(1), tempered, atol=1e-6)
+    p = round(float(np.median(tempered)), 4)
+    out = tmp_path / "r.csv"
+    result = invoke([images, "--model", onnx_path, "--threshold", str(p), "-o", out, "--workers", "0"])
+    assert result.exit_code == EXIT_OK, result.output
+    labels = [r["label"] for r in read_results(out)]
+    assert labels == _expected_labels(outputs, tempered >= p)
+    z1 = np.exp(outputs.logits - outputs.logits.max(1, keepdims=True))
+    assert labels != _expected_labels(outputs, (z1 / z1.sum(1, keepdims=True)).max(1) >= p)  # not the plain softmax
+    assert ("probabilities are softmax(logits / 0.5), its temperature, fitted in training so that msp >= 0.999 "
+            "accepts 98% of validation knowns") in " ".join(result.stderr.split())

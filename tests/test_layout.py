@@ -108,3 +108,42 @@ def test_the_layout_step_needs_greyscale_and_is_named_in_the_contract():
         dataclasses.replace(PreprocessContract.for_shape(32, 3), steps=("layout",))
     assert LAYOUT.describe() == "1x28x28 (L, layout)"
     assert PreprocessContract.from_dict(LAYOUT.to_dict()) == LAYOUT
+
+
+def test_thin_dark_ink_that_covers_under_one_percent_of_a_big_page_is_found():
+    """A pen stroke in a 1400x2500 export covers far under 1 % of the pixels: the polarity comes
+    from the heavier tail around the paper level, not from fixed percentiles (which see only paper)."""
+    page = Image.new("L", (1400, 2500), 255)
+    ImageDraw.Draw(page).ellipse([700, 1100, 900, 1400], outline=40, width=9)  # a thin "0"
+    assert (np.asarray(page) < 128).mean() < 0.01
+    frame = layout(page, 28)
+    ys, xs = np.nonzero(frame > 60)
+    assert frame.max() >= 250 and ys.max() - ys.min() >= 17  # the ring, bright and fitted to the box
+    assert frame[13:15, 13:15].max() < 60  # its hollow centre stays dark
+
+
+@pytest.mark.parametrize("tilt", [-4.0, 0.0, 2.5])
+def test_tilted_ruled_lines_are_not_part_of_the_character(tilt):
+    """Ruled lines a few degrees off square to the camera, crossing the whole sheet, are paper:
+    the crop is the digit's, so the digit fills the box."""
+    w, h = 1200, 900
+    page = Image.new("L", (w, h), 235)
+    draw = ImageDraw.Draw(page)
+    slope = np.tan(np.radians(tilt))
+    for y in range(30, h + 200, 55):
+        draw.line([(0, y), (w, y + w * slope)], fill=150, width=3)
+    draw.line([(560, 380), (680, 380), (600, 560)], fill=20, width=14)  # a "7", about 180 px tall
+    frame = layout(page, 28)
+    ys, xs = np.nonzero(frame > 60)
+    box = round(28 * BOX_SHARE)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 >= box - 1
+    clean = layout(seven(400, 255, 0, width=8), 28)
+    assert np.abs(frame.astype(np.int16) - clean.astype(np.int16)).mean() < 25
+
+
+def test_a_stray_mark_far_from_the_character_does_not_shrink_it():
+    page = seven(1000, 20, 240)
+    ImageDraw.Draw(page).ellipse([930, 940, 950, 960], fill=30)  # a speck in the far corner
+    frame = layout(page, 28).astype(np.int16)
+    reference = layout(seven(1000, 20, 240), 28).astype(np.int16)
+    assert np.abs(frame - reference).mean() < 4

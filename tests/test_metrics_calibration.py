@@ -112,3 +112,34 @@ def test_threshold_for_tpr_rejects_bad_input():
         threshold_for_tpr(np.array([1.0]), 0.0)
     with pytest.raises(ValueError):
         threshold_for_tpr(np.array([]), 0.9)
+
+
+def _top_probability(logits, temperature):
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    return (p / p.sum(1, keepdims=True)).max(1)
+
+
+def test_the_fitted_temperature_makes_the_card_rule_accept_the_target_share():
+    from osr_train.calibration import msp_acceptance, temperature_for_msp
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1, (2000, 10))
+    logits[np.arange(2000), rng.integers(0, 10, 2000)] += rng.uniform(2, 9, 2000)  # soft, like an OE model
+    assert msp_acceptance(logits, 1.0, 0.999) < 0.5
+    t = temperature_for_msp(logits, 0.999, 0.9)
+    assert 0.05 < t < 1
+    assert np.mean(_top_probability(logits, t) >= 0.999) >= 0.9  # reached ...
+    assert np.mean(_top_probability(logits, t * 1.01) >= 0.999) < 0.9  # ... by the largest such temperature
+
+
+def test_a_confident_model_keeps_temperature_one_and_a_hopeless_one_gets_none():
+    from osr_train.calibration import temperature_for_msp
+
+    confident = np.zeros((100, 10))
+    confident[:, 3] = 20.0
+    assert temperature_for_msp(confident, 0.999, 0.98) == 1.0
+    flat = np.zeros((100, 10))  # every class equally likely at any temperature
+    assert temperature_for_msp(flat, 0.999, 0.98) is None
+    with pytest.raises(ValueError):
+        temperature_for_msp(confident, 1.5, 0.98)

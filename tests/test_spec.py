@@ -24,7 +24,8 @@ def spec(**changes) -> ModelSpec:
 
 
 def test_round_trips_through_json_and_keeps_every_fact():
-    s = spec(score="energy", threshold=4.25, preprocessing=PreprocessContract.for_shape(32, 3), calibration={"method": "target_tpr"})
+    s = spec(score="energy", threshold=4.25, preprocessing=PreprocessContract.for_shape(32, 3), calibration={"method": "target_tpr"},
+             temperature=0.42)
     back = ModelSpec.from_dict(json.loads(s.to_json()))
     assert back == s
     assert back.input_shape == (3, 32, 32) and back.unknown_label == UNKNOWN == -1
@@ -44,6 +45,8 @@ def test_round_trips_through_json_and_keeps_every_fact():
         (dict(threshold=math.nan), "finite"),
         (dict(threshold=1.5), "outside (0, 1)"),
         (dict(unknown_label=10), "convention"),
+        (dict(temperature=0.0), "temperature must be a positive"),
+        (dict(temperature=math.nan), "temperature must be a positive"),
     ],
 )
 def test_invalid_specs_are_refused_with_a_reason(changes, message):
@@ -59,6 +62,8 @@ def test_a_newer_schema_is_refused_and_schema_1_is_upgraded():
           "preprocessing": {"size": 28, "channels": 1, "grayscale": "ITU-R 601-2 luma (PIL convert('L'))",
                             "resize": "bilinear", "mean": 0.5, "std": 0.5},
           "dataset": "mnist"}
+    v2 = {k: v for k, v in data.items() if k != "temperature"} | {"schema_version": 2}
+    assert ModelSpec.from_dict(v2).temperature == 1.0  # before the fitted temperature: plain softmax
     upgraded = ModelSpec.from_dict(v1)
     assert upgraded.preprocessing == PreprocessContract(exif=False, alpha="drop") and upgraded.dataset.reference == "mnist"
     assert upgraded.schema_version == SCHEMA_VERSION

@@ -46,7 +46,8 @@ def test_checkpoint_loads_with_weights_only(trained_digits):
     json.dumps(record, allow_nan=False)
     assert spec["architecture"] == "SiameseNet" and spec["threshold"] == 0.999
     assert spec["preprocessing"]["mean"] == [0.5] and spec["class_names"] == DIGITS
-    assert spec["unknown_label"] == UNKNOWN == -1 and spec["schema_version"] == 2
+    assert spec["unknown_label"] == UNKNOWN == -1 and spec["schema_version"] == 3
+    assert spec["temperature"] == 1.0  # the seed recipe keeps the plain softmax
     assert spec["dataset"]["reference"] == "digits" and spec["score"] == "msp"
     assert {"torch", "osr_toolkit"} <= set(record["versions"])
     model, loaded, loaded_record = load_checkpoint(trained_digits / "model.pt")

@@ -5,6 +5,8 @@ It needs no network, so ``make demo`` and the unit tests run anywhere.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -52,12 +54,24 @@ def sample_photo_crops(
     sources = [load_sample_images().images[i] for i in photos]
     rng = np.random.default_rng(seed)
     out = np.empty((n, *contract.pixel_shape), dtype=np.uint8)
-    for i in range(n):
-        photo = sources[i % len(sources)]
-        h, w = photo.shape[:2]
+    boxes = []
+    for i in range(n):  # drawn in order, so the crops do not depend on the threads below
+        h, w = sources[i % len(sources)].shape[:2]
         side = int(rng.integers(32, min(256, h, w) + 1))
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        out[i] = contract.to_uint8(Image.fromarray(photo[top : top + side, left : left + side]))
+        boxes.append((int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1)), side))
+
+    def crop(i: int) -> None:
+        top, left, side = boxes[i]
+        out[i] = contract.to_uint8(Image.fromarray(sources[i % len(sources)][top : top + side, left : left + side]))
+
+    if n > 256 and (os.cpu_count() or 1) > 1:  # the layout step costs milliseconds a crop: use every core
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+            list(pool.map(crop, range(n)))
+    else:
+        for i in range(n):
+            crop(i)
     return ImageSet(out, np.full(n, UNKNOWN), "sample-photos")
 
 
