@@ -46,10 +46,10 @@ def require_training_install(console: Console, command: str) -> None:
     """One line and exit 2, not an ImportError traceback, when ``command`` runs on the edge install."""
     import importlib.util
 
-    missing = [m for m in ("torch", "onnx", "sklearn", "matplotlib") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("torch", "onnx", "sklearn", "matplotlib", "HersheyFonts") if importlib.util.find_spec(m) is None]
     if missing:
         message = (
-            f"{command} needs the training install, which adds torch, onnx, scikit-learn and matplotlib "
+            f"{command} needs the training install, which adds torch, onnx, scikit-learn, matplotlib and Hershey-Fonts "
             f"(missing here: {', '.join(missing)}): pip install 'osr-toolkit[train]'"
         )
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)

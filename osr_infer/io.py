@@ -13,13 +13,79 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system says (Linux), else by a swap."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Temp files of earlier writes to ``target`` whose process is gone (killed with SIGKILL)."""
+    for stale in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        try:
+            pid = int(stale.name[len(target.name) + 2 :].split(".", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def glob_escape(name: str) -> str:
+    from glob import escape
+
+    return escape(name)
+
+
+class OutputPathError(ValueError):
+    """An output path that must not be replaced by a regular file (a link, a FIFO, a device, a folder)."""
+
+
+def check_output_target(target: str | Path) -> Path:
+    """Refuse to replace anything but a regular file: a symlink, FIFO, device or folder at
+    ``target`` would silently become a regular file."""
+    target = Path(target)
+    if target.is_symlink():
+        raise OutputPathError(f"{target} is a symbolic link: refusing to replace it (give the real path)")
+    if target.exists() and not target.is_file():
+        kind = "a folder" if target.is_dir() else "not a regular file (a FIFO, socket or device)"
+        raise OutputPathError(f"{target} is {kind}: refusing to replace it")
+    return target
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; it replaces ``target`` only on success."""
-    target = Path(target)
+    """Yield a temporary path beside ``target``; it replaces ``target`` only on success.
+
+    The file gets the mode a plain ``open()`` would (0666 less the umask), not mkstemp's 0600.
+    The temp name carries the process id, so a later write to the same target removes what a
+    killed run left behind.
+    """
+    target = check_output_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    _remove_stale_temps(target)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_infer.io import atomic_path, check_writable_dir
+from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir
 
 FIELDS = ("path", "label", "probability", "score")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
@@ -35,6 +35,10 @@ def check_output(path: str | Path) -> Path:
         raise InferError(f"--output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv or .jsonl")
     if path.is_dir():
         raise InferError(f"--output {path} is a folder; give a file name ending in .csv or .jsonl")
+    try:
+        check_output_target(path)
+    except OutputPathError as exc:
+        raise InferError(f"--output {exc}") from None
     try:
         check_writable_dir(path.parent if str(path.parent) else Path("."))
     except PermissionError as exc:

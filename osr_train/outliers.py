@@ -2,8 +2,9 @@
 
 The model is judged on unknowns nobody has seen, so the outliers are generic rather than
 tuned to one data set: smooth random fields and textures (natural-image statistics),
-gratings and shapes, noise, inverted and pixel-shuffled digits, and (optionally) crops of
-scikit-learn's two bundled sample photographs. The generator works in its own pixel scale,
+gratings and shapes, noise, inverted and pixel-shuffled digits, letters and symbols drawn with
+pen strokes from the Hershey vector fonts (glyphs.py: the near unknowns, drawn three times as
+often as each other kind), and (optionally) crops of scikit-learn's two bundled sample photographs. The generator works in its own pixel scale,
 -1 black to +1 white, and hands out uint8 images of the model's pixel shape, which then go
 through the preprocessing contract's normalisation like any digit. For colour inputs the
 grey patterns are tinted or stacked per channel; digits and photos keep their own colours.
@@ -19,7 +20,11 @@ import torch.nn.functional as F
 
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
-KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "noise", "inverted", "shuffled", "photo")
+KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "glyphs", "noise", "inverted", "shuffled", "photo")
+#: How often each kind is drawn, relative to the others (1): glyphs, the near unknowns, more often.
+KIND_WEIGHTS = {"glyphs": 3.0}
+#: Glyphs are drawn once into a pool of this many, then picked at random.
+GLYPH_POOL = 12_000
 
 
 def photo_crop_pool(contract: PreprocessContract, n: int = 20_000, seed: int = 1234) -> np.ndarray:
@@ -46,7 +51,8 @@ def to_channels_first(pixels: torch.Tensor) -> torch.Tensor:
 class OutlierGenerator:
     """Makes batches of outliers as uint8 images of the contract's pixel shape."""
 
-    def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0) -> None:
+    def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0,
+                 class_names: tuple[str, ...] = ()) -> None:
         self.known = known_images  # uint8 (N, *pixel_shape) on the device, for inverted/shuffled digits
         self.contract = contract
         self.size = contract.size
@@ -60,6 +66,13 @@ class OutlierGenerator:
         # crops then, each seen in 8 orientations.
         n_photos = 6_000 if contract.layout else 20_000
         self.photos = torch.from_numpy(photo_crop_pool(contract, n_photos, seed=seed + 1)) if use_photos else None
+        from osr_train.glyphs import glyph_characters, render_glyphs
+
+        characters = glyph_characters(class_names)
+        if not characters:
+            self.kinds.remove("glyphs")
+        self.glyph_pool = torch.from_numpy(render_glyphs(GLYPH_POOL if characters else 0, self.size, np.random.default_rng(seed + 2), characters))
+        self.weights = torch.tensor([KIND_WEIGHTS.get(k, 1.0) for k in self.kinds])
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen)
@@ -157,6 +170,11 @@ class OutlierGenerator:
             out[i] = np.asarray(img.resize((self.size, self.size), Image.Resampling.BILINEAR), dtype=np.float32)
         return torch.from_numpy(out).unsqueeze(1) / 127.5 - 1
 
+    def glyphs(self, n: int) -> torch.Tensor:
+        """Letters and symbols drawn with pen strokes (see glyphs.py): the near unknowns."""
+        idx = torch.randint(0, len(self.glyph_pool), (n,), generator=self.gen)
+        return self.glyph_pool[idx].float().unsqueeze(1) / 127.5 - 1
+
     def noise(self, n: int) -> torch.Tensor:
         """Uniform or Gaussian pixel noise, sometimes lightly blurred."""
         x = torch.where(self._rand(n, 1, 1, 1) < 0.5, self._rand(n, 1, self.size, self.size), torch.randn(n, 1, self.size, self.size, generator=self.gen))
@@ -200,7 +218,7 @@ class OutlierGenerator:
 
     def __call__(self, n: int) -> torch.Tensor:
         """``n`` outliers, a random mix of the kinds, shuffled: uint8 ``(n, *pixel_shape)`` on the device."""
-        which = torch.randint(0, len(self.kinds), (n,), generator=self.gen)
+        which = torch.multinomial(self.weights, n, replacement=True, generator=self.gen)
         out = torch.empty(n, self.channels, self.size, self.size)
         for k, kind in enumerate(self.kinds):
             idx = (which == k).nonzero().flatten()

@@ -93,6 +93,7 @@ class TrainOptions:
             lr=self.lr if self.lr is not None else rec.lr,
             margin=self.margin, seed=self.seed, device=self.device, schedule=rec.schedule, augment=rec.augment,
             outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch, use_photo_outliers=use_photo_outliers,
+            drawn_knowns=rec.drawn_knowns,
         )
 
 

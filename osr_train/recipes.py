@@ -35,6 +35,8 @@ class Recipe:
     # Fit the softmax temperature so that the card's rule (top probability >= CARD_MSP_THRESHOLD)
     # accepts this share of validation knowns; None keeps the temperature at 1.
     msp_target_tpr: float | None = None
+    # Pen-drawn glyphs (Hershey fonts) added per class named by one character; 0: none.
+    drawn_knowns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +54,7 @@ RECIPES: dict[str, Recipe] = {
     "best": Recipe(
         name="best", pretrain_epochs=8, epochs=24, batch_size_baseline=128, batch_size_siamese=128, lr=3e-3,
         schedule="onecycle", augment=True, outlier_weight=0.5, outlier_batch=64, score="energy",
-        threshold=None, target_tpr=0.995, layout=True, msp_target_tpr=0.98,
+        threshold=None, target_tpr=0.995, layout=True, msp_target_tpr=0.98, drawn_knowns=500,
     ),
 }
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -48,6 +49,7 @@ class TrainConfig:
     outlier_weight: float = 0.0  # outlier exposure: weight of the uniform-posterior loss
     outlier_batch: int = 64
     use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
+    drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(MODELS)],
@@ -61,6 +63,7 @@ class TrainConfig:
         "schedule": [OneOf(("constant", "onecycle"))],
         "outlier_weight": [Interval(float, 0, None)],
         "outlier_batch": [Interval(int, 0, 1 << 20)],
+        "drawn_knowns": [Interval(int, 0, 1 << 20)],
     }
 
     def __post_init__(self) -> None:
@@ -189,6 +192,8 @@ class Trainer:
         self.record = record or {}
         self.normalize = Normalizer(spec.preprocessing)
         self.train = TensorSplit.from_imageset(data.train, self.device)
+        if config.drawn_knowns:
+            self.train = self._with_drawn_knowns(self.train)
         self.val = TensorSplit.from_imageset(data.val, self.device)
         torch.manual_seed(config.seed)
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -201,12 +206,34 @@ class Trainer:
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
 
+    def _with_drawn_knowns(self, train: TensorSplit) -> TensorSplit:
+        """Training knowns plus, for each class named by one character that the Hershey fonts
+        draw (a digit, a letter), ``drawn_knowns`` pen-drawn glyphs of it (see glyphs.py):
+        printed characters next to handwritten ones. Validation and test are left as they are."""
+        from osr_train.glyphs import drawable, render_glyphs
+
+        contract = self.spec.preprocessing
+        rng = np.random.default_rng(self.config.seed + 11)
+        images, labels = [], []
+        for label, name in enumerate(self.spec.class_names):
+            if drawable(name):
+                glyphs = render_glyphs(self.config.drawn_knowns, contract.size, rng, name)
+                images.append(glyphs if contract.channels == 1 else np.repeat(glyphs[..., None], contract.channels, axis=-1))
+                labels.append(np.full(len(glyphs), label, dtype=np.int64))
+        if not images:
+            return train
+        drawn = contract.conform(np.concatenate(images))  # through the layout step like every image
+        x = torch.cat([train.x, torch.from_numpy(drawn).to(train.x.device)])
+        y = torch.cat([train.y, torch.from_numpy(np.concatenate(labels)).to(train.y.device)])
+        return TensorSplit(x, y)
+
     def _outlier_pool(self, n: int = 50_000) -> torch.Tensor:
         """Synthetic outliers made once, stored as uint8 like the digits (see outliers.py)."""
         from osr_train.outliers import OutlierGenerator
 
         contract = self.spec.preprocessing
-        gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7)
+        gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7,
+                               class_names=self.spec.class_names)
         pool = torch.cat([gen(min(4096, n - i)) for i in range(0, n, 4096)])
         if contract.steps:  # the outliers go through the same steps (the layout) as every decoded image
             pool = torch.from_numpy(contract.conform(pool.cpu().numpy()))

@@ -150,3 +150,39 @@ def test_image_set_takes_grey_or_rgb_images_only():
     conformed = rgb.conformed(PREPROCESSING)
     assert conformed.images.shape == (2, 28, 28) and conformed.labels.tolist() == [0, UNKNOWN] and conformed.class_names == ("a", "b")
     assert grey.conformed(PreprocessContract(size=8)) is grey
+
+
+class _ArrayCall:
+    """Pickles as a direct ``numpy.ndarray(shape, dtype)`` call: uninitialised memory of any size."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __reduce__(self):
+        return (np.ndarray, (self.shape, np.dtype("uint8")))
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({b"data": _ArrayCall((200_000, 3072)), b"labels": [0]}, "would need 614,400,000 bytes; the file has"),
+        ({b"data": _ArrayCall((2 * 10**9, 3072)), b"labels": [0]}, "would need"),
+        ({b"data": _ArrayCall((-1, 3072)), b"labels": [0]}, "not a valid CIFAR-10 batch"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [2**100, 1]}, "'labels' must be 2 integers in 0-9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["cat", "dog"]}, "'labels' must be 2 integers in 0-9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": None}, "'labels' must be 2 integers in 0-9"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [None, 1]}, "'labels' must be 2 integers in 0-9"),
+    ],
+)
+def test_hostile_cifar_pickles_are_refused_without_allocating(tmp_path, batch, message):
+    import pickle
+    import resource
+
+    from osr_infer.data.cifar import read_cifar_batch
+
+    path = tmp_path / "test_batch"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        read_cifar_batch(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 import typer
@@ -65,3 +66,64 @@ def test_the_training_commands_refuse_the_edge_install_in_one_line(monkeypatch):
     (line,) = buffer.getvalue().strip().splitlines()
     assert line.startswith("error: osr-export needs the training install") and "missing here: torch, sklearn" in line
     assert "pip install 'osr-toolkit[train]'" in line
+
+
+def test_artefacts_follow_the_umask_new_or_replaced(tmp_path):
+    """mkstemp's 0600 would keep a serving account from reading model.onnx: atomic writes get
+    0666 less the umask, like open(), also when they replace a file."""
+    import os
+
+    from osr_infer.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "model.onnx"
+        for _ in range(2):  # new, then replaced
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(b"x")
+            assert target.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"y")
+        assert target.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_temp_files_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from osr_infer.io import atomic_path
+
+    target = tmp_path / "metrics.json"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stale = tmp_path / f".metrics.json.{child.pid}.abc123.tmp"
+    stale.write_text("half")
+    alive_stale = tmp_path / f".metrics.json.{os.getppid()}.def456.tmp"  # a live process's: kept
+    alive_stale.write_text("busy")
+    child.kill()
+    child.wait()
+    with atomic_path(target) as tmp:
+        tmp.write_text("{}")
+    assert not stale.exists() and alive_stale.exists() and target.read_text() == "{}"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tmp_path, kind):
+    from osr_infer.io import OutputPathError, atomic_path
+
+    target = tmp_path / "r.csv"
+    real = tmp_path / "real.csv"
+    real.write_text("keep")
+    if kind == "symlink":
+        target.symlink_to(real)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    with pytest.raises(OutputPathError, match="refusing to replace it"):
+        with atomic_path(target):
+            pass
+    assert real.read_text() == "keep"
+    assert target.is_symlink() if kind == "symlink" else (target.is_fifo() if kind == "fifo" else target.is_dir())

@@ -46,9 +46,30 @@ def test_wrong_shape_and_dimensions(tmp_path):
 
 def test_corrupt_gzip(tmp_path):
     path = tmp_path / "bad.gz"
-    path.write_bytes(gzip.compress(bytes(500))[:20])
+    idx = bytes([0, 0, 8, 1]) + (5000).to_bytes(4, "big") + np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(idx)[:200])  # cut inside the deflate stream
     with pytest.raises(IdxFormatError, match=r"bad\.gz: cannot read"):
         read_idx(path)
+    flipped = bytearray(gzip.compress(idx))
+    flipped[40] ^= 0xFF  # a corrupt deflate block (zlib.error) or a bad CRC (BadGzipFile)
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(IdxFormatError, match=r"bad\.gz: "):
+        read_idx(path)
+
+
+def test_a_small_gzip_that_announces_gigabytes_is_refused_before_inflating(tmp_path):
+    """3 GiB of zeros compress to 3 MB; the header is checked first and the payload is bounded."""
+    import resource
+
+    path = tmp_path / "bomb-images-idx3-ubyte.gz"
+    header = bytes([0, 0, 8, 3]) + (4_000_000).to_bytes(4, "big") + (28).to_bytes(4, "big") + (28).to_bytes(4, "big")
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header)
+        f.write(bytes(8 << 20))  # only 8 MB follow: the header lies about 3.1 GB
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(IdxFormatError, match="announces 3,136,000,000 bytes, more than this"):
+        read_idx(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing inflated
 
 
 def test_load_mnist_checks_labels_and_counts(fake_mnist):

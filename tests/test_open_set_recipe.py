@@ -35,6 +35,23 @@ def test_outliers_are_in_range_varied_and_reproducible():
     assert "photo" not in OutlierGenerator(digits, PREPROCESSING, use_photos=False).kinds
 
 
+def test_glyph_outliers_are_letters_never_a_digit_lookalike_or_a_class_name():
+    from osr_train.glyphs import LOOKALIKES, glyph_characters, render_glyphs
+
+    digits = tuple(str(d) for d in range(10))
+    chars = glyph_characters(digits)
+    assert chars and not set(chars) & LOOKALIKES and not set(chars) & set(digits)
+    assert {"A", "C", "D", "P", "T", "a", "e", "#"} <= set(chars)  # the letters a digit reader confuses
+    assert "A" not in glyph_characters(("A", "C", "E")) and "C" not in glyph_characters(("A", "C", "E"))
+    a = render_glyphs(64, 28, np.random.default_rng(1), chars)
+    assert a.shape == (64, 28, 28) and a.dtype == np.uint8
+    assert np.array_equal(a, render_glyphs(64, 28, np.random.default_rng(1), chars))
+    ink = (a > 128).mean(axis=(1, 2))
+    assert (ink > 0.03).all() and (ink < 0.6).all()  # strokes, not blank frames or blobs
+    gen = OutlierGenerator(torch.zeros(8, 28, 28, dtype=torch.uint8), PREPROCESSING, use_photos=False, seed=0, class_names=digits)
+    assert "glyphs" in gen.kinds and gen.weights[gen.kinds.index("glyphs")] > gen.weights[gen.kinds.index("noise")]
+
+
 def test_outliers_for_a_3_channel_32x32_contract_are_colour_uint8_images():
     known = torch.randint(0, 256, (50, 32, 32, 3), dtype=torch.uint8)
     a = OutlierGenerator(known, RGB32, use_photos=False, seed=3)(256)

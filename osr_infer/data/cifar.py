@@ -6,6 +6,7 @@ restricted unpickler) and a folder of images per class (``cifar10-test-jpeg/<cla
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -34,12 +35,48 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Refuses every global except numpy array reconstruction: a pickle can't run code."""
+    """Refuses every global except numpy array reconstruction: a pickle can't run code, and
+    can't make an array larger than the file itself (whose bytes must hold the array's data):
+    a 153-byte pickle asking for ``ndarray((200000, 3072))`` is refused, not allocated."""
+
+    def __init__(self, fh, max_bytes: int, **kwargs) -> None:  # noqa: ANN001 - a binary file
+        super().__init__(fh, **kwargs)
+        self.max_bytes = max_bytes
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        found = super().find_class(module, name)
+        if name == "ndarray":
+            return _BoundedArrayType(self.max_bytes)
+        if name == "_reconstruct":
+            return lambda subtype, shape, dtype: _bounded_array(shape, dtype, self.max_bytes, found)
+        return found
+
+
+def _bounded_array(shape, dtype, max_bytes: int, make=None):  # noqa: ANN001, ANN202 - pickle arguments
+    """An empty array of ``shape`` if its bytes fit in ``max_bytes``, else an UnpicklingError."""
+    try:
+        dims = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        size = math.prod(dims) * np.dtype(dtype if not isinstance(dtype, bytes) else dtype.decode("latin-1")).itemsize
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise pickle.UnpicklingError(f"bad array shape or type ({exc})") from None
+    if any(d < 0 for d in dims) or size > max_bytes:
+        raise pickle.UnpicklingError(f"an array of shape {dims} would need {size:,} bytes; the file has {max_bytes:,}")
+    return make(np.ndarray, dims, dtype) if make is not None else np.ndarray(dims, dtype)
+
+
+class _BoundedArrayType:
+    """``numpy.ndarray`` as the pickle sees it: a bounded constructor, and the type that
+    ``_reconstruct`` is asked to make."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def __call__(self, shape, dtype=float, *args):  # noqa: ANN001, ANN204 - pickle arguments
+        if args:
+            raise pickle.UnpicklingError("ndarray with a buffer is not allowed")
+        return _bounded_array(shape, dtype, self.max_bytes)
 
 
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +84,9 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            batch = _RestrictedUnpickler(fh, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            batch = _RestrictedUnpickler(fh, max_bytes=path.stat().st_size, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
+            MemoryError, RecursionError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a valid CIFAR-10 batch ({exc})") from None
     if not isinstance(batch, dict):
         raise DataError(f"{path}: not a valid CIFAR-10 batch (top level is {type(batch).__name__})")
@@ -56,7 +94,10 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
         raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    labels = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    try:
+        labels = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    except (TypeError, ValueError, OverflowError):
+        labels = None  # strings, None, 2**100...
     if labels is None or labels.shape != (len(data),) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
         raise DataError(f"{path}: 'labels' must be {len(data)} integers in 0-9")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +24,24 @@ class IdxFormatError(ValueError):
     """A file is not a valid IDX file (wrong magic number, truncated, wrong shape...)."""
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip data (whatever its name says)."""
-    try:
-        data = path.read_bytes()
-        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:  # gzip raises these for corrupt/truncated archives
-        raise IdxFormatError(f"{path}: cannot read ({exc})") from None
+#: The most an IDX payload may hold (EMNIST's largest split is 0.55 GB).
+MAX_IDX_BYTES = 2 << 30
+#: A gzip file may inflate to at most this many times its size (IDX digits compress 4-8x):
+#: a few MB of zeros must not become gigabytes before the header is checked.
+MAX_GZIP_RATIO = 64
+#: ... except that any gzip file may inflate to this much (tiny files of zeros compress 400x).
+SMALL_GZIP_BYTES = 64 << 20
+
+
+def _read_up_to(stream, n: int) -> bytes:  # noqa: ANN001 - a binary file object
+    chunks, left = [], n
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def read_idx(
@@ -41,34 +54,63 @@ def read_idx(
 
     Checks the magic number, the element type, the number of dimensions, and that the file
     length matches the header exactly. ``expected_shape`` entries of ``None`` match any size.
+    The header is read first and the payload streamed into an array of the size it announces,
+    which is bounded (:data:`MAX_IDX_BYTES`, and :data:`MAX_GZIP_RATIO` times a gzip file's
+    size): a small file never costs gigabytes of memory.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise IdxFormatError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
-    zero0, zero1, type_code, ndim = data[0], data[1], data[2], data[3]
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if compressed else raw
+            return _parse(path, stream, path.stat().st_size, compressed, expected_ndim, expected_shape)
+    except IdxFormatError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:  # gzip raises these for corrupt/truncated archives
+        raise IdxFormatError(f"{path}: cannot read ({exc})") from None
+
+
+def _parse(path: Path, stream, file_size: int, compressed: bool,  # noqa: ANN001 - a binary file object
+           expected_ndim: int | None, expected_shape: tuple[int | None, ...] | None) -> np.ndarray:
+    head = _read_up_to(stream, 4)
+    if len(head) < 4:
+        raise IdxFormatError(f"{path}: too short to be an IDX file ({len(head)} bytes)")
+    zero0, zero1, type_code, ndim = head[0], head[1], head[2], head[3]
     if zero0 != 0 or zero1 != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-        raise IdxFormatError(
-            f"{path}: not an IDX file (bad magic number 0x{int.from_bytes(data[:4], 'big'):08x})"
-        )
+        raise IdxFormatError(f"{path}: not an IDX file (bad magic number 0x{int.from_bytes(head, 'big'):08x})")
     if expected_ndim is not None and ndim != expected_ndim:
         raise IdxFormatError(f"{path}: expected {expected_ndim} dimensions, header says {ndim}")
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    dims = _read_up_to(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
         raise IdxFormatError(f"{path}: truncated header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     if expected_shape is not None:
         if len(expected_shape) != ndim or any(e is not None and e != s for e, s in zip(expected_shape, shape)):
             raise IdxFormatError(f"{path}: unexpected shape {shape}, expected {expected_shape}")
     dtype = _IDX_DTYPES[type_code]
-    expected_len = header_len + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected_len:
-        what = "truncated" if len(data) < expected_len else "has trailing bytes"
+    header_len = 4 + 4 * ndim
+    payload = math.prod(shape) * dtype.itemsize
+    limit = min(MAX_IDX_BYTES, max(MAX_GZIP_RATIO * file_size, SMALL_GZIP_BYTES)) if compressed else file_size - header_len
+    if payload > limit:
+        if not compressed:
+            raise IdxFormatError(f"{path}: file truncated: {file_size:,} bytes, header {shape} implies {header_len + payload:,}")
         raise IdxFormatError(
-            f"{path}: file {what}: {len(data):,} bytes, header {shape} implies {expected_len:,}"
+            f"{path}: header {shape} announces {payload:,} bytes, more than this {file_size:,}-byte gzip file may inflate to "
+            f"({limit:,}: a decompression bomb or a corrupt header)"
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=True)
+    array = np.empty(payload, dtype=np.uint8)
+    view, filled = memoryview(array), 0
+    while filled < payload:
+        n = stream.readinto(view[filled : filled + (1 << 22)])
+        if not n:
+            break
+        filled += n
+    if filled < payload:
+        raise IdxFormatError(f"{path}: file truncated: {header_len + filled:,} bytes, header {shape} implies {header_len + payload:,}")
+    if stream.read(1):
+        raise IdxFormatError(f"{path}: file has trailing bytes after the {header_len + payload:,} its header {shape} implies")
+    return array.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=dtype.byteorder not in ("=", "|"))
 
 
 #: File name stems of each split in MNIST's layout, shared by Fashion-MNIST, KMNIST and EMNIST
