@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from osr_infer import cli_support
+from osr_infer.cli_support import printable
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Constraint, Interval, validate
@@ -184,7 +185,7 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
             nonlocal listed
             listed += 1
             if listed <= LISTED_FAILURES:
-                err.print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}", markup=True)
+                err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
 
         # The results file is committed only if the run completes with at least one row.
         with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:

@@ -54,3 +54,12 @@ def require_training_install(console: Console, command: str) -> None:
         )
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
         raise SystemExit(2)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: bytes of a file name that are not UTF-8 as ``\\xNN``, control
+    characters (escape sequences, newlines) as Python escapes, so a name cannot move the cursor,
+    recolour the screen or fake a line."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+

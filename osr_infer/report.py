@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from osr_infer.cli_support import printable
 from osr_infer.pipeline import InferenceRun
 from osr_infer.metrics import ood_report, open_set_report
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
@@ -98,7 +99,8 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
         labels = run.open_set_labels()
         for k in range(len(p)):
             source = run.sources[int(p.source[k])]
-            table.add_row(escape(source.item_id(int(p.index[k]))), escape(labels[k]), f"{p.probability[k]:.6f}", f"{p.score[k]:.6g}")
+            table.add_row(escape(printable(source.item_id(int(p.index[k])))), escape(printable(labels[k])), f"{p.probability[k]:.6f}",
+                          f"{p.score[k]:.6g}")
         console.print(table)
     else:
         counts = label_counts(run)

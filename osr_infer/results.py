@@ -46,6 +46,18 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
+#: A CSV cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A file name or label as a CSV cell: bytes that are not UTF-8 as ``\\xNN`` (a name from a
+    foreign file system cannot abort the run), and a leading ``= + - @`` (a formula when the
+    file is opened in a spreadsheet) quoted with ``'``, as OWASP recommends."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _number(value: float) -> str:
     return f"{value:.9g}"  # 9 significant digits round-trip a float32 exactly
 
@@ -74,7 +86,7 @@ class ResultsWriter:
         probability = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
         score_values = np.asarray(score, dtype=np.float64).tolist()
         if self.format == "csv":
-            self._csv.writerows(zip(paths, labels, probability, [_number(v) for v in score_values]))
+            self._csv.writerows(zip(map(csv_cell, paths), map(csv_cell, labels), probability, [_number(v) for v in score_values]))
         else:
             scores = [_number(v) if math.isfinite(v) else "null" for v in score_values]
             probs = [p if p not in ("nan", "inf", "-inf") else "null" for p in probability]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_infer.preprocess import IMAGE_SUFFIXES, PreprocessContract, find_images
+from osr_infer.preprocess import IMAGE_SUFFIXES, LeftOut, PreprocessContract, find_images
 from osr_infer.spec import UNKNOWN, UNLABELLED, ModelSpec
 
 
@@ -102,13 +102,17 @@ def resolve_source(
         if ":" in spec or prefix in ("mnist", "cifar10", "folder", "idx"):
             raise InferError(f"no such file, folder or data set reference: {spec} (references: {reference_examples()})")
         raise InferError(f"no such file or folder: {spec}")
+    left_out = LeftOut()
     try:
-        files = find_images(path)
+        files = find_images(path, left_out)
     except OSError as exc:
         raise InferError(f"cannot list {spec}: {exc.strerror or exc}") from None
+    skipped = left_out.describe()
     if not files:
-        raise InferError(f"no image files under {spec} (looked recursively for {', '.join(IMAGE_SUFFIXES)})")
-    return Source(spec, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files)
+        raise InferError(f"no image files under {spec} (looked recursively for {', '.join(IMAGE_SUFFIXES)})"
+                         + (f"; left out {skipped}" if skipped else ""))
+    note = f"{spec}: left out {skipped}" if skipped else None
+    return Source(spec, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files, note=note)
 
 
 def _reference(spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
