@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., object])
 
 def fail(console: Console, message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` (taken literally, never as markup) and exit with ``code``."""
-    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True, emoji=False)
+    console.print(f"[bold red]error:[/] {escape(printable(message))}", markup=True, highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(code)
 
 

@@ -19,6 +19,8 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
+import time
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -110,8 +112,60 @@ def prepare_workers() -> multiprocessing.context.BaseContext:
         # the server's memory that costs nothing for osr-infer. ("__main__" in the list is
         # honoured from Python 3.12 on.)
         context.set_forkserver_preload(["__main__", __name__, "osr_infer.cli"])
+        # The server and the workers watch this process: if it is killed (SIGKILL runs no
+        # clean-up), they exit within a poll and the server removes multiprocessing's folder.
+        from multiprocessing import util
+
+        os.environ[MAIN_PID_ENV] = str(os.getpid())
+        os.environ[MAIN_TEMP_ENV] = util.get_temp_dir()
         forkserver.ensure_running()
     return context
+
+
+#: Set for the helper processes: the pid of the osr-infer process they serve, and its
+#: multiprocessing temp folder.
+MAIN_PID_ENV = "OSR_INFER_MAIN_PID"
+MAIN_TEMP_ENV = "OSR_INFER_MP_TEMP"
+#: Seconds between two looks at whether the main process is still alive.
+WATCH_INTERVAL = 0.2
+
+
+def _watch_main(pid: int, temp_dir: str | None = None) -> None:
+    """In a helper process: exit as soon as process ``pid`` is gone (removing ``temp_dir``)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except OSError:
+                continue
+            if os.getppid() == 1:  # re-parented to init: whoever started us is gone
+                break
+        if temp_dir:
+            import shutil
+
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="osr-watch-main", daemon=True).start()
+
+
+def _main_pid() -> int | None:
+    value = os.environ.get(MAIN_PID_ENV, "")
+    return int(value) if value.isdigit() and int(value) != os.getpid() else None
+
+
+if _main_pid() is not None and "multiprocessing.forkserver" in sys.modules:  # imported by the forkserver's preload
+    _watch_main(_main_pid(), os.environ.get(MAIN_TEMP_ENV))
+    if os.environ.get(MAIN_TEMP_ENV):  # the server also ends when its pipe from the main process closes
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, os.environ[MAIN_TEMP_ENV], ignore_errors=True)
 
 
 def _survived(pending: Future | Piece) -> bool:
@@ -123,9 +177,12 @@ def _noop() -> None:
     return None
 
 
-def _worker_init() -> None:
-    """Ctrl-C is the main process's to handle: it stops the pool and removes partial output."""
+def _worker_init(main_pid: int | None = None) -> None:
+    """Ctrl-C is the main process's to handle: it stops the pool and removes partial output.
+    A worker exits by itself when the main process is killed outright."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if main_pid is not None:
+        _watch_main(main_pid)
 
 
 class DecodePool:
@@ -163,7 +220,8 @@ class DecodePool:
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="osr-decode")
             else:
                 context = prepare_workers()
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init,
+                                                     initargs=(os.getpid(),))
                 try:
                     self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
                 except BrokenProcessPool:

@@ -335,7 +335,7 @@ class LeftOut:
         parts = []
         if self.other_files:
             n = sum(self.other_files.values())
-            kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(self.other_files.items(), key=lambda kv: -kv[1])[:6])
+            kinds = ", ".join(f"{suffix} {count:,}" for suffix, count in sorted(self.other_files.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
             parts.append(f"{n:,} file(s) not named as an image ({kinds})")
         if self.folder_links:
             parts.append(f"{self.folder_links:,} link(s) to folders (not followed)")

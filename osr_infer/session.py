@@ -195,8 +195,14 @@ class InferenceModel:
     def run(self, x: np.ndarray) -> ModelOutputs:
         """Normalised float32 ``(N, C, H, W)`` -> outputs; :meth:`decide` makes the decision."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        out = self._session.run(self._output_names, {self.input_name: x})
+        try:
+            out = self._session.run(self._output_names, {self.input_name: x})
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (Fail, RuntimeException...)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InferError(f"{self.path}: the model failed to run on a batch of {len(x)} ({reason})") from None
         logits, probs = out[0], out[1]
+        if logits.ndim != 2 or probs.shape != logits.shape or not len(logits) == len(x):
+            raise InferError(f"{self.path}: the model returned logits {logits.shape} and probs {probs.shape} for {len(x)} images")
         score = out[2] if self._has_score else probs.max(axis=1)
         return ModelOutputs(logits, probs, score)
 

@@ -55,3 +55,33 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, mirror):
 def test_offline_failure_is_one_clear_message(tmp_path):
     with pytest.raises(MnistMissingError, match="could not download .*--dataset digits"):
         download_mnist(tmp_path, mirrors=("http://127.0.0.1:9/",), timeout=2)
+
+
+def test_an_endless_download_is_cut_off_and_leaves_nothing(tmp_path, monkeypatch):
+    """A mirror that streams forever (or a wrong, huge file) stops at the size cap, not at a full disk."""
+    import osr_infer.data.mnist as mnist
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server API
+            self.send_response(200)
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(bytes(1 << 16))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(mnist, "MAX_DOWNLOAD_BYTES", 2 << 20)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dest = tmp_path / "data"
+        with pytest.raises(MnistMissingError, match="more than 2,097,152 bytes"):
+            download_mnist(dest, mirrors=(f"http://127.0.0.1:{server.server_address[1]}/",), timeout=5)
+        assert not list((dest / "MNIST" / "raw").iterdir())  # no partial file
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -72,6 +72,10 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: The largest MNIST file is 9.9 MB: a download is cut off well before it could fill a disk.
+MAX_DOWNLOAD_BYTES = 32 << 20
+
+
 def download_mnist(
     data_dir: str | Path,
     *,
@@ -97,7 +101,11 @@ def download_mnist(
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                    size = 0
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
+                        size += len(chunk)
+                        if size > MAX_DOWNLOAD_BYTES:  # an endless or wrong stream must not fill the disk
+                            raise OSError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes: not an MNIST file")
                         out.write(chunk)
                 got = _md5(tmp)
                 if got != md5:
