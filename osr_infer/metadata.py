@@ -93,10 +93,16 @@ class ModelMetadata:
             spec = ModelSpec.from_dict({k: v for k, v in data.items() if k not in EXPORT_FIELDS})
         except SpecError as exc:
             raise MetadataError(str(exc)) from None
-        meta = cls(spec, str(data["checkpoint_sha256"]), str(data["toolkit_version"]),
-                   str(data.get("export_time", "")), data.get("quantization"))
-        if "input_shape" in data and list(data["input_shape"])[1:] != list(spec.input_shape):
-            raise MetadataError(f"input_shape {data['input_shape']} contradicts the preprocessing ({list(spec.input_shape)})")
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:  # a field of the wrong kind
+            raise MetadataError(f"invalid model spec ({type(exc).__name__}: {exc})") from None
+        quantization = data.get("quantization")
+        if quantization is not None and not isinstance(quantization, dict):
+            raise MetadataError(f"quantization must be a mapping, not {type(quantization).__name__}")
+        meta = cls(spec, str(data["checkpoint_sha256"]), str(data["toolkit_version"]), str(data.get("export_time", "")), quantization)
+        if "input_shape" in data:
+            shape = data["input_shape"]
+            if not isinstance(shape, list) or list(shape)[1:] != list(spec.input_shape):
+                raise MetadataError(f"input_shape {shape!r} contradicts the preprocessing ({list(spec.input_shape)})")
         return meta
 
     @classmethod
@@ -107,7 +113,7 @@ class ModelMetadata:
             raise MetadataError("the model carries no osr.* metadata")
         try:
             return cls.from_dict({k: json.loads(v) for k, v in ours.items()})
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise MetadataError(f"malformed osr.* metadata: {exc}") from None
 
     @classmethod

@@ -34,15 +34,20 @@ def versions() -> dict[str, str]:
     }
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, record: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, record: dict[str, Any] | None = None,
+                    resume: dict[str, Any] | None = None) -> Path:
     """Write ``{"format", "format_version", "spec", "config", "state_dict"}`` atomically.
 
-    ``record`` is what training knows besides the spec (recipe, hyper-parameters, stage...).
+    ``record`` is what training knows besides the spec (recipe, hyper-parameters, stage...);
+    ``resume`` (intermediate checkpoints) what ``osr-train --resume`` needs to continue exactly:
+    optimiser and schedule states, random generator states, the history so far.
     """
     config = dict(record or {}, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), versions=versions())
     # CPU tensors: a checkpoint trained on a GPU loads anywhere, even with a plain torch.load.
     state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec.to_dict(), "config": config, "state_dict": state}
+    if resume is not None:
+        payload["resume"] = resume
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -90,6 +95,19 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[ConvNe
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit {spec.architecture} {spec.input_shape} ({exc})") from None
     return model.eval(), spec, payload["config"]
+
+
+def load_resume_state(path: str | Path) -> tuple[ModelSpec, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An interrupted run's checkpoint: (spec, record, state_dict, resume state), weights_only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume: {path} does not exist (it is written after every epoch)")
+    _, spec, record = load_checkpoint(path)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    resume = payload.get("resume")
+    if record.get("complete") or not isinstance(resume, dict):
+        raise CheckpointError(f"{path} holds no interrupted run to resume")
+    return spec, record, payload["state_dict"], resume
 
 
 def file_sha256(path: str | Path) -> str:

@@ -54,6 +54,7 @@ class TrainOptions:
     threshold: float | None = None
     target_tpr: float | None = None
     score: str | None = None
+    resume: bool = False
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(("baseline", "siamese"))],
@@ -163,7 +164,10 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
             calibration={"method": "fixed"} if options.threshold is not None or rec.threshold is not None else {"method": "pending"},
         )
         record = {"model": options.model, "recipe": options.recipe, "hyperparameters": config_to_json(config)}
+        resume = _resume_state(out_dir / "checkpoint.pt", spec, record) if options.resume else None
         trainer = Trainer(config, data, spec, out_dir, console, record)
+        if resume is not None:
+            trainer.restore(*resume)
     except (ValueError, RuntimeError) as exc:
         raise TrainingFailed(str(exc)) from None
     n_params = sum(p.numel() for p in trainer.model.parameters())
@@ -171,12 +175,17 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
         f"training {options.model} ({options.recipe} recipe) on {trainer.device}: input {contract.describe()}, "
         f"{spec.n_classes} classes, {n_params:,} parameters", highlight=False, markup=False,
     )
+    if resume is not None:
+        console.print(f"resuming after {resume[1]['stage']} epoch {resume[1]['epoch']} ({out_dir / 'checkpoint.pt'})",
+                      highlight=False, markup=False)
     result = trainer.fit()
     if result.interrupted:
         if trainer.last_saved is None:
             raise TrainingFailed("interrupted before the first epoch finished; nothing was saved", 130)
         stage, epoch = trainer.last_saved
-        raise TrainingFailed(f"interrupted; the last complete checkpoint ({stage} epoch {epoch}) is {trainer.checkpoint_path}", 130)
+        raise TrainingFailed(
+            f"interrupted; the last complete checkpoint ({stage} epoch {epoch}) is {trainer.checkpoint_path}: "
+            "run the same command with --resume to continue", 130)
 
     # Score statistics come from training knowns; the threshold from validation knowns only.
     classifier = trainer.classifier
@@ -229,6 +238,25 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     print_summary(console, metrics)
     console.print(f"model:   {model_path}\nmetrics: {out_dir / 'metrics.json'}\nplots:   {out_dir}/*.png", highlight=False, markup=False)
     return metrics
+
+
+def _resume_state(path: Path, spec: ModelSpec, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The interrupted run's weights and resume state, if it was started with these options."""
+    from osr_train.checkpoint import CheckpointError, load_resume_state
+
+    try:
+        saved_spec, saved, state_dict, resume = load_resume_state(path)
+    except CheckpointError as exc:
+        raise TrainingFailed(f"--resume: {exc}") from None
+    for key in ("model", "recipe", "hyperparameters"):
+        if saved.get(key) != record[key]:
+            differ = key
+            if key == "hyperparameters":
+                differ = ", ".join(k for k in record[key] if saved[key].get(k) != record[key][k]) or key
+            raise TrainingFailed(f"--resume: {path} was started with other options ({differ} differ): give the same options")
+    if saved_spec.to_dict() != spec.to_dict():
+        raise TrainingFailed(f"--resume: {path} was started on other data or preprocessing: give the same options")
+    return state_dict, resume
 
 
 def _placeholder_threshold(score: str) -> float:

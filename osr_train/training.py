@@ -316,15 +316,26 @@ class Trainer:
         validate: Callable[[], tuple[float, float]],
         result: TrainResult,
         acc_label: str,
+        optimizer: torch.optim.Optimizer,
     ) -> None:
         steps = len(self._batch_starts())
         columns = (
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
         )
+        first = 1
+        resume = getattr(self, "_resume", None)
+        if resume is not None and resume["stage"] == stage:  # continue this stage where it stopped
+            optimizer.load_state_dict(resume["optimizer"])
+            if self.scheduler is not None and resume["scheduler"] is not None:
+                self.scheduler.load_state_dict(resume["scheduler"])
+            self.generator.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])
+            first = int(resume["epoch"]) + 1
+            self._resume = None
         with Progress(*columns, console=self.console, transient=False, refresh_per_second=4) as progress:
-            task = progress.add_task(f"{stage} epoch 1/{epochs}", total=epochs * steps, status="")
-            for epoch in range(1, epochs + 1):
+            task = progress.add_task(f"{stage} epoch {first}/{epochs}", total=epochs * steps, completed=(first - 1) * steps, status="")
+            for epoch in range(first, epochs + 1):
                 progress.update(task, description=f"{stage} epoch {epoch}/{epochs}")
                 t0 = time.perf_counter()
                 self.model.train()
@@ -339,32 +350,48 @@ class Trainer:
                 seconds = time.perf_counter() - t0
                 log = EpochLog(stage, epoch, train_loss, val_loss, val_acc, seconds)
                 result.history.append(log)
-                self._save_epoch(stage, epoch)
+                self._save_epoch(stage, epoch, optimizer, result.history)
                 status = f"loss {train_loss:.4f}  val loss {val_loss:.4f}  {acc_label} {val_acc:.2%}"
                 progress.update(task, status=status)
                 progress.console.print(f"  {stage} {epoch:>3}/{epochs}  {status}  ({seconds:.1f} s)", highlight=False)
 
-    def _save_epoch(self, stage: str, epoch: int) -> None:
-        save_checkpoint(self.checkpoint_path, self.model, self.spec, dict(self.record, stage=stage, epoch=epoch, complete=False))
+    def _save_epoch(self, stage: str, epoch: int, optimizer: torch.optim.Optimizer, history: list[EpochLog]) -> None:
+        """An intermediate checkpoint with everything needed to continue bit for bit (``--resume``)."""
+        resume = {
+            "stage": stage, "epoch": epoch, "optimizer": optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": history_to_json(history),
+        }
+        save_checkpoint(self.checkpoint_path, self.model, self.spec, dict(self.record, stage=stage, epoch=epoch, complete=False),
+                        resume=resume)
         self.last_saved = (stage, epoch)
+
+    def restore(self, state_dict: dict[str, Any], resume: dict[str, Any]) -> None:
+        """Continue from an interrupted run's checkpoint (see :meth:`_save_epoch`)."""
+        self.model.load_state_dict(state_dict)
+        self._resume = resume
 
     def fit(self) -> TrainResult:
         """Train all stages; on Ctrl-C return what was done with ``interrupted=True``."""
         cfg = self.config
         result = TrainResult(self.model)
+        resume = getattr(self, "_resume", None)
+        if resume is not None:
+            result.history = [EpochLog(**h) for h in resume["history"]]
         try:
-            if cfg.model == "siamese" and cfg.pretrain_epochs > 0:
+            if cfg.model == "siamese" and cfg.pretrain_epochs > 0 and (resume is None or resume["stage"] == "pretrain"):
                 loss_fn = ContrastiveLoss(cfg.margin)
                 opt = self._optimizer(cfg.pretrain_epochs)
                 self._run_stage(
                     "pretrain", cfg.pretrain_epochs,
                     lambda x, y: self._contrastive_step(opt, x, y, loss_fn),
-                    lambda: self._validate_contrastive(loss_fn), result, "val pair acc",
+                    lambda: self._validate_contrastive(loss_fn), result, "val pair acc", opt,
                 )
             opt = self._optimizer(cfg.epochs)  # a fresh Adam, as the seed
             self._run_stage(
                 "finetune" if cfg.model == "siamese" else "train", cfg.epochs,
-                lambda x, y: self._ce_step(opt, x, y), self._validate_ce, result, "val acc",
+                lambda x, y: self._ce_step(opt, x, y), self._validate_ce, result, "val acc", opt,
             )
         except KeyboardInterrupt:
             result.interrupted = True

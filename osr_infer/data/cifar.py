@@ -85,12 +85,14 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
             batch = _RestrictedUnpickler(fh, max_bytes=path.stat().st_size, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
-            MemoryError, RecursionError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed pickle makes the allowed calls raise
+        # (UnpicklingError, EOFError, ValueError, TypeError, LookupError from _codecs, MemoryError...)
         raise DataError(f"{path}: not a valid CIFAR-10 batch ({exc})") from None
     if not isinstance(batch, dict):
         raise DataError(f"{path}: not a valid CIFAR-10 batch (top level is {type(batch).__name__})")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    batch = {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels", batch.get("fine_labels"))
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
         raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
