@@ -82,10 +82,14 @@ def export(
         )
     except ValueError as exc:
         fail(str(exc))
+    from osr_infer.io import OutputPathError
+
     try:
         export_command(options, console=console)
     except ExportFailed as exc:
         fail(str(exc), exc.exit_code)
+    except (OSError, OutputPathError) as exc:
+        fail(cli_support.file_error_message(exc))
 
 
 def _quiet_exporter_logs() -> None:

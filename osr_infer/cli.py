@@ -94,8 +94,7 @@ def infer(
     except InferError as exc:
         fail(str(exc), exc.exit_code)
     except OSError as exc:  # disk full, a file system gone read-only, ... while reading or writing
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        fail(f"{where}{exc.strerror or exc}")
+        fail(cli_support.file_error_message(exc))
     except MemoryError:
         fail("out of memory: try a smaller --batch-size or fewer --workers")
     raise typer.Exit(code)

@@ -63,3 +63,11 @@ def printable(text: str) -> str:
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
+
+def file_error_message(exc: BaseException) -> str:
+    """One line for an OSError (disk full, read-only, permission) or a refused output path."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+

@@ -47,10 +47,14 @@ def _train(model: str, **options) -> None:
         parsed = TrainOptions(model=model, **values)
     except ValueError as exc:
         fail(str(exc))
+    from osr_infer.io import OutputPathError
+
     try:
         train_command(parsed, console=console)
     except TrainingFailed as exc:
         fail(str(exc), exc.exit_code)
+    except (OSError, OutputPathError) as exc:
+        fail(cli_support.file_error_message(exc))
 
 
 DATASET_HELP = "Data set reference: " + "; ".join(f"{e.example}: {e.summary}" for e in DATASETS.values()) + "."
@@ -124,6 +128,8 @@ def evaluate(
         evaluate_command(checkpoint, data_dir=data_dir, ood_dirs=ood_dir or [], out=out, tsne=tsne, device=getattr(device, 'value', device), console=console)
     except TrainingFailed as exc:
         fail(str(exc), exc.exit_code)
+    except (OSError, ValueError) as exc:  # a full disk, a refused output path
+        fail(cli_support.file_error_message(exc))
 
 
 @app.command("sample-images")

@@ -31,7 +31,7 @@ def _checkpoint_cases(tmp_path: Path, trained: Path) -> dict[str, tuple[Path, li
         "missing": (tmp_path / "nope" / "model.pt", [], ("checkpoint not found",)),
         "text file": (text, [], ("not a loadable PyTorch checkpoint",)),
         "foreign .pt": (foreign, [], ("not an osr-toolkit checkpoint",)),
-        "intermediate": (intermediate, [], ("intermediate checkpoint", "final model.pt")),
+        "intermediate": (intermediate, [], ("intermediate checkpoint", "--resume, then export its model.pt")),
         "threshold 1.5": (trained / "model.pt", ["--threshold", "1.5"], ("threshold 1.5 is outside (0, 1)",)),
         "threshold 0": (trained / "model.pt", ["--threshold", "0"], ("outside (0, 1)",)),
         "opset 17": (trained / "model.pt", ["--opset", "17"], ("--opset", "got 17", "[18, inf)")),
@@ -59,7 +59,7 @@ def test_default_checkpoint_while_training_runs_says_so(tmp_path, trained_digits
     monkeypatch.chdir(tmp_path)
     resave(trained_digits / "model.pt", tmp_path / "artifacts" / "siamese" / "checkpoint.pt", config=dict(complete=False, stage="pretrain", epoch=1))
     result = run_export("--format", "onnx")
-    _assert_one_line_error(result, "artifacts/siamese/model.pt", "training still running")
+    _assert_one_line_error(result, "artifacts/siamese/model.pt", "training is still running, or was interrupted")
     assert sorted(p.name for p in (tmp_path / "artifacts" / "siamese").iterdir()) == ["checkpoint.pt"]
 
 

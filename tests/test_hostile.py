@@ -354,7 +354,7 @@ def _peak_rss_mb(code: str, *args: str) -> tuple[float, str]:
 
 
 def test_peak_memory_stays_bounded_for_bombs_under_10_mb(tmp_path):
-    """The gzip, pickle and 16-bit cases of the issue, each in a fresh interpreter: < 1 GB RSS."""
+    """The gzip, pickle and 16-bit cases of the issue, each in a fresh interpreter: < 1 GB peak RSS."""
     gz = tmp_path / "t10k-images-idx3-ubyte.gz"
     with gzip.open(gz, "wb", compresslevel=9) as f:  # 3 GiB announced, 9 MB of zeros inflated
         f.write(bytes([0, 0, 8, 3]) + (4_000_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
@@ -380,7 +380,8 @@ def test_peak_memory_stays_bounded_for_bombs_under_10_mb(tmp_path):
         "    elif kind == 'pickle': read_cifar_batch(path)\n"
         "    else: print(load_image(path, dataclasses.replace(PREPROCESSING, steps=('layout',))).max())\n"
         "except (IdxFormatError, DataError) as exc: print(exc)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        # VmHWM: the peak of this address space (ru_maxrss can carry the forking parent's peak)
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
     )
     for kind, path in (("idx", gz), ("pickle", batch), ("png16", png16)):
         peak, output = _peak_rss_mb(code, kind, str(path))
@@ -423,3 +424,65 @@ def test_sigkill_of_osr_infer_leaves_no_process_and_no_temp_file(model, tmp_path
     done = subprocess.run([exe, str(images / "00000.jpg"), "--model", str(model), "-o", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["r.csv"]  # the killed run's temp file is gone
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_osr_export_refuses_an_artefact_path_that_is_not_a_regular_file(trained_digits, tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from osr_export.cli import app
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (tmp_path / "precious.onnx").write_bytes(b"keep")
+    if kind == "symlink":
+        (out / "model.onnx").symlink_to(tmp_path / "precious.onnx")
+    else:
+        os.mkfifo(out / "model.onnx")
+    result = CliRunner().invoke(app, [str(trained_digits / "model.pt"), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert "refusing to replace it" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "precious.onnx").read_bytes() == b"keep"
+
+
+def test_osr_export_on_a_full_disk_is_one_line_and_leaves_nothing(trained_digits, tmp_path, monkeypatch):
+    import errno
+
+    from typer.testing import CliRunner
+
+    from osr_export.cli import app
+    from osr_infer import io
+
+    real_replace = os.replace
+
+    def full(src, dst, *args, **kwargs):
+        if str(dst).endswith(".onnx"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(io.os, "replace", full)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(app, [str(trained_digits / "model.pt"), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert not [p.name for p in out.iterdir()] if out.exists() else True
+
+
+def test_sigkill_of_osr_export_keeps_the_previous_model_and_the_next_run_cleans_up(trained_digits, tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"the previous export")
+    exe = str(Path(sys.executable).with_name("osr-export"))
+    args = [exe, str(trained_digits / "model.pt"), "--format", "all", "--out", str(out)]
+    process = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob(".*.tmp")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # while its artefacts are still temp files
+    process.wait()
+    time.sleep(2)
+    assert not _group_alive(process.pid)
+    assert (out / "model.onnx").read_bytes() == b"the previous export"
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
