@@ -208,7 +208,8 @@ class Trainer:
 
     def _with_drawn_knowns(self, train: TensorSplit) -> TensorSplit:
         """Training knowns plus, for each class named by one character that the Hershey fonts
-        draw (a digit, a letter), ``drawn_knowns`` pen-drawn glyphs of it (see glyphs.py):
+        draw (a digit, a letter), ``drawn_knowns`` pen-drawn glyphs of it (see glyphs.py), at most
+        a quarter of the class's own images (they support the data set, never outweigh it):
         printed characters next to handwritten ones. Validation and test are left as they are."""
         from osr_train.glyphs import drawable, render_glyphs
 
@@ -216,8 +217,9 @@ class Trainer:
         rng = np.random.default_rng(self.config.seed + 11)
         images, labels = [], []
         for label, name in enumerate(self.spec.class_names):
-            if drawable(name):
-                glyphs = render_glyphs(self.config.drawn_knowns, contract.size, rng, name)
+            n = min(self.config.drawn_knowns, int((train.y == label).sum()) // 4)
+            if n and drawable(name):
+                glyphs = render_glyphs(n, contract.size, rng, name)
                 images.append(glyphs if contract.channels == 1 else np.repeat(glyphs[..., None], contract.channels, axis=-1))
                 labels.append(np.full(len(glyphs), label, dtype=np.int64))
         if not images:

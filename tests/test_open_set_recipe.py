@@ -166,3 +166,23 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "none.pt")])
     assert result.exit_code == 2 and "checkpoint not found" in result.output
+
+
+def test_drawn_knowns_join_their_class_and_never_outweigh_it():
+    """500 pen-drawn glyphs per class named by one drawable character, at most a quarter of the
+    class's own images, laid out like every image; classes with other names get none."""
+    from types import SimpleNamespace
+
+    from osr_train.training import Trainer, TensorSplit
+
+    contract = PreprocessContract(steps=("layout",))
+    spec = SimpleNamespace(preprocessing=contract, class_names=("7", "cat", "A"))
+    labels = torch.tensor([0] * 40 + [1] * 40 + [2] * 4000)
+    train = TensorSplit(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels)
+    stub = SimpleNamespace(spec=spec, config=SimpleNamespace(drawn_knowns=500, seed=0))
+    grown = Trainer._with_drawn_knowns(stub, train)
+    added = grown.y[len(labels):]
+    assert torch.equal(grown.y[: len(labels)], labels)
+    assert (added == 0).sum() == 10 and (added == 1).sum() == 0 and (added == 2).sum() == 500
+    drawn = grown.x[len(labels):].float()
+    assert drawn.amax(dim=(1, 2)).min() > 200  # strokes, laid out to full brightness
