@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-import resource
 import signal
 import subprocess
 import sys
