@@ -31,13 +31,17 @@ PUBLISHED = {
 HELD_OUT = "mnist-test-unknown-classes"
 
 
-def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str) -> dict:
-    from osr_train.pipeline import TrainOptions, train_command
-
+def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False) -> dict:
+    """Train split ``index`` (or, with ``reuse``, read the metrics a previous run left) and summarise it."""
     known = ",".join(str(d) for d in SPLITS[index])
     out = out_root / f"split-{index}"
-    metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
-                                         known_classes=known, out=out))
+    if reuse:
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        from osr_train.pipeline import TrainOptions, train_command
+
+        metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
+                                             known_classes=known, out=out))
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],
@@ -79,8 +83,9 @@ def main() -> None:
     parser.add_argument("--recipe", default="best")
     parser.add_argument("--out", type=Path, default=Path("artifacts/protocol"))
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="summarise the metrics.json of earlier runs instead of training")
     args = parser.parse_args()
-    runs = [run_split(i, args.out / args.recipe, args.data_dir, args.recipe) for i in args.splits]
+    runs = [run_split(i, args.out / args.recipe, args.data_dir, args.recipe, args.reuse) for i in args.splits]
     summary = summarise(runs)
     report = {"recipe": args.recipe, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
               "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe} --splits {' '.join(map(str, args.splits))}"}
