@@ -60,8 +60,9 @@ def printable(text: str) -> str:
     """``text`` safe for a terminal: bytes of a file name that are not UTF-8 as ``\\xNN``, control
     characters (escape sequences, newlines) as Python escapes, so a name cannot move the cursor,
     recolour the screen or fake a line."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    from osr_infer.io import escape_undecodable
+
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in escape_undecodable(text))
 
 
 def file_error_message(exc: BaseException) -> str:

@@ -134,17 +134,11 @@ def _watch_main(pid: int, temp_dir: str | None = None) -> None:
     """In a helper process: exit as soon as process ``pid`` is gone (removing ``temp_dir``)."""
     import threading
 
+    from osr_infer.io import process_alive
+
     def watch() -> None:
-        while True:
+        while process_alive(pid) and os.getppid() != 1:  # re-parented to init: whoever started us is gone
             time.sleep(WATCH_INTERVAL)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            except OSError:
-                continue
-            if os.getppid() == 1:  # re-parented to init: whoever started us is gone
-                break
         if temp_dir:
             import shutil
 

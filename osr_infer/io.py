@@ -5,6 +5,7 @@ An interrupted run therefore never leaves a half-written model or metrics file b
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -28,17 +29,18 @@ def current_umask() -> int:
 
 def _remove_stale_temps(target: Path) -> None:
     """Temp files of earlier writes to ``target`` whose process is gone (killed with SIGKILL)."""
-    for stale in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         try:
             pid = int(stale.name[len(target.name) + 2 :].split(".", 1)[0])
         except ValueError:
             continue
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or process_alive(pid):
             continue
         stale.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,10 +50,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def glob_escape(name: str) -> str:
-    from glob import escape
-
-    return escape(name)
+def escape_undecodable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 (surrogate escapes) as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class OutputPathError(ValueError):

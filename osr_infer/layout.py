@@ -48,6 +48,8 @@ TRIM = 0.002
 #: The paper level of a cell is this rank (0 = darkest) of the 3x3 cell means around it, after
 #: inversion: low enough to skip cells the ink brightens, high enough to follow steep vignetting.
 PAPER_RANK = 2
+#: The median of the 3x3 cell means (what polarity is judged against: neither ink nor paper side).
+MEDIAN_RANK = 4
 #: The ink's density is measured in a box of this share of the longer side (at least 3 pixels).
 DENSITY_SHARE = 1 / 24
 #: Ink counts for the crop where its density is at least this share of the densest place:
@@ -92,9 +94,11 @@ def _otsu(values: np.ndarray, top: float) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
-    """The paper's level everywhere (after inversion: the dark background): one level for
-    small images (a grid of cells there would be finer than a thick stroke), else per place."""
+def _local_level(work: Image.Image, pixels: np.ndarray, rank: int, narrow_to_min: bool) -> np.ndarray | float:
+    """A smooth level of the paper everywhere: the ``rank``-th (0 = darkest) of the 3x3 coarse
+    cell means around each place, upsampled; one median level for small images (a grid of cells
+    there would be finer than a thick stroke). A grid narrower than 3 cells is not filtered, or,
+    with ``narrow_to_min``, is its darkest cell everywhere."""
     w, h = work.size
     if max(w, h) < SMALL_SIDE:
         flat = pixels.ravel()
@@ -103,26 +107,22 @@ def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
     gw, gh = max(1, round(w / cell)), max(1, round(h / cell))
     coarse = work.resize((gw, gh), Image.Resampling.BOX)
     if min(gw, gh) >= 3:
-        coarse = coarse.filter(ImageFilter.RankFilter(3, PAPER_RANK))
-    else:
+        coarse = coarse.filter(ImageFilter.RankFilter(3, rank))
+    elif narrow_to_min:
         coarse = Image.new("L", (gw, gh), int(np.asarray(coarse).min()))
     return np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
+    """The paper's level everywhere (after inversion: the dark background): a low rank of the
+    cells around each place, so that cells the ink brightens are skipped."""
+    return _local_level(work, pixels, PAPER_RANK, narrow_to_min=True)
 
 
 def _ink_is_dark(work: Image.Image, pixels: np.ndarray) -> bool:
     """Whether the ink is darker than the paper: the heavier tail of what differs from the
     local paper level (lighting gradients and paper tone removed first) is the ink's."""
-    w, h = work.size
-    if max(w, h) < SMALL_SIDE:
-        flat = pixels.ravel()
-        background: np.ndarray | float = float(np.partition(flat, flat.size // 2)[flat.size // 2])
-    else:
-        cell = max(w, h) / GRID_CELLS
-        gw, gh = max(1, round(w / cell)), max(1, round(h / cell))
-        coarse = work.resize((gw, gh), Image.Resampling.BOX)
-        if min(gw, gh) >= 3:
-            coarse = coarse.filter(ImageFilter.MedianFilter(3))
-        background = np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+    background = _local_level(work, pixels, MEDIAN_RANK, narrow_to_min=False)
     residual = pixels - background
     centre = float(np.median(residual))
     noise = 1.4826 * float(np.median(np.abs(residual - centre))) + 0.5
@@ -169,6 +169,22 @@ def _horizontal_lines(strokes: np.ndarray) -> np.ndarray:
     return found
 
 
+def _blocks(array: np.ndarray, grid: int) -> tuple[np.ndarray, int]:
+    """``array`` cut into square blocks, at most ``grid`` along its longer side, as a
+    ``(rows, cell, columns, cell)`` view (zero-padded at the bottom and right), and the block side."""
+    h, w = array.shape
+    cell = max(1, math.ceil(max(h, w) / grid))
+    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
+    padded = np.zeros((gh * cell, gw * cell), dtype=array.dtype)
+    padded[:h, :w] = array
+    return padded.reshape(gh, cell, gw, cell), cell
+
+
+def _expand(grid: np.ndarray, cell: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A grid of blocks back at pixel resolution, cropped to ``shape``."""
+    return np.kron(grid, np.ones((cell, cell), dtype=grid.dtype))[: shape[0], : shape[1]]
+
+
 def _straight_lines(marks: np.ndarray) -> np.ndarray:
     """The marks on straight lines across the image (:func:`_horizontal_lines`, both ways).
 
@@ -176,22 +192,16 @@ def _straight_lines(marks: np.ndarray) -> np.ndarray:
     mark if any of its pixels does): lines are long, so the grid finds them as well, many times
     faster. Of the marks in a line's cells, only those in thin runs across the line are removed:
     a stroke of the character that crosses a ruled line keeps its pixels there."""
-    h, w = marks.shape
-    cell = max(1, math.ceil(max(h, w) / LINE_GRID))
-    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
-    padded = np.zeros((gh * cell, gw * cell), dtype=bool)
-    padded[:h, :w] = marks
-    coarse = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    blocks, cell = _blocks(marks, LINE_GRID)
+    coarse = blocks.any(axis=(1, 3))
     thin = LINE_THICKNESS * cell
     lines = np.zeros_like(marks)
-    across = _horizontal_lines(coarse)
-    if across.any():
-        zone = np.kron(across, np.ones((cell, cell), dtype=bool))[:h, :w]
-        lines |= zone & marks & (_run_lengths(marks.T).T <= thin)  # thin vertically: the line, not a crossing stroke
-    down = _horizontal_lines(coarse.T).T
-    if down.any():
-        zone = np.kron(down, np.ones((cell, cell), dtype=bool))[:h, :w]
-        lines |= zone & marks & (_run_lengths(marks) <= thin)
+    # Horizontal lines keep what runs far vertically (a crossing stroke), vertical ones what runs far horizontally.
+    for found, runs_across in ((_horizontal_lines(coarse), lambda: _run_lengths(marks.T).T),
+                               (_horizontal_lines(coarse.T).T, lambda: _run_lengths(marks))):
+        if found.any():
+            zone = _expand(found, cell, marks.shape)
+            lines |= zone & marks & (runs_across() <= thin)
     return lines
 
 
@@ -216,12 +226,9 @@ def _components(occupied: np.ndarray) -> np.ndarray:
 def _character_mask(mass: np.ndarray) -> np.ndarray:
     """Where the character is: the heaviest cluster of ink on a coarse grid, with the pieces
     near it (a broken stroke, a detached bar); specks and marks elsewhere on the sheet are left out."""
-    h, w = mass.shape
-    cell = max(1, math.ceil(max(h, w) / COMPONENT_GRID))
-    gh, gw = math.ceil(h / cell), math.ceil(w / cell)
-    padded = np.zeros((gh * cell, gw * cell), dtype=np.float64)
-    padded[:h, :w] = mass
-    cells = padded.reshape(gh, cell, gw, cell).sum(axis=(1, 3))
+    blocks, cell = _blocks(mass.astype(np.float64), COMPONENT_GRID)
+    cells = blocks.sum(axis=(1, 3))
+    gh, gw = cells.shape
     occupied = cells > 0
     padded_cells = np.pad(occupied, 1)  # dilated by one cell: pieces one cell apart are one piece
     near = np.logical_or.reduce([padded_cells[dy : dy + gh, dx : dx + gw] for dy in range(3) for dx in range(3)])
@@ -241,8 +248,7 @@ def _character_mask(mass: np.ndarray) -> np.ndarray:
     reach = COMPONENT_REACH * max(bottom[main] - top[main] + 1, right[main] - left[main] + 1)
     keep = ((top >= top[main] - reach) & (bottom <= bottom[main] + reach) & (left >= left[main] - reach)
             & (right <= right[main] + reach) & (weights > 0))
-    chosen = keep[labels] & occupied
-    return np.kron(chosen, np.ones((cell, cell), dtype=bool))[:h, :w]
+    return _expand(keep[labels] & occupied, cell, mass.shape)
 
 
 def _mass_range(profile: np.ndarray) -> tuple[int, int]:
@@ -260,8 +266,7 @@ def layout(gray: Image.Image, size: int, resize: Image.Resampling = Image.Resamp
     scale = WORK_SIDE / max(w, h)
     work = gray.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX) if scale < 1 else gray
     pixels = np.asarray(work, dtype=np.float32)
-    flat = pixels.ravel()
-    n = flat.size
+    n = pixels.size
     if _ink_is_dark(work, pixels):
         pixels = 255.0 - pixels
         work = Image.fromarray(pixels.astype(np.uint8), mode="L")

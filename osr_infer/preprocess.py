@@ -233,10 +233,8 @@ def to_grayscale(image: Image.Image) -> Image.Image:
         return image
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # Rescaled in bands of rows: a float64 copy of a whole 8000x8000 image would cost 0.5 GB.
-        high = 65535.0 if mode.startswith("I;16") else float(image.getextrema()[1])
-        top = 65535.0 if mode.startswith("I;16") else max(high, 1.0)
-        if mode == "F" and high <= 1.0:
-            top = 1.0
+        # 16-bit: the full range; 32-bit and float: the image's maximum (1 for floats in [0, 1]).
+        top = 65535.0 if mode.startswith("I;16") else max(float(image.getextrema()[1]), 1.0)
         width, height = image.size
         out = np.empty((height, width), dtype=np.uint8)
         band = max(1, (1 << 22) // max(width, 1))

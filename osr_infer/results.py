@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from osr_infer.errors import InferError
-from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir
+from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir, escape_undecodable
 
 FIELDS = ("path", "label", "probability", "score")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
@@ -54,7 +54,7 @@ def csv_cell(text: str) -> str:
     """A file name or label as a CSV cell: bytes that are not UTF-8 as ``\\xNN`` (a name from a
     foreign file system cannot abort the run), and a leading ``= + - @`` (a formula when the
     file is opened in a spreadsheet) quoted with ``'``, as OWASP recommends."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = escape_undecodable(text)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

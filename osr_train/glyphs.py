@@ -27,7 +27,7 @@ CHARACTERS = "ACDEFHJKLMNPQRTUVWXYacdefhkmnprtuvwxy#%&@+*<>="
 #: Characters a font draws like a digit: the script and cursive Q is a 2.
 FONT_LOOKALIKES = {"scripts": "Q", "scriptc": "Q", "cursive": "Q"}
 #: Written like a digit (or too small to be anything once laid out): never an outlier.
-LOOKALIKES = frozenset("OoIliljZzSsBbgqG$0123456789.,:;'`\"|/\\-_()")
+LOOKALIKES = frozenset("OoIlijZzSsBbgqG$0123456789.,:;'`\"|/\\-_()")
 
 
 @lru_cache(maxsize=None)

@@ -4,8 +4,8 @@ The model is judged on unknowns nobody has seen, so the outliers are generic rat
 tuned to one data set: smooth random fields and textures (natural-image statistics),
 gratings and shapes, noise, inverted and pixel-shuffled digits, letters and symbols drawn with
 pen strokes from the Hershey vector fonts (glyphs.py: the near unknowns, drawn three times as
-often as each other kind), and (optionally) crops of scikit-learn's two bundled sample photographs. The generator works in its own pixel scale,
--1 black to +1 white, and hands out uint8 images of the model's pixel shape, which then go
+often as each other kind), and (optionally) crops of scikit-learn's two bundled sample
+photographs. The generator works in its own pixel scale, -1 black to +1 white, and hands out uint8 images of the model's pixel shape, which then go
 through the preprocessing contract's normalisation like any digit. For colour inputs the
 grey patterns are tinted or stacked per channel; digits and photos keep their own colours.
 """

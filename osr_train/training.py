@@ -205,6 +205,7 @@ class Trainer:
         self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=scale_px) if config.augment else None
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self._resume: dict[str, Any] | None = None  # an interrupted run's state, set by restore()
 
     def _with_drawn_knowns(self, train: TensorSplit) -> TensorSplit:
         """Training knowns plus, for each class named by one character that the Hershey fonts
@@ -326,7 +327,7 @@ class Trainer:
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
         )
         first = 1
-        resume = getattr(self, "_resume", None)
+        resume = self._resume
         if resume is not None and resume["stage"] == stage:  # continue this stage where it stopped
             optimizer.load_state_dict(resume["optimizer"])
             if self.scheduler is not None and resume["scheduler"] is not None:
@@ -378,7 +379,7 @@ class Trainer:
         """Train all stages; on Ctrl-C return what was done with ``interrupted=True``."""
         cfg = self.config
         result = TrainResult(self.model)
-        resume = getattr(self, "_resume", None)
+        resume = self._resume
         if resume is not None:
             result.history = [EpochLog(**h) for h in resume["history"]]
         try:
