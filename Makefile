@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := artifacts/demo
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean web-runtime
 
 venv: $(STAMP)
 
@@ -26,7 +26,15 @@ demo: $(STAMP)
 	@echo "scored above on 50 of its test digits (knowns, folders 0-9) and 50 crops of two photos (unknowns),"
 	@echo "deciding on its own calibrated score; model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
 
-test: $(STAMP)
+# ONNX Runtime Web for `osr-export --format web`, pinned by osr_export/web/package-lock.json (npm ci).
+# Without npm it says so; the browser tests then skip (not in CI, where .ci/run installs node and Chromium).
+web-runtime:
+	@if command -v npm >/dev/null; then \
+	  test osr_export/web/node_modules/.package-lock.json -nt osr_export/web/package-lock.json || \
+	  (cd osr_export/web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); \
+	else echo "npm not found: osr-export --format web and the browser tests need it (apt-get install npm)"; fi
+
+test: $(STAMP) web-runtime
 	$(BIN)/python -m pytest -q
 
 # Benchmarks write JSON to benchmarks/results/ (real data from $$OSR_DATA_DIR or ../shared/datasets).

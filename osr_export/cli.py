@@ -27,6 +27,7 @@ class Format(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
     all = "all"
+    web = "web"
 
 
 class Quantize(str, Enum):
@@ -44,7 +45,11 @@ def export(
         Path("artifacts/siamese/model.pt"), help="A final model.pt written by osr-train.", show_default=True,
         metavar="CHECKPOINT",
     ),
-    format: Format = typer.Option(Format.all, "--format", "-f", help="Which artefact(s) to write."),  # noqa: A002
+    format: Format = typer.Option(  # noqa: A002
+        Format.all, "--format", "-f",
+        help="Which artefact(s) to write: onnx, torchscript, all (those two), or web (a static page folder, web/, that runs the "
+             "verified ONNX model in a browser with ONNX Runtime Web).",
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help=f"ONNX opset ({DEFAULT_OPSET} or newer)."),
     threshold: Optional[float] = typer.Option(
@@ -65,10 +70,14 @@ def export(
         0.95, "--int8-min-agreement", help="Refuse the INT8 model if fewer open-set predictions agree with fp32."
     ),
     calibration_size: int = typer.Option(512, "--calibration-size", help="Validation images used to calibrate INT8."),
+    web_runtime: Optional[Path] = typer.Option(
+        None, "--web-runtime", help="ONNX Runtime Web's dist folder for --format web [default: $OSR_WEB_RUNTIME, or "
+        "osr_export/web/node_modules after `make web-runtime`].", show_default=False,
+    ),
 ) -> None:
     """Export CHECKPOINT, check each artefact against PyTorch on a probe batch, and write it only if it passes.
 
-    Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8).
+    Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8), or web/.
     Exit codes: 0 written, 1 verification failed (nothing written), 2 bad input.
     """
     from osr_export.pipeline import FORMATS, ExportFailed, ExportOptions, export_command
@@ -79,6 +88,7 @@ def export(
             checkpoint=checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
             threshold=threshold, quantize=quantize.value if quantize else None, atol=atol, probe_size=parse_probe_size(probe_size),
             data_dir=data_dir, report=report, int8_min_agreement=int8_min_agreement, calibration_size=calibration_size,
+            web_runtime=web_runtime,
         )
     except ValueError as exc:
         fail(str(exc))

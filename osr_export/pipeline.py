@@ -9,6 +9,7 @@ anywhere leaves the output folder as it was.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ from osr_infer.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+#: What ``--format all`` writes.
 FORMATS = ("onnx", "torchscript")
-FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx"}
+#: Every format: ``web`` is a static page folder around the verified ONNX model (web_export.py).
+ALL_FORMATS = (*FORMATS, "web")
+FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx", "web": "web"}
 DEFAULT_CHECKPOINT = Path("artifacts") / "siamese" / "model.pt"
 #: Images per call while verifying (and the large batch size verification checks).
 BATCH_SIZE = 1024
@@ -127,6 +131,7 @@ class ExportOptions:
     report: Path | None = None
     int8_min_agreement: float = 0.95
     calibration_size: int = 512
+    web_runtime: Path | None = None  # ONNX Runtime Web's dist folder (default: web_export.find_runtime)
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "opset": [Interval(int, DEFAULT_OPSET, None)],
@@ -141,10 +146,18 @@ class ExportOptions:
     def __post_init__(self) -> None:
         self.checkpoint = Path(self.checkpoint)
         self.formats = tuple(self.formats)
-        unknown = [f for f in self.formats if f not in FORMATS]
+        unknown = [f for f in self.formats if f not in ALL_FORMATS]
         if unknown or not self.formats:
-            raise ValueError(f"unknown format {unknown or self.formats}; choose from {', '.join(FORMATS)}")
+            raise ValueError(f"unknown format {unknown or self.formats}; choose from {', '.join(ALL_FORMATS)}")
         validate(self, self.constraints)
+        self.runtime: tuple[Path, str] | None = None
+        if "web" in self.formats:
+            from osr_export.web_export import WebRuntimeMissing, find_runtime
+
+            try:
+                self.runtime = find_runtime(self.web_runtime)
+            except WebRuntimeMissing as exc:
+                raise ValueError(str(exc)) from None
         import onnx
 
         if self.opset > onnx.defs.onnx_opset_version():
@@ -205,9 +218,8 @@ def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions
     for note in probe.notes:
         console.print(f"[yellow]probe: {escape(note)}[/]", highlight=False, soft_wrap=True)
 
-    result = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, console).run(
-        options.formats, calibration, options.int8_min_agreement
-    )
+    result = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, console,
+                     options.runtime).run(options.formats, calibration, options.int8_min_agreement)
     if options.report is not None:
         from osr_infer.io import write_json
 
@@ -234,6 +246,7 @@ class _Export:
     atol: float
     probe: Probe
     console: Console
+    runtime: tuple[Path, str] | None = None  # for the web format: ONNX Runtime Web's folder and version
 
     def __post_init__(self) -> None:
         from osr_export.runners import run_batched, torch_runner
@@ -249,11 +262,20 @@ class _Export:
         }
 
     def run(self, formats: tuple[str, ...], calibration: tuple[np.ndarray, str] | None, int8_min_agreement: float) -> dict[str, Any]:
-        """Export each format to a temp file, verify it, and rename them all only if all pass."""
+        """Export each format to a temp file, verify it, and rename them all only if all pass.
+
+        The web format is the verified ONNX model in a page folder: asked for alone, the ONNX
+        model is exported and verified all the same, and only the folder is written."""
+        web = "web" in formats
+        verified = [f for f in formats if f != "web"]
+        if web and "onnx" not in verified:
+            verified.insert(0, "onnx")
         try:
             with ExitStack() as stack:
-                temps = {f: stack.enter_context(atomic_path(self.out_dir / FILENAMES[f])) for f in formats}
-                reports = [self._export_and_verify(fmt, temps[fmt]) for fmt in formats]
+                temps = {f: stack.enter_context(atomic_path(self.out_dir / FILENAMES[f])) for f in verified if f in formats}
+                if "onnx" not in temps:  # for the web folder only
+                    temps["onnx"] = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "model.onnx"
+                reports = [self._export_and_verify(fmt, temps[fmt]) for fmt in verified]
                 title = f"Parity vs PyTorch (atol {self.atol:g}, threshold {self.metadata.threshold:g}, score {self.metadata.score})"
                 print_reports(self.console, reports, title)
                 self.result["formats"] = [r.to_dict() for r in reports]
@@ -266,6 +288,8 @@ class _Export:
                 if failed:
                     self.result["failure"] = f"{', '.join(failed)} failed"
                     raise _Abort()
+                if web:
+                    self.result["web"] = self._web_bundle(stack, temps["onnx"])
                 self.result["passed"] = True
                 names = [FILENAMES[f] for f in formats] + ([FILENAMES["int8"]] if calibration is not None else [])
                 self.result["written"] = [str(self.out_dir / n) for n in names]
@@ -274,6 +298,18 @@ class _Export:
         for target in self.result["written"]:
             self.console.print(f"wrote {target}", highlight=False)
         return self.result
+
+    def _web_bundle(self, stack: ExitStack, onnx_model: Path) -> dict[str, Any]:
+        """The page folder around the verified ONNX model, renamed into place with the rest."""
+        from osr_export.web_export import atomic_dir, write_bundle
+
+        assert self.runtime is not None  # found when the options were validated
+        runtime, version = self.runtime
+        folder = stack.enter_context(atomic_dir(self.out_dir / FILENAMES["web"]))
+        files = write_bundle(folder, onnx_model, runtime, version)
+        size = sum((folder / f).stat().st_size for f in files)
+        self.console.print(f"web: page, model.onnx and ONNX Runtime Web {version} (wasm), {size / 2**20:.1f} MiB", highlight=False)
+        return {"files": files, "onnxruntime_web": version, "bytes": size}
 
     def _export_and_verify(self, fmt: str, tmp: Path) -> FormatReport:
         with _progress(self.console) as progress:
@@ -356,4 +392,4 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "ExportFailed", "ExportOptions", "FILENAMES", "FORMATS", "export_command"]
+__all__ = ["ALL_FORMATS", "DEFAULT_CHECKPOINT", "ExportFailed", "ExportOptions", "FILENAMES", "FORMATS", "export_command"]
