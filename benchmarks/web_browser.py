@@ -35,7 +35,8 @@ from web_testing import open_page, serve, start_browser  # noqa: E402
 
 TIME_URLS = """
 const [urls, done] = [arguments[0], arguments[arguments.length - 1]];
-window.osr.classifyUrls(urls).then(r => done({...window.osr.lastTiming, n: r.length, errors: r.filter(x => x.error).length}),
+window.osr.classifyUrls(urls).then(r => done({...window.osr.lastTiming, n: r.length, errors: r.filter(x => x.error).length,
+                                               rows: r.map(x => [x.url, x.label, x.score, x.exact])}),
                                    e => done({error: String(e)}));
 """
 NETWORK = """
@@ -57,6 +58,31 @@ def python_onnxruntime_rate(model: Path, n: int, threads: int = 1) -> float:
     for _ in range(max(1, n // 256)):
         session.run(None, {"input": x})
     return max(1, n // 256) * 256 / (time.perf_counter() - t0)
+
+
+def agreement_with_osr_infer(site: Path, rows: list) -> dict:
+    """The page's labels and scores against osr-infer's on the same files, exact and approximate
+    (draft-scaled JPEGs) apart."""
+    from osr_infer.cli import InferOptions, infer_command
+    from osr_infer.results import read_results
+
+    paths = [(site / "web" / url).resolve() for url, *_ in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "files"
+        listing.mkdir()
+        for k, path in enumerate(paths):
+            (listing / f"{k:05d}{path.suffix}").symlink_to(path)
+        out = Path(tmp) / "r.jsonl"
+        infer_command(InferOptions([str(listing)], model=site / "web" / "model.onnx", output=out, progress=False))
+        python = {int(Path(r["path"]).stem): r for r in read_results(out)}
+    result = {}
+    for kind, want in (("exact", True), ("approximate", False)):
+        chosen = [(k, row) for k, row in enumerate(rows) if bool(row[3]) == want]
+        if chosen:
+            result[f"{kind}_images"] = len(chosen)
+            result[f"{kind}_same_decision"] = sum(row[1] == python[k]["label"] for k, row in chosen)
+            result[f"{kind}_max_score_difference"] = float(max(abs(row[2] - python[k]["score"]) for k, row in chosen))
+    return result
 
 
 def image_sets(root: Path, data_dir: Path, n: int) -> dict[str, list[str]]:
@@ -134,7 +160,8 @@ def main() -> None:
                     end_to_end[name] = {"images": timed["n"], "errors": timed["errors"], "seconds": round(seconds, 3),
                                         "images_per_s": round(timed["n"] / seconds, 1),
                                         "fetch_seconds_not_counted": round(timed["fetch"] / 1000, 3)}
-                    print(f"{name}: {end_to_end[name]['images_per_s']:,.0f} images/s end to end in the page")
+                    end_to_end[name].update(agreement_with_osr_infer(site, timed["rows"]))
+                    print(f"{name}: {end_to_end[name]}")
                 version = driver.capabilities.get("browserVersion")
                 screenshot(driver, site, args.screenshot)
         finally:

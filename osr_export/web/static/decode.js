@@ -81,18 +81,23 @@ function blockMean(image, s) {
   const w = Math.ceil(W / s);
   const h = Math.ceil(H / s);
   const out = new Uint8ClampedArray(w * h * 4);
+  const sums = new Float64Array(w * 4); // one row of blocks at a time
   for (let by = 0; by < h; by++) {
-    for (let bx = 0; bx < w; bx++) {
-      const sums = [0, 0, 0, 0];
-      let n = 0;
-      for (let y = by * s; y < Math.min(H, by * s + s); y++) {
-        for (let x = bx * s; x < Math.min(W, bx * s + s); x++) {
-          const p = (y * W + x) * 4;
-          for (let c = 0; c < 4; c++) sums[c] += data[p + c];
-          n++;
-        }
+    sums.fill(0);
+    const rows = Math.min(H, by * s + s) - by * s;
+    for (let y = by * s; y < by * s + rows; y++) {
+      let p = y * W * 4;
+      for (let x = 0; x < W; x++, p += 4) {
+        const b = ((x / s) | 0) * 4;
+        sums[b] += data[p];
+        sums[b + 1] += data[p + 1];
+        sums[b + 2] += data[p + 2];
+        sums[b + 3] += data[p + 3];
       }
-      for (let c = 0; c < 4; c++) out[(by * w + bx) * 4 + c] = Math.round(sums[c] / n);
+    }
+    for (let bx = 0; bx < w; bx++) {
+      const n = rows * (Math.min(W, bx * s + s) - bx * s);
+      for (let c = 0; c < 4; c++) out[(by * w + bx) * 4 + c] = Math.round(sums[bx * 4 + c] / n);
     }
   }
   return { ...image, width: w, height: h, data: out };

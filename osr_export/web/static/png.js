@@ -86,12 +86,13 @@ export async function decodePng(bytes, { maxPixels = 64_000_000 } = {}) {
     }
     const start = pos + 8;
     const end = start + length;
-    if (end > bytes.length || (before && end + 4 > bytes.length)) {
+    const checked = before && type !== "IDAT"; // PIL verifies the checksums of the chunks before the image data
+    if (end > bytes.length || (checked && end + 4 > bytes.length)) {
       if (before || (phase === "data" && type === "IDAT")) throw new Error(`truncated PNG file (in its ${type} chunk)`);
       break;
     }
     const data = bytes.subarray(start, end);
-    if (before && crc32(bytes, pos + 4, end) !== u32(bytes, end)) {
+    if (checked && crc32(bytes, pos + 4, end) !== u32(bytes, end)) {
       throw new Error(`broken PNG file (bad header checksum in ${type})`);
     }
     pos = end + 4;
@@ -128,7 +129,7 @@ export async function decodePng(bytes, { maxPixels = 64_000_000 } = {}) {
       const key = latin1(zero < 0 ? data : data.subarray(0, zero));
       const value = zero < 0 ? new Uint8Array(0) : data.subarray(zero + 1);
       if (value.length && value[0] !== 0) throw new Error(`Unknown compression method ${value[0]} in zTXt chunk`);
-      if (key) text.set(key, latin1(await inflateAll(value.subarray(1))));
+      if (key) text.set(key, latin1(await inflateAll(value.subarray(1), new Uint8Array(0)))); // broken: empty text
     } else if (type === "iTXt") {
       const entry = await internationalText(data);
       if (entry) {
@@ -205,13 +206,13 @@ async function inflate(data, needed) {
   return out;
 }
 
-/** A whole zlib stream (a text chunk's); PIL reads a broken one as empty text. */
-async function inflateAll(data) {
+/** A whole zlib stream (a text chunk's), or `broken` when it does not inflate. */
+async function inflateAll(data, broken) {
   try {
-    const buffer = await new Response(new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
-    return new Uint8Array(buffer);
+    const inflated = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(inflated).arrayBuffer());
   } catch {
-    return new Uint8Array(0);
+    return broken;
   }
 }
 
@@ -230,12 +231,8 @@ async function internationalText(data) {
   let value = rest;
   if (compressed) {
     if (method !== 0) return null;
-    try {
-      const buffer = await new Response(new Blob([value]).stream().pipeThrough(new DecompressionStream("deflate"))).arrayBuffer();
-      value = new Uint8Array(buffer);
-    } catch {
-      return null;
-    }
+    value = await inflateAll(value, null);
+    if (value === null) return null; // broken: PIL skips the chunk
   }
   let text = null;
   try {
@@ -315,7 +312,10 @@ function pixelReader(colorType, bitDepth, palette) {
   switch (colorType) {
     case 0:
       if (bitDepth === 16) { // I;16 through to_grayscale: np.round(v / 65535 * 255) (never a tie)
-        return (raw, row, x, out, at) => grey(out, at, Math.round((((raw[row + 2 * x] << 8) | raw[row + 2 * x + 1]) / 65535) * 255));
+        return (raw, row, x, out, at) => {
+          const v = (raw[row + 2 * x] << 8) | raw[row + 2 * x + 1];
+          grey(out, at, Math.round((v / 65535) * 255));
+        };
       }
       if (bitDepth === 8) return (raw, row, x, out, at) => grey(out, at, raw[row + x]);
       return (raw, row, x, out, at) => { // unpack1 (0 or 255), unpackL2 (x 0x55), unpackL4 (x 0x11)
@@ -362,11 +362,13 @@ function orientation(exif, text, xmp) {
   let data = exif;
   if (!data && text.has("Raw profile type exif")) {
     const hex = text.get("Raw profile type exif").split("\n").slice(3).join("").replace(/\s+/g, "");
-    if (hex.length % 2 || /[^0-9a-fA-F]/.test(hex)) throw new Error("broken EXIF data (Raw profile type exif is not hex)");
-    data = Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
+    // Not hex: PIL's getexif raises (load_image fails only with the contract's exif step); here, no EXIF.
+    if (hex.length % 2 === 0 && !/[^0-9a-fA-F]/.test(hex)) {
+      data = Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
+    }
   }
   const tag = data ? tiffOrientation(data) : undefined;
-  if (tag !== undefined) return tag;
+  if (tag !== undefined) return tag ?? 1; // a tag that is no single number: PIL turns nothing
   const packet = text.has("XML:com.adobe.xmp") ? text.get("XML:com.adobe.xmp") : xmp ? latin1(xmp) : null;
   const match = packet && /tiff:Orientation(="|>)([0-9])/.exec(packet);
   return match ? Number(match[2]) : 1;
