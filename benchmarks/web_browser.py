@@ -163,6 +163,12 @@ def main() -> None:
                     end_to_end[name].update(agreement_with_osr_infer(site, timed["rows"]))
                     print(f"{name}: {end_to_end[name]}")
                 version = driver.capabilities.get("browserVersion")
+            with serve(site, isolated=True) as base:  # what the bundle's serve.py does: threads allowed
+                info_isolated = open_page(driver, f"{base}/web/index.html")
+                network_isolated = driver.execute_async_script(NETWORK, args.network_images)
+                timed = driver.execute_async_script(TIME_URLS, sets["CIFAR-10 test JPEGs"]) if "CIFAR-10 test JPEGs" in sets else None
+            with serve(site) as base:
+                open_page(driver, f"{base}/web/index.html")
                 screenshot(driver, site, args.screenshot)
         finally:
             driver.quit()
@@ -173,6 +179,10 @@ def main() -> None:
         "network_images_per_s": round(network, 1),
         "python_onnxruntime_1_thread_images_per_s": round(python_rate, 1),
         "browser_vs_python_network": round(network / python_rate, 3),
+        "cross_origin_isolated": {
+            "threads": info_isolated["threads"], "network_images_per_s": round(network_isolated, 1),
+            "cifar_end_to_end_images_per_s": round(timed["n"] / (timed["decode_preprocess_classify"] / 1000), 1) if timed else None,
+        },
         "end_to_end": end_to_end,
         "screenshot": str(args.screenshot.relative_to(HERE.parent)) if args.screenshot.is_relative_to(HERE.parent) else str(args.screenshot),
     }

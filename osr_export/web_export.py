@@ -28,7 +28,7 @@ DEFAULT_RUNTIME = NPM_PROJECT / "node_modules" / "onnxruntime-web" / "dist"
 #: The runtime files the page needs: ONNX Runtime Web's wasm-only build (no WebGL/WebGPU code).
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 #: The page's files, all copied.
-PAGE_FILES = ("index.html", "app.js", "osr.js", "contract.js", "png.js", "decode.js", "metadata.js")
+PAGE_FILES = ("index.html", "app.js", "osr.js", "contract.js", "png.js", "decode.js", "metadata.js", "serve.py")
 #: The folder's name inside the export's output folder.
 WEB_DIRNAME = "web"
 RUNTIME_ENV = "OSR_WEB_RUNTIME"
@@ -103,7 +103,8 @@ def write_bundle(folder: Path, onnx_model: Path, runtime: Path, runtime_version:
     (folder / "README.txt").write_text(
         "A static page that runs model.onnx in the browser with ONNX Runtime Web "
         f"{runtime_version} (wasm).\nHost this folder with any static file server, e.g.\n\n"
-        "    python3 -m http.server --directory . 8000\n\nthen open http://localhost:8000/. "
+        "    python3 serve.py 8000     (cross-origin isolated: ONNX Runtime Web may use several threads)\n"
+        "    python3 -m http.server --directory . 8000     (one thread)\n\nthen open http://localhost:8000/. "
         "Opening index.html as a file:// URL does not work: browsers do not load modules and wasm from disk.\n"
     )
     mode = 0o666 & ~_umask()

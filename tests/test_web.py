@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -203,14 +202,40 @@ def test_page_classifies_a_chosen_file_and_a_drawing(web_site):
         driver.quit()
 
 
+def test_bundled_server_isolates_the_page_so_the_runtime_uses_threads(web_site):
+    """web/serve.py sends COOP and COEP: the page is cross-origin isolated, ONNX Runtime Web
+    gets several threads (where the machine has several cores), and still classifies."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, str(web_site / "web" / "serve.py"), str(port)], stdout=subprocess.PIPE, text=True)
+    driver = start_browser()
+    try:
+        assert f"http://localhost:{port}/" in server.stdout.readline()
+        info = open_page(driver, f"http://localhost:{port}/index.html")
+        assert driver.execute_script("return window.crossOriginIsolated") is True
+        cores = driver.execute_script("return navigator.hardwareConcurrency")
+        assert info["threads"] == min(4, cores)
+        shutil.copyfile(web_site / "images" / "odd" / "seven-grey.jpg", web_site / "web" / "probe.jpg")  # served by serve.py
+        [entry] = classify_in_page(driver, ["probe.jpg"])
+        assert entry["exact"] and entry["label"] in info["classes"] + ["unknown"]
+    finally:
+        driver.quit()
+        server.terminate()
+        server.wait(10)
+        (web_site / "web" / "probe.jpg").unlink(missing_ok=True)
+
+
 def test_web_bundle_is_self_contained(web_site):
     """Everything the page loads is in the folder: no URL outside it in the page's files."""
     web = web_site / "web"
     names = {p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file()}
     assert {"index.html", "app.js", "contract.js", "model.onnx", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.wasm"} <= names
-    for name in ("index.html", "app.js", "osr.js", "contract.js", "png.js", "decode.js", "metadata.js"):
+    for name in ("index.html", "app.js", "osr.js", "contract.js", "png.js", "decode.js", "metadata.js", "serve.py"):
         text = (web / name).read_text()
-        assert "http://" not in text and "https://" not in text and "cdn" not in text.lower(), name
+        assert not re.search(r"https?://(?!localhost[:/])", text) and "cdn" not in text.lower(), name
 
 
 def test_export_web_without_runtime_is_one_clear_line(trained_digits, tmp_path, monkeypatch):

@@ -60,10 +60,20 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _IsolatedHandler(_QuietHandler):
+    """What the bundle's serve.py sends: cross-origin isolation, so the wasm runtime may use threads."""
+
+    def end_headers(self) -> None:
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        super().end_headers()
+
+
 @contextmanager
-def serve(root: Path) -> Iterator[str]:
-    """A static HTTP server for ``root`` on a free local port; yields its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+def serve(root: Path, isolated: bool = False) -> Iterator[str]:
+    """A static HTTP server for ``root`` on a free local port (cross-origin isolated if asked); yields its base URL."""
+    handler = _IsolatedHandler if isolated else _QuietHandler
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
