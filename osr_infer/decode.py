@@ -16,14 +16,14 @@ a file that kills its worker is reported like any other unreadable file.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+# Only concurrent.futures' base here: the process pool (and multiprocessing, about 10 ms of
+# start-up) is imported when a run starts workers. A broken process pool is a BrokenExecutor.
+from concurrent.futures import BrokenExecutor, Executor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -34,6 +34,8 @@ from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.preprocess import ImageDecodeError, PreprocessContract, load_image
 
 if TYPE_CHECKING:
+    import multiprocessing.context
+
     from osr_infer.sources import Source
 
 #: Files per decoding task: large enough to amortise inter-process overhead, and equal to the
@@ -90,6 +92,8 @@ def _start_method() -> str:
     progress bar) can hand the child a lock some thread held at that instant: such a child
     hangs. Python 3.12 warns about it, 3.14 stopped defaulting to fork.
     """
+    import multiprocessing
+
     methods = multiprocessing.get_all_start_methods()
     try:
         threads = len(os.listdir("/proc/self/task"))
@@ -100,9 +104,11 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def prepare_workers() -> multiprocessing.context.BaseContext:
+def prepare_workers() -> "multiprocessing.context.BaseContext":
     """The context worker processes start from; a forkserver is booted now, in the background,
     so that it imports this module while the caller loads the model and lists files."""
+    import multiprocessing
+
     context = multiprocessing.get_context(_start_method())
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
@@ -211,14 +217,18 @@ class DecodePool:
     def start(self) -> "DecodePool":
         if self._executor is None and self.workers > 0:
             if self.kind == "thread":
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="osr-decode")
             else:
+                from concurrent.futures import ProcessPoolExecutor
+
                 context = prepare_workers()
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init,
                                                      initargs=(os.getpid(),))
                 try:
                     self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
-                except BrokenProcessPool:
+                except BrokenExecutor:
                     self.close()
                     raise InferError(
                         "the decoding worker processes could not start (see the error above); rerun with --workers 0 to decode in-process"
@@ -268,7 +278,7 @@ class DecodePool:
                 continue
             try:
                 piece = self._collect(sources[s], s, start, pending.result())
-            except BrokenProcessPool:
+            except BrokenExecutor:
                 self._restart(None)
                 # Alone on the new pool, so that a death now is this chunk's; then the chunks
                 # that were in flight and lost with the old pool are submitted again.
@@ -305,7 +315,7 @@ class DecodePool:
             path = source.paths[i]
             try:
                 ok, decoded, failed = self._executor.submit(self.decode, [path], self.contract).result()
-            except BrokenProcessPool:
+            except BrokenExecutor:
                 failures.append((path, "the image decoder crashed on this file (its worker process died)"))
                 self._restart(path)
                 continue
@@ -335,7 +345,7 @@ class DecodePool:
             return s, start, stop, future
         try:
             return s, start, stop, self._executor.submit(self.decode, paths, self.contract)
-        except BrokenProcessPool as exc:  # a worker died since the last chunk: handled on collection
+        except BrokenExecutor as exc:  # a worker died since the last chunk: handled on collection
             future = Future()
             future.set_exception(exc)
             return s, start, stop, future

@@ -119,13 +119,24 @@ def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
     return _local_level(work, pixels, PAPER_RANK, narrow_to_min=True)
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a float32 array, bit for bit (the mean of the two middle values in float32
+    for an even count), without its first-call import of numpy.ma (about 40 ms of start-up)."""
+    flat = values.ravel()
+    k = flat.size // 2
+    if flat.size % 2:
+        return float(np.partition(flat, k)[k])
+    middle = np.partition(flat, (k - 1, k))
+    return float((middle[k - 1] + middle[k]) / 2)
+
+
 def _ink_is_dark(work: Image.Image, pixels: np.ndarray) -> bool:
     """Whether the ink is darker than the paper: the heavier tail of what differs from the
     local paper level (lighting gradients and paper tone removed first) is the ink's."""
     background = _local_level(work, pixels, MEDIAN_RANK, narrow_to_min=False)
     residual = pixels - background
-    centre = float(np.median(residual))
-    noise = 1.4826 * float(np.median(np.abs(residual - centre))) + 0.5
+    centre = _median(residual)
+    noise = 1.4826 * _median(np.abs(residual - centre)) + 0.5
     bright = np.clip(residual - centre - TAIL_NOISE * noise, 0, None).sum()
     dark = np.clip(centre - residual - TAIL_NOISE * noise, 0, None).sum()
     return bool(dark > bright)

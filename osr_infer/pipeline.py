@@ -14,11 +14,6 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from osr_infer.decode import DecodePool, Piece
 from osr_infer.errors import InferError
@@ -134,12 +129,17 @@ class InferenceRun:
         return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
+def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, imported here: small runs start faster without it
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
 
-def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
         _RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -85,13 +85,22 @@ def map_labels(labels: np.ndarray, names: tuple[str, ...] | None, class_names: t
     return table[np.where(labels >= 0, labels, len(names))]
 
 
+def _may_be_reference(spec: str) -> bool:
+    """Cheap first look (no import of the data-set registry): references are ``name:...`` or ``digits``."""
+    return ":" in spec or spec == "digits"
+
+
+def _is_reference(spec: str) -> bool:
+    from osr_infer.data.registry import is_reference
+
+    return is_reference(spec)
+
+
 def resolve_source(
     spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
     class_names: tuple[str, ...], *, unknown: bool = False,
 ) -> Source:
-    from osr_infer.data.registry import is_reference, reference_examples
-
-    if is_reference(spec):
+    if _may_be_reference(spec) and _is_reference(spec):
         source = _reference(spec, data_dir, contract, model_spec, class_names)
         if unknown:
             source.labels = np.full(len(source), UNKNOWN, dtype=np.int64)
@@ -100,6 +109,8 @@ def resolve_source(
     if not path.exists():
         prefix = spec.split(":", 1)[0]
         if ":" in spec or prefix in ("mnist", "cifar10", "folder", "idx"):
+            from osr_infer.data.registry import reference_examples
+
             raise InferError(f"no such file, folder or data set reference: {spec} (references: {reference_examples()})")
         raise InferError(f"no such file or folder: {spec}")
     left_out = LeftOut()

@@ -1,38 +1,37 @@
-"""Data sets as in-memory uint8 arrays (numpy and Pillow only), and the registry of data sets."""
+"""Data sets as in-memory uint8 arrays (numpy and Pillow only), and the registry of data sets.
 
-from osr_infer.data.cifar import load_cifar10
-from osr_infer.data.datasets import DataError, ImageSet, OpenSetData, default_data_dir, split_train_val
-from osr_infer.data.digits import load_digits_open_set
-from osr_infer.data.folders import load_class_folder, load_image_folder
-from osr_infer.data.idx import IdxFormatError, read_idx
-from osr_infer.data.mnist import MnistMissingError, load_mnist
-from osr_infer.data.registry import (
-    DATASETS,
-    describe_dataset,
-    load_open_set_data,
-    open_set_source,
-    parse_reference,
-    reference_source,
-)
+The names below are imported on first use (PEP 562): ``osr-infer one.png`` never loads the
+data-set readers (and their urllib/ssl imports), which would cost about 40 ms of start-up.
+"""
 
-__all__ = [
-    "DATASETS",
-    "DataError",
-    "IdxFormatError",
-    "ImageSet",
-    "MnistMissingError",
-    "OpenSetData",
-    "default_data_dir",
-    "describe_dataset",
-    "load_cifar10",
-    "load_class_folder",
-    "load_digits_open_set",
-    "load_image_folder",
-    "load_mnist",
-    "load_open_set_data",
-    "open_set_source",
-    "parse_reference",
-    "read_idx",
-    "reference_source",
-    "split_train_val",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "load_cifar10": "cifar",
+    "DataError": "datasets", "ImageSet": "datasets", "OpenSetData": "datasets", "default_data_dir": "datasets",
+    "split_train_val": "datasets",
+    "load_digits_open_set": "digits",
+    "load_class_folder": "folders", "load_image_folder": "folders",
+    "IdxFormatError": "idx", "read_idx": "idx",
+    "MnistMissingError": "mnist", "load_mnist": "mnist",
+    "DATASETS": "registry", "describe_dataset": "registry", "load_open_set_data": "registry", "open_set_source": "registry",
+    "parse_reference": "registry", "reference_source": "registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
