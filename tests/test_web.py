@@ -172,6 +172,39 @@ def test_page_gives_pythons_pixels_scores_and_decisions(web_site, tmp_path):
           f"{agree_approximate} of {approximate} draft-scaled JPEGs decided alike")
 
 
+def test_page_runs_an_rgb_model_of_another_data_set(trained_rgb, tmp_path):
+    """The model spec carries any data set to the browser: a 12-class RGB 32x32 model (plain
+    resize, no layout step) gives Python's pixels, scores and labels in the page too."""
+    require_browser()
+    images_root, model_dir = trained_rgb
+    site = tmp_path / "site"
+    result = run_export(model_dir / "model.pt", "--format", "web", "--out", site, "--probe-size", "64")
+    assert result.exit_code == 0, result.output
+    (site / "images").mkdir()
+    paths = sorted((images_root / "test").rglob("*.png"))[:30]
+    for k, path in enumerate(paths):
+        shutil.copyfile(path, site / "images" / f"{k:03d}.png")
+    for k, rgb in enumerate(cifar_like_rgb(20, seed=9)):  # JPEGs, and sizes other than 32x32
+        Image.fromarray(rgb).resize((45, 37)).save(site / "images" / f"photo{k:02d}.jpg", quality=88)
+    files = sorted((site / "images").iterdir())
+    driver = start_browser()
+    try:
+        with serve(site) as base:
+            info = open_page(driver, f"{base}/web/index.html")
+            in_page = classify_in_page(driver, [f"../images/{p.name}" for p in files])
+    finally:
+        driver.quit()
+    pixels, outputs, metadata = _python_reference(site, files)
+    assert metadata.contract.channels == 3 and len(info["classes"]) == len(metadata.class_names) == 12
+    for i, entry in enumerate(in_page):
+        assert entry["exact"], entry
+        page_pixels = np.frombuffer(base64.b64decode(entry["pixels"]), dtype=np.uint8).reshape(pixels[i].shape)
+        assert np.array_equal(page_pixels, pixels[i]), files[i].name
+        assert abs(entry["score"] - float(outputs["score"][i])) <= SCORE_ATOL, files[i].name
+        known = float(outputs["score"][i]) >= metadata.threshold
+        assert entry["label"] == (metadata.class_names[int(np.argmax(outputs["logits"][i]))] if known else "unknown")
+
+
 def test_page_classifies_a_chosen_file_and_a_drawing(web_site):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
