@@ -19,7 +19,7 @@ from osr_infer import cli_support
 from osr_infer.cli_support import printable
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
-from osr_infer.params import NONE, Constraint, Interval, validate
+from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
 
@@ -80,13 +80,17 @@ def infer(
         DEFAULT_ATOL, "--atol", help="--parity tolerance on |delta| of logits and probs (the score gets atol + 1e-5 x |score|)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    decoder: str = typer.Option(
+        "fast", "--decoder", help="fast: JPEGs through libjpeg-turbo directly (simplejpeg), PIL for the rest; pil: PIL for "
+        "everything (the reference; the pixels are the same)."
+    ),
 ) -> None:
     """Classify images with an exported model: each is a digit, or unknown."""
     try:
         options = InferOptions(
             list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
             workers=workers, output=output,
-            unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol, progress=progress,
+            unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol, progress=progress, decoder=decoder,
         )
         code = infer_command(options)
     except ValueError as exc:
@@ -116,8 +120,10 @@ class InferOptions:
     parity: Path | None = None
     atol: float = DEFAULT_ATOL
     progress: bool = True
+    decoder: str = "fast"  # "pil": the reference decoding path only
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "decoder": [OneOf(("fast", "pil"))],
         "threshold": [Interval(float, 0, 1, closed="neither"), NONE],
         "score_threshold": [Interval(float, None, None), NONE],
         "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
@@ -146,7 +152,7 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     ``pool_kind``, ``chunk_files`` and ``ort_threads`` are tuning knobs for the benchmark.
     """
     from osr_infer.data import default_data_dir
-    from osr_infer.decode import CHUNK_FILES, DecodePool, default_workers, prepare_workers
+    from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, decode_files_pil, default_workers, prepare_workers
     from osr_infer.pipeline import run_inference
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
@@ -179,7 +185,8 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     n_files = sum(len(s.paths) for s in resolved if s.from_files)
     if options.workers is None and n_files <= SMALL_RUN_FILES:
         workers = 0  # a small folder: in-process decoding is done before a worker would have started
-    with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES) as pool:
+    decode = decode_files if options.decoder == "fast" else decode_files_pil
+    with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES, decode=decode) as pool:
         if any(s.from_files for s in resolved):
             pool.start()
         observers = []

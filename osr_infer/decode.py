@@ -65,18 +65,23 @@ class Piece:
 Decoded = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
 DecodeFn = Callable[[Sequence[str], PreprocessContract], Decoded]
 
+def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
+    """:func:`decode_files` with PIL for every format (``osr-infer --decoder pil``)."""
+    return decode_files(paths, contract, fast=False)
+
+
 #: Worker deaths a run survives (each restarts the pool) before it stops with an error.
 MAX_WORKER_CRASHES = 16
 
 
-def decode_files(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
+def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool = True) -> Decoded:
     """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)])."""
     pixels = np.empty((len(paths), *contract.pixel_shape), dtype=np.uint8)
     ok: list[int] = []
     failed: list[tuple[int, str]] = []
     for i, path in enumerate(paths):
         try:
-            pixels[len(ok)] = load_image(path, contract)
+            pixels[len(ok)] = load_image(path, contract, fast)
             ok.append(i)
         except ImageDecodeError as exc:
             failed.append((i, str(exc)))
