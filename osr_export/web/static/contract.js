@@ -300,14 +300,15 @@ function compositeOver(src, sa, dst) {
 // numpy arithmetic
 
 /**
- * numpy's pairwise summation (loops_utils.h @TYPE@_pairwise_sum) of a[off:off+n] in float32: under 8
- * values one after the other, up to 128 in 8 interleaved accumulators, more split in two halves
- * (the first a multiple of 8). ndarray.sum() of a contiguous float32 array is this.
+ * numpy's pairwise summation (loops_utils.h @TYPE@_pairwise_sum) of a[off:off+n], every partial
+ * sum rounded by `round` (Math.fround for float32, nothing for float64): under 8 values one after
+ * the other, up to 128 in 8 interleaved accumulators, more split in two halves (the first a
+ * multiple of 8). ndarray.sum() of a contiguous array is this.
  */
-function sum32(a, off = 0, n = a.length) {
+function pairwiseSum(a, round, off, n) {
   if (n < 8) {
     let res = 0;
-    for (let i = 0; i < n; i++) res = f32(res + a[off + i]);
+    for (let i = 0; i < n; i++) res = round(res + a[off + i]);
     return res;
   }
   if (n <= 128) {
@@ -316,42 +317,23 @@ function sum32(a, off = 0, n = a.length) {
     let i = 8;
     for (; i < n - (n % 8); i += 8) {
       const p = off + i;
-      r0 = f32(r0 + a[p]); r1 = f32(r1 + a[p + 1]); r2 = f32(r2 + a[p + 2]); r3 = f32(r3 + a[p + 3]);
-      r4 = f32(r4 + a[p + 4]); r5 = f32(r5 + a[p + 5]); r6 = f32(r6 + a[p + 6]); r7 = f32(r7 + a[p + 7]);
+      r0 = round(r0 + a[p]); r1 = round(r1 + a[p + 1]); r2 = round(r2 + a[p + 2]); r3 = round(r3 + a[p + 3]);
+      r4 = round(r4 + a[p + 4]); r5 = round(r5 + a[p + 5]); r6 = round(r6 + a[p + 6]); r7 = round(r7 + a[p + 7]);
     }
-    let res = f32(f32(f32(r0 + r1) + f32(r2 + r3)) + f32(f32(r4 + r5) + f32(r6 + r7)));
-    for (; i < n; i++) res = f32(res + a[off + i]);
+    let res = round(round(round(r0 + r1) + round(r2 + r3)) + round(round(r4 + r5) + round(r6 + r7)));
+    for (; i < n; i++) res = round(res + a[off + i]);
     return res;
   }
   let n2 = Math.floor(n / 2);
   n2 -= n2 % 8;
-  return f32(sum32(a, off, n2) + sum32(a, off + n2, n - n2));
+  return round(pairwiseSum(a, round, off, n2) + pairwiseSum(a, round, off + n2, n - n2));
 }
 
-/** The same pairwise summation in float64 (ndarray.sum() of a contiguous float64 array). */
-function sum64(a, off = 0, n = a.length) {
-  if (n < 8) {
-    let res = 0;
-    for (let i = 0; i < n; i++) res += a[off + i];
-    return res;
-  }
-  if (n <= 128) {
-    let r0 = a[off], r1 = a[off + 1], r2 = a[off + 2], r3 = a[off + 3];
-    let r4 = a[off + 4], r5 = a[off + 5], r6 = a[off + 6], r7 = a[off + 7];
-    let i = 8;
-    for (; i < n - (n % 8); i += 8) {
-      const p = off + i;
-      r0 += a[p]; r1 += a[p + 1]; r2 += a[p + 2]; r3 += a[p + 3];
-      r4 += a[p + 4]; r5 += a[p + 5]; r6 += a[p + 6]; r7 += a[p + 7];
-    }
-    let res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7));
-    for (; i < n; i++) res += a[off + i];
-    return res;
-  }
-  let n2 = Math.floor(n / 2);
-  n2 -= n2 % 8;
-  return sum64(a, off, n2) + sum64(a, off + n2, n - n2);
-}
+const asIs = (x) => x;
+/** ndarray.sum() of a contiguous float32 array. */
+const sum32 = (a, off = 0, n = a.length) => pairwiseSum(a, f32, off, n);
+/** ndarray.sum() of a contiguous float64 array. */
+const sum64 = (a, off = 0, n = a.length) => pairwiseSum(a, asIs, off, n);
 
 /** Python's round() and np.round: to the nearest integer, ties to even. */
 function roundHalfEven(x) {

@@ -1,0 +1,84 @@
+"""The README's near-OOD table: each model on each unknown set, per score.
+
+    python benchmarks/make_near_ood.py /tmp/near-ood --n 600
+    python benchmarks/make_letters.py /tmp/letters --n 2000
+    OSR_DATA_DIR=../shared/datasets python benchmarks/near_ood_table.py artifacts/siamese-seed/model.pt \\
+        artifacts/siamese/model.pt --near-ood /tmp/near-ood --letters /tmp/letters
+
+Each checkpoint is evaluated (``osr-train evaluate``) on its test knowns (MNIST test) against
+every set of ``make_near_ood.py``, the rendered Latin letters of ``make_letters.py`` and the
+CIFAR-10 test JPEGs. For each set: AUROC of every score, and the share rejected at the model's
+exported threshold on its stored score. Writes ``benchmarks/results/near_ood_table.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from osr_train.report import evaluate_command
+
+HERE = Path(__file__).resolve().parent
+SCORES = ("msp", "max_logit", "energy", "mahalanobis")
+
+
+def table(rows: list[dict]) -> str:
+    models = [f"{r['model']} ({r['recipe']}, {r['score']})" for r in rows]
+    lines = ["| unknown set | " + " | ".join(f"{m}: AUROC (stored score) / rejected at its threshold" for m in models)
+             + " | best AUROC of any score (which) |",
+             "|---|" + "---|" * (len(models) + 1)]
+    for name in rows[0]["sets"]:
+        cells = []
+        best = (0.0, "")
+        for r in rows:
+            s = r["sets"][name]
+            cells.append(f"{s['auroc'][r['score']]:.2%} / {s['rejected']:.1%}")
+            for score, auroc in s["auroc"].items():
+                best = max(best, (auroc, f"{r['recipe']} {score}"))
+        lines.append(f"| {name} ({rows[0]['sets'][name]['n']:,}) | " + " | ".join(cells) + f" | {best[0]:.2%} ({best[1]}) |")
+    accept = " | ".join(f"{r['known_acceptance']:.2%} knowns accepted, closed-set {r['closed_set_accuracy']:.2%}" for r in rows)
+    lines.append(f"| MNIST test (knowns, 10,000) | {accept} | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--near-ood", type=Path, required=True, help="the folder make_near_ood.py wrote")
+    parser.add_argument("--letters", type=Path, help="the folder make_letters.py wrote")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "near_ood_table")
+    args = parser.parse_args()
+    sets = sorted(p for p in args.near_ood.iterdir() if p.is_dir())
+    if args.letters:
+        sets.append(args.letters)
+    cifar = args.data_dir / "cifar10-test-jpeg"
+    if cifar.is_dir():
+        sets.append(cifar)
+    console = Console(stderr=True)
+    rows = []
+    for checkpoint in args.checkpoints:
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, console=console)
+        per_set = {}
+        for name, result in metrics["per_unknown_set"].items():
+            per_set[name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
+                             "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
+                             "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
+        rows.append({"checkpoint": str(checkpoint), "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
+                     "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
+                     "known_acceptance": metrics["known_acceptance"], "sets": per_set})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    md = table(rows)
+    args.output.with_suffix(".md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
