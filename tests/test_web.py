@@ -229,6 +229,14 @@ def test_page_classifies_a_chosen_file_and_a_drawing(web_site):
             WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result")) == 2)
             drawn = driver.find_elements(By.CSS_SELECTOR, ".result")[0]
             assert "drawing.png" in drawn.text and drawn.find_elements(By.TAG_NAME, "canvas")
+            # A broken file among good ones: its own card says why, the others are classified.
+            broken = web_site / "broken.png"
+            broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+            driver.find_element(By.ID, "files").send_keys(f"{broken}\n{photo}")
+            WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result")) >= 4)
+            texts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".result")[:2]]
+            assert any("cannot read this image" in t and "broken.png" in t for t in texts), texts
+            assert any("seven-exif6.jpg" in t and "cannot read" not in t for t in texts), texts
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert not errors, errors[:3]
     finally:
