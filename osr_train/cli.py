@@ -75,6 +75,7 @@ OutOpt = typer.Option(None, "--out", help="Output folder [default: artifacts/<mo
 ThresholdOpt = typer.Option(None, "--threshold", help="Accept as known when the score reaches this [default: seed recipe 0.999 on msp; best recipe calibrated].", show_default=False)
 TprOpt = typer.Option(None, "--target-tpr", help="Calibrate the threshold to accept this fraction of validation knowns, e.g. 0.99 [default: the recipe's; best: 0.995; seed: none, a fixed threshold].", show_default=False)
 ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run in the output folder from its last complete epoch (give the same options); the result is the model an uninterrupted run makes.")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, fewer train faster, and osr-train says so].", show_default=False)
 ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: energy; seed: msp].", show_default=False)
 
 
@@ -87,7 +88,7 @@ def baseline(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Cross-entropy epochs [default: the recipe's; best: 24, seed: 30].", show_default=False),
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     out: Optional[Path] = OutOpt, threshold: Optional[float] = ThresholdOpt, target_tpr: Optional[float] = TprOpt,
-    score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt,
+    score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt, threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """The seed's baseline: the CNN trained with cross-entropy."""
     _train("baseline", **{k: v for k, v in locals().items()})
@@ -104,7 +105,7 @@ def siamese(
     margin: float = typer.Option(2.0, "--margin", help="Contrastive margin."),
     batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
     out: Optional[Path] = OutOpt, threshold: Optional[float] = ThresholdOpt, target_tpr: Optional[float] = TprOpt,
-    score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt,
+    score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt, threads: Optional[int] = ThreadsOpt,
 ) -> None:
     """The seed's two-stage Siamese model: contrastive pre-training, then cross-entropy."""
     _train("siamese", **{k: v for k, v in locals().items()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class TrainOptions:
     target_tpr: float | None = None
     score: str | None = None
     resume: bool = False
+    threads: int | None = None  # torch's CPU threads; None: torch's default (one per core)
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(("baseline", "siamese"))],
@@ -71,6 +73,7 @@ class TrainOptions:
         "threshold": [Interval(float, None, None), NONE],
         "target_tpr": [Interval(float, 0, 1, closed="neither"), NONE],
         "score": [OneOf(tuple(SCORES)), NONE],
+        "threads": [Interval(int, 1, 1024), NONE],
     }
 
     def __post_init__(self) -> None:
@@ -171,8 +174,9 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     except (ValueError, RuntimeError) as exc:
         raise TrainingFailed(str(exc)) from None
     n_params = sum(p.numel() for p in trainer.model.parameters())
+    threads = _set_threads(options.threads, trainer.device, console)
     console.print(
-        f"training {options.model} ({options.recipe} recipe) on {trainer.device}: input {contract.describe()}, "
+        f"training {options.model} ({options.recipe} recipe) on {trainer.device}{threads}: input {contract.describe()}, "
         f"{spec.n_classes} classes, {n_params:,} parameters", highlight=False, markup=False,
     )
     if resume is not None:
@@ -257,6 +261,44 @@ def _resume_state(path: Path, spec: ModelSpec, record: dict[str, Any]) -> tuple[
     if saved_spec.to_dict() != spec.to_dict():
         raise TrainingFailed(f"--resume: {path} was started on other data or preprocessing: give the same options")
     return state_dict, resume
+
+
+def _set_threads(threads: int | None, device: object, console: Console) -> str:
+    """Set torch's CPU threads (``--threads``); with the default, say when other processes keep
+    the cores busy: there one thread per core waits on the slowest core at every operation
+    (benchmarks/training_threads.py: half the speed of one thread with one of two cores busy).
+    The count is never changed behind the user's back: results depend on it in the last bits."""
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif str(device) == "cpu" and torch.get_num_threads() > 1:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        busy = _busy_cores(cores)
+        if busy is not None and busy >= 0.75 and cores - busy < torch.get_num_threads() - 0.25:
+            console.print(f"note: other processes keep about {busy:.1f} of the {cores} cores busy; with {torch.get_num_threads()} "
+                          f"threads training waits on them: --threads {max(1, round(cores - busy))} is likely faster here",
+                          highlight=False, markup=False)
+    return f", {torch.get_num_threads()} thread(s)" if str(device) == "cpu" else ""
+
+
+def _busy_cores(cores: int, seconds: float = 0.25) -> float | None:
+    """How many cores other processes keep busy, from /proc/stat over a short sleep of ours
+    (None where there is no /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    elapsed = total1 - total0
+    return cores * (elapsed - (idle1 - idle0)) / elapsed if elapsed > 0 else None
 
 
 def _placeholder_threshold(score: str) -> float:

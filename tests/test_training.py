@@ -133,3 +133,45 @@ def test_sample_images_writes_pngs_per_group(tmp_path):
     from PIL import Image
 
     assert Image.open(knowns[0]).size == (28, 28)
+
+
+def test_threads_option_sets_torchs_threads_and_contention_is_pointed_out(tmp_path):
+    """--threads N trains on N threads (and says so); with the default, osr-train points out when
+    other processes keep the cores busy, since one thread per core then waits on them."""
+    import multiprocessing
+    import os
+    import time
+
+    import torch
+    from typer.testing import CliRunner
+
+    from osr_train.cli import app
+
+    before = torch.get_num_threads()
+    args = ["siamese", "--recipe", "seed", "--dataset", "digits", "--epochs", "1", "--pretrain-epochs", "0"]
+    try:
+        result = CliRunner().invoke(app, [*args, "--threads", "1", "--out", str(tmp_path / "one")])
+        assert result.exit_code == 0, result.output
+        assert "1 thread(s)" in result.output and torch.get_num_threads() == 1
+        cores = len(os.sched_getaffinity(0))
+        if cores < 2:
+            return
+        torch.set_num_threads(cores)
+        hogs = [multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(cores - 1)]
+        for hog in hogs:
+            hog.start()
+        time.sleep(1.0)  # spawned interpreters start spinning
+        try:
+            result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "busy")])
+        finally:
+            for hog in hogs:
+                hog.terminate()
+        assert result.exit_code == 0, result.output
+        assert "note: other processes keep" in result.output and "--threads" in result.output
+    finally:
+        torch.set_num_threads(before)
+
+
+def _spin() -> None:
+    while True:
+        pass
