@@ -285,3 +285,37 @@ def test_export_web_without_runtime_is_one_clear_line(trained_digits, tmp_path, 
     assert result.exit_code == 2
     assert "ONNX Runtime Web" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_web_export_replaces_the_folder_atomically(trained_digits, tmp_path):
+    """A second export replaces web/ whole (a stale file of the first is gone), leaves no temporary
+    folder behind, gives the files the user's umask, and refuses a web/ that is a symbolic link."""
+    from osr_export.web_export import WebRuntimeMissing, find_runtime
+
+    try:
+        find_runtime()
+    except WebRuntimeMissing:
+        require_browser()  # skips (fails in CI) with the reason
+    out = tmp_path / "out"
+    result = run_export(trained_digits / "model.pt", "--format", "web", "--out", out, "--probe-size", "16")
+    assert result.exit_code == 0, result.output
+    (out / "web" / "stale.txt").write_text("not part of an export")
+    result = run_export(trained_digits / "model.pt", "--format", "web", "--out", out, "--probe-size", "16")
+    assert result.exit_code == 0, result.output
+    assert not (out / "web" / "stale.txt").exists() and (out / "web" / "index.html").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["web"]  # no .web.*.tmp or .old folder left
+    assert ((out / "web" / "model.onnx").stat().st_mode & 0o777) == 0o666 & ~_umask()
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "web").symlink_to(target)
+    result = run_export(trained_digits / "model.pt", "--format", "web", "--out", linked, "--probe-size", "16")
+    assert result.exit_code == 2 and "refusing to replace it" in result.output, result.output
+    assert not any(target.iterdir())
+
+
+def _umask() -> int:
+    from osr_infer.io import current_umask
+
+    return current_umask()
