@@ -147,6 +147,88 @@ def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, impor
     )
 
 
+#: Classify on a thread of its own, fed by a bounded queue, while the main thread collects decoded
+#: pieces and batches them (ONNX Runtime releases the GIL while it runs).
+OVERLAP = True
+#: Batches waiting for the classifier at most: memory stays bounded by a few batches.
+QUEUE_BATCHES = 2
+
+
+class _ClassifierThread:
+    """Runs ``classify`` on each submitted batch, in order, on one thread; its first exception
+    is raised in the submitting thread (at the next submit, or at finish)."""
+
+    def __init__(self, classify: Callable[["Batch"], None]) -> None:
+        import queue
+        import threading
+
+        self._classify = classify
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osr-classify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None or self._stopping.is_set():
+                return
+            try:
+                self._classify(batch)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, batch: "Batch") -> None:
+        import queue
+
+        while True:
+            self._raise()
+            if not self._thread.is_alive():
+                self._raise()
+                raise InferError("the classifier thread stopped unexpectedly")
+            try:
+                self._queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait until every submitted batch is classified; raise the classifier's error if any."""
+        self.submit_end()
+        self._thread.join()
+        self._raise()
+
+    def submit_end(self) -> None:
+        import queue
+
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self) -> None:
+        """On the way out (an error or Ctrl-C in the main thread): drop what is queued and end."""
+        import queue
+
+        self._stopping.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self.submit_end()
+        self._thread.join(timeout=10)
+
+
 def run_inference(
     sources: list[Source],
     model: InferenceModel,
@@ -197,6 +279,8 @@ def run_inference(
     t0 = time.perf_counter()
     if bar:
         bar.start()
+    classifier = _ClassifierThread(classify) if OVERLAP else None
+    submit = classifier.submit if classifier else classify
     try:
         batcher = Batcher(batch_size, contract.pixel_shape)
         for piece in pool.pieces(sources):
@@ -206,12 +290,16 @@ def run_inference(
                 if on_failure:
                     on_failure(path, reason)
             for batch in batcher.add(piece):
-                classify(batch)
+                submit(batch)
             if bar:
                 bar.advance(task, len(piece.index) + len(piece.failures))
         for batch in batcher.flush():
-            classify(batch)
+            submit(batch)
+        if classifier:
+            classifier.finish()
     finally:
+        if classifier:
+            classifier.stop()
         if bar:
             bar.stop()
     seconds = time.perf_counter() - t0
