@@ -114,7 +114,8 @@ def screenshot(driver, site: Path, out: Path) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    photos = sorted((site / "images" / "realistic" / "digits").rglob("*.jpg"))[:3]
+    digits = site / "images" / "realistic" / "digits"
+    photos = [min(folder.glob("*.jpg")) for folder in sorted(p for p in digits.iterdir() if p.is_dir()) if any(folder.glob("*.jpg"))][2:9:3]
     letters = sorted((site / "images" / "realistic" / "letters").rglob("*.jpg"))[:1]
     cifar = sorted((site / "images" / "cifar").glob("*.jpg"))[:1]
     driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in [*photos, *letters, *cifar]))
