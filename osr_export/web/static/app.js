@@ -116,6 +116,13 @@ function setUpFiles(model) {
   };
 }
 
+/** Bytes as base64, in slices (a spread of a large frame would overflow the call stack). */
+function toBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(text);
+}
+
 /** For tests and scripts: classify files by URL and return what the page computed, pixels
  * included; window.osr.lastTiming says how long fetching and the rest took (ms). */
 async function classifyUrls(model, urls) {
@@ -128,7 +135,7 @@ async function classifyUrls(model, urls) {
   let k = 0;
   return prepared.map((pre, i) => pre.error
     ? { url: urls[i], error: pre.error.message }
-    : { url: urls[i], exact: pre.exact, note: pre.note, pixels: btoa(String.fromCharCode(...pre.pixels)), ...decided[k++] });
+    : { url: urls[i], exact: pre.exact, note: pre.note, pixels: toBase64(pre.pixels), ...decided[k++] });
 }
 
 const ready = loadModel("model.onnx").then((model) => {
