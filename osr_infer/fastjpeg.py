@@ -34,7 +34,7 @@ def available() -> bool:
 def exif_orientation(data: bytes) -> int | None:
     """The EXIF orientation of a JPEG as PIL's ``getexif()`` reads it (1 when there is none), or
     None when this reader cannot be sure (XMP, which PIL also consults; malformed EXIF)."""
-    pos, orientation = 2, 1
+    pos, orientation, seen_exif = 2, 1, False
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             return None
@@ -53,9 +53,10 @@ def exif_orientation(data: bytes) -> int | None:
             if segment.startswith(_XMP):
                 return None
             if segment.startswith(b"Exif\0\0"):
-                if orientation != 1 or (found := _tiff_orientation(segment[6:])) is None:
-                    return None  # two EXIF blocks, or one this reader cannot parse: PIL decides
-                orientation = found
+                # PIL appends a second EXIF block to the first; that, or a block this reader cannot parse: PIL decides.
+                if seen_exif or (found := _tiff_orientation(segment[6:])) is None:
+                    return None
+                orientation, seen_exif = found, True
         pos += 2 + length
     return None
 

@@ -74,6 +74,15 @@ def _jpegs(folder: Path) -> dict[str, Path]:
           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
     save("xmp-orientation", page, quality=85, xmp=xmp)
     save("cmyk", page.convert("CMYK"), quality=90)
+    # Two EXIF blocks (PIL appends the second to the first): orientation 1, then a block saying 6.
+    data = files["exif1"].read_bytes()
+    first = data.index(b"\xff\xe1")
+    end = first + 2 + int.from_bytes(data[first + 2 : first + 4], "big")
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    block = turned.tobytes()  # "Exif\0\0" and the TIFF block
+    files["two-exif"] = folder / "two-exif.jpg"
+    files["two-exif"].write_bytes(data[:end] + b"\xff\xe1" + (len(block) + 2).to_bytes(2, "big") + block + data[end:])
     files["truncated"] = folder / "truncated.jpg"
     files["truncated"].write_bytes(files["progressive"].read_bytes()[:4000])
     files["png-named-jpg"] = folder / "png-named-jpg.jpg"
@@ -91,7 +100,7 @@ def test_fast_path_gives_pils_pixels_on_every_kind_of_jpeg(jpegs):
     # What it must take, and what it must leave to PIL.
     assert {"grey", "subsampling0", "subsampling1", "subsampling2", "progressive", "tiny", "odd-size",
             "draft-4032x3024", *(f"exif{o}" for o in range(1, 9))} <= taken
-    assert not taken & {"xmp-orientation", "cmyk", "truncated", "png-named-jpg"}
+    assert not taken & {"xmp-orientation", "cmyk", "truncated", "png-named-jpg", "two-exif"}
 
 
 @pytest.mark.parametrize("contract", [PLAIN, LAYOUT], ids=["plain", "layout"])
