@@ -1,8 +1,10 @@
-"""What the benchmarks that time an exported model share: their arguments, and the export itself."""
+"""What benchmarks share: the arguments and export of those that time an exported model, and
+the writing of a README table with its raw figures."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -30,3 +32,11 @@ def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
     options = ExportOptions(checkpoint, formats=("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
     with open(os.devnull, "w") as devnull:
         export_command(options, console=Console(file=devnull))
+
+
+def write_table(output: Path, rows: list[dict], markdown: str) -> None:
+    """``output``.json (the raw figures) and ``output``.md (the README table), and the table printed."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    output.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)

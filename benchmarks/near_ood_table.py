@@ -14,13 +14,13 @@ exported threshold on its stored score. Writes ``benchmarks/results/near_ood_tab
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
 
+from benchmark_support import write_table
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
@@ -73,11 +73,7 @@ def main() -> None:
         rows.append({"checkpoint": str(checkpoint), "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
                      "known_acceptance": metrics["known_acceptance"], "sets": per_set})
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    md = table(rows)
-    args.output.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    write_table(args.output, rows, table(rows))
 
 
 if __name__ == "__main__":

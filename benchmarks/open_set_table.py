@@ -10,12 +10,12 @@ by default, from $OSR_DATA_DIR) and writes a Markdown table and the raw figures 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from rich.console import Console
 
+from benchmark_support import write_table
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
@@ -50,11 +50,7 @@ def main() -> None:
     for ckpt in args.checkpoints:
         metrics = evaluate_command(ckpt, data_dir=args.data_dir, tsne=True, console=console)
         rows.append({k: v for k, v in metrics.items() if not k.startswith("confusion")})
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    md = table(rows)
-    args.output.with_suffix(".md").write_text(md + "\n")
-    print(md)
+    write_table(args.output, rows, table(rows))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from osr_infer.io import current_umask
+
 #: Where the page's own files are (package data).
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 #: The npm project that pins onnxruntime-web (package.json + package-lock.json).
@@ -72,7 +74,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         raise FileExistsError(f"{target} exists and is not a folder; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
         old = None
@@ -84,12 +86,6 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    from osr_infer.io import current_umask
-
-    return current_umask()
 
 
 def write_bundle(folder: Path, onnx_model: Path, runtime: Path, runtime_version: str) -> list[str]:
@@ -107,12 +103,12 @@ def write_bundle(folder: Path, onnx_model: Path, runtime: Path, runtime_version:
         "    python3 -m http.server --directory . 8000     (one thread)\n\nthen open http://localhost:8000/. "
         "Opening index.html as a file:// URL does not work: browsers do not load modules and wasm from disk.\n"
     )
-    mode = 0o666 & ~_umask()
+    umask = current_umask()
     written = []
     for path in sorted(folder.rglob("*")):
         if path.is_file():
-            os.chmod(path, mode)
+            os.chmod(path, 0o666 & ~umask)
             written.append(str(path.relative_to(folder)))
         else:
-            os.chmod(path, 0o777 & ~_umask())
+            os.chmod(path, 0o777 & ~umask)
     return written

@@ -65,11 +65,6 @@ class Piece:
 Decoded = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]
 DecodeFn = Callable[[Sequence[str], PreprocessContract], Decoded]
 
-def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
-    """:func:`decode_files` with PIL for every format (``osr-infer --decoder pil``)."""
-    return decode_files(paths, contract, fast=False)
-
-
 #: Worker deaths a run survives (each restarts the pool) before it stops with an error.
 MAX_WORKER_CRASHES = 16
 
@@ -88,6 +83,11 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not sink the batch
             failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
     return np.asarray(ok, dtype=np.int64), pixels[: len(ok)], failed
+
+
+def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
+    """:func:`decode_files` with PIL for every format (``osr-infer --decoder pil``)."""
+    return decode_files(paths, contract, fast=False)
 
 
 def _start_method() -> str:

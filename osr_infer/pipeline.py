@@ -8,6 +8,8 @@ model's contract, classified, and the rows are streamed to the results file and,
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
@@ -159,9 +161,6 @@ class _ClassifierThread:
     is raised in the submitting thread (at the next submit, or at finish)."""
 
     def __init__(self, classify: Callable[["Batch"], None]) -> None:
-        import queue
-        import threading
-
         self._classify = classify
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
         self._error: BaseException | None = None
@@ -185,47 +184,37 @@ class _ClassifierThread:
             error, self._error = self._error, None
             raise error
 
-    def submit(self, batch: "Batch") -> None:
-        import queue
-
-        while True:
-            self._raise()
-            if not self._thread.is_alive():
-                self._raise()
-                raise InferError("the classifier thread stopped unexpectedly")
+    def _put(self, item: "Batch | None") -> bool:
+        """Queue ``item`` while the classifier lives (waiting while the queue is full); False once it has ended."""
+        while self._thread.is_alive():
             try:
-                self._queue.put(batch, timeout=0.1)
-                return
+                self._queue.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
+        return False
+
+    def submit(self, batch: "Batch") -> None:
+        self._raise()
+        if not self._put(batch):
+            self._raise()
+            raise InferError("the classifier thread stopped unexpectedly")
 
     def finish(self) -> None:
         """Wait until every submitted batch is classified; raise the classifier's error if any."""
-        self.submit_end()
+        self._put(None)
         self._thread.join()
         self._raise()
 
-    def submit_end(self) -> None:
-        import queue
-
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
     def stop(self) -> None:
         """On the way out (an error or Ctrl-C in the main thread): drop what is queued and end."""
-        import queue
-
         self._stopping.set()
         while True:
             try:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        self.submit_end()
+        self._put(None)
         self._thread.join(timeout=10)
 
 

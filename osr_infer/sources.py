@@ -85,12 +85,11 @@ def map_labels(labels: np.ndarray, names: tuple[str, ...] | None, class_names: t
     return table[np.where(labels >= 0, labels, len(names))]
 
 
-def _may_be_reference(spec: str) -> bool:
-    """Cheap first look (no import of the data-set registry): references are ``name:...`` or ``digits``."""
-    return ":" in spec or spec == "digits"
-
-
 def _is_reference(spec: str) -> bool:
+    """Whether ``spec`` names a data set; the registry is imported only for what may be one
+    (``name:...`` or ``digits``), so a run on plain files never loads the data-set readers."""
+    if ":" not in spec and spec != "digits":
+        return False
     from osr_infer.data.registry import is_reference
 
     return is_reference(spec)
@@ -100,7 +99,7 @@ def resolve_source(
     spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
     class_names: tuple[str, ...], *, unknown: bool = False,
 ) -> Source:
-    if _may_be_reference(spec) and _is_reference(spec):
+    if _is_reference(spec):
         source = _reference(spec, data_dir, contract, model_spec, class_names)
         if unknown:
             source.labels = np.full(len(source), UNKNOWN, dtype=np.int64)

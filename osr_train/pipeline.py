@@ -155,7 +155,7 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     from osr_train.evaluation import evaluate, run_model
     from osr_train.plots import plot_confusion, plot_history
     from osr_train.scoring import TORCH_SCORES
-    from osr_train.training import Normalizer, Trainer, config_to_json, history_to_json
+    from osr_train.training import Normalizer, Trainer, config_to_json, history_to_json, resolve_device
 
     try:
         config = options.train_config(use_photo_outliers=dataset.name != "digits")  # the digits set's test unknowns are those photos
@@ -168,13 +168,14 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
         )
         record = {"model": options.model, "recipe": options.recipe, "hyperparameters": config_to_json(config)}
         resume = _resume_state(out_dir / "checkpoint.pt", spec, record) if options.resume else None
+        # Before the trainer: its outlier pool and drawn glyphs are torch work too.
+        threads = _set_threads(options.threads, resolve_device(config.device), console)
         trainer = Trainer(config, data, spec, out_dir, console, record)
         if resume is not None:
             trainer.restore(*resume)
     except (ValueError, RuntimeError) as exc:
         raise TrainingFailed(str(exc)) from None
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    threads = _set_threads(options.threads, trainer.device, console)
     console.print(
         f"training {options.model} ({options.recipe} recipe) on {trainer.device}{threads}: input {contract.describe()}, "
         f"{spec.n_classes} classes, {n_params:,} parameters", highlight=False, markup=False,

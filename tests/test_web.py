@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from conftest import REPO, shared_data_dir
 from export_testing import cifar_like_rgb, run_export
 from infer_testing import digit_images
+from osr_infer.io import current_umask
 from osr_infer.metadata import ModelMetadata
 from osr_infer.preprocess import load_image
 from osr_train.checkpoint import load_checkpoint, save_checkpoint
@@ -304,7 +305,7 @@ def test_web_export_replaces_the_folder_atomically(trained_digits, tmp_path):
     assert result.exit_code == 0, result.output
     assert not (out / "web" / "stale.txt").exists() and (out / "web" / "index.html").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["web"]  # no .web.*.tmp or .old folder left
-    assert ((out / "web" / "model.onnx").stat().st_mode & 0o777) == 0o666 & ~_umask()
+    assert ((out / "web" / "model.onnx").stat().st_mode & 0o777) == 0o666 & ~current_umask()
     target = tmp_path / "elsewhere"
     target.mkdir()
     linked = tmp_path / "linked"
@@ -313,9 +314,3 @@ def test_web_export_replaces_the_folder_atomically(trained_digits, tmp_path):
     result = run_export(trained_digits / "model.pt", "--format", "web", "--out", linked, "--probe-size", "16")
     assert result.exit_code == 2 and "refusing to replace it" in result.output, result.output
     assert not any(target.iterdir())
-
-
-def _umask() -> int:
-    from osr_infer.io import current_umask
-
-    return current_umask()

@@ -52,21 +52,35 @@ def start_browser():  # noqa: ANN201 - selenium WebDriver
     return driver
 
 
+def _bundled_server():  # noqa: ANN202 - the module serve.py of the web bundle
+    """The bundle's own serve.py (it is shipped standalone, so it is loaded from its file)."""
+    import importlib.util
+
+    from osr_export.web_export import STATIC_DIR
+
+    spec = importlib.util.spec_from_file_location("osr_web_serve", STATIC_DIR / "serve.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SERVED = _bundled_server()
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm"}
+    """A plain static server (one wasm thread), with the MIME types of the bundle's serve.py."""
+
+    extensions_map = _SERVED.IsolatedHandler.extensions_map
 
     def log_message(self, *args) -> None:  # noqa: ANN002
         pass
 
 
-class _IsolatedHandler(_QuietHandler):
-    """What the bundle's serve.py sends: cross-origin isolation, so the wasm runtime may use threads."""
+class _IsolatedHandler(_SERVED.IsolatedHandler):
+    """The bundle's serve.py handler (cross-origin isolation: the wasm runtime may use threads), quietly."""
 
-    def end_headers(self) -> None:
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        super().end_headers()
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
 
 
 @contextmanager

@@ -65,16 +65,22 @@ async function preprocessAll(model, files, inFlight = 8) {
   return out;
 }
 
-/** Preprocess every file, run the network once per batch, then show a card per file. */
-async function classifyFiles(model, files) {
-  const named = await Promise.all(Array.from(files, async (file) => [file.name, new Uint8Array(await file.arrayBuffer())]));
-  const prepared = await preprocessAll(model, named.map(([, bytes]) => bytes));
+/** Preprocess every file's bytes, then run the network once per batch: per file, in order,
+ * {pre, result}, or {error} for a file that could not be read. */
+async function classifyBytes(model, files) {
+  const prepared = await preprocessAll(model, files);
   const decided = await model.classify(prepared.filter((p) => !p.error).map((p) => p.pixels));
   let k = 0;
+  return prepared.map((pre) => (pre.error ? { error: pre.error } : { pre, result: decided[k++] }));
+}
+
+/** Classify the chosen, dropped or drawn files and show a card per file. */
+async function classifyFiles(model, files) {
+  const named = await Promise.all(Array.from(files, async (file) => [file.name, new Uint8Array(await file.arrayBuffer())]));
+  const classified = await classifyBytes(model, named.map(([, bytes]) => bytes));
   named.forEach(([name, bytes], i) => {
-    const pre = prepared[i];
-    if (pre.error) showResult(model, name, bytes, null, null, pre.error);
-    else showResult(model, name, bytes, pre, decided[k++], null);
+    const { pre, result, error } = classified[i];
+    showResult(model, name, bytes, pre ?? null, result ?? null, error ?? null);
   });
 }
 
@@ -129,13 +135,11 @@ async function classifyUrls(model, urls) {
   const t0 = performance.now();
   const files = await Promise.all(urls.map(async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer())));
   const t1 = performance.now();
-  const prepared = await preprocessAll(model, files);
-  const decided = await model.classify(prepared.filter((p) => !p.error).map((p) => p.pixels));
+  const classified = await classifyBytes(model, files);
   window.osr.lastTiming = { fetch: t1 - t0, decode_preprocess_classify: performance.now() - t1, images: urls.length };
-  let k = 0;
-  return prepared.map((pre, i) => pre.error
-    ? { url: urls[i], error: pre.error.message }
-    : { url: urls[i], exact: pre.exact, note: pre.note, pixels: toBase64(pre.pixels), ...decided[k++] });
+  return classified.map(({ pre, result, error }, i) => (error
+    ? { url: urls[i], error: error.message }
+    : { url: urls[i], exact: pre.exact, note: pre.note, pixels: toBase64(pre.pixels), ...result }));
 }
 
 const ready = loadModel("model.onnx").then((model) => {
