@@ -35,13 +35,17 @@ class BatchObserver(Protocol):
 
 @dataclass
 class Batch:
-    pixels: np.ndarray  # uint8 (n, *pixel_shape); may be a reused buffer: consume before the next batch
+    pixels: np.ndarray  # uint8 (n, *pixel_shape); the batch's own: never written again after it is emitted
     source: np.ndarray  # int32 (n,) source of each row
     index: np.ndarray  # int64 (n,) position of each row within its source
 
 
 class Batcher:
-    """Packs pieces of any size into batches of exactly ``batch_size`` rows (the last one shorter)."""
+    """Packs pieces of any size into batches of exactly ``batch_size`` rows (the last one shorter).
+
+    An emitted batch keeps its buffer and the batcher fills a new one: the classifier thread may
+    still be reading a batch while the next is packed (memory stays bounded by the queue).
+    """
 
     def __init__(self, batch_size: int, image_shape: tuple[int, ...]) -> None:
         self.batch_size = batch_size
@@ -71,7 +75,8 @@ class Batcher:
 
     def _emit(self) -> Batch:
         n, self._n = self._n, 0
-        return Batch(self._pixels[:n], self._source[:n].copy(), self._index[:n].copy())
+        pixels, self._pixels = self._pixels[:n], np.empty_like(self._pixels)
+        return Batch(pixels, self._source[:n].copy(), self._index[:n].copy())
 
 
 @dataclass

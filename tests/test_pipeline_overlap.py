@@ -75,3 +75,54 @@ def test_results_are_the_same_with_and_without_the_classifier_thread(tmp_path, t
         assert infer_command(InferOptions([str(folder)], model=model, output=out, batch_size=32, workers=0, progress=False)) == 0
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 301
+
+
+def test_every_row_is_the_result_of_its_own_image_when_batches_are_packed_from_small_pieces():
+    """Pieces smaller than a batch are packed into a buffer; the classifier thread may still read
+    one batch while the next is packed. Each row must be its own image's result (a shared buffer
+    once gave the first rows of a folder the last batch's images)."""
+    import numpy as np
+
+    from osr_infer.decode import Piece
+    from osr_infer.outputs import ModelOutputs
+    from osr_infer.preprocess import PreprocessContract
+
+    contract = PreprocessContract.for_shape(4, 1)
+    n_images, n_classes = 203, 10
+
+    class SlowModel:
+        """Its class is the image's first pixel; slow enough that packing runs ahead of it."""
+
+        fixed_batch = None
+        class_names = tuple(str(c) for c in range(n_classes))
+        decides_on_probs = False
+        threshold = 0.0
+
+        def __init__(self) -> None:
+            self.contract = contract
+
+        def run(self, x: np.ndarray) -> ModelOutputs:
+            time.sleep(0.02)
+            first = np.rint((x[:, 0, 0, 0] * contract.std[0] + contract.mean[0]) * 255).astype(np.int64)
+            logits = np.eye(n_classes, dtype=np.float32)[first % n_classes] * 10
+            return ModelOutputs(logits, np.full_like(logits, 1 / n_classes), logits.max(axis=1))
+
+        def decide(self, outputs: ModelOutputs) -> np.ndarray:
+            return np.ones(len(outputs.score), dtype=bool)
+
+    class Source:
+        def __len__(self) -> int:
+            return n_images
+
+    class SmallPieces:
+        def pieces(self, sources):  # noqa: ANN001, ANN202
+            for start in range(0, n_images, 3):
+                index = np.arange(start, min(start + 3, n_images))
+                pixels = np.zeros((len(index), 4, 4), dtype=np.uint8)
+                pixels[:, 0, 0] = index % n_classes
+                yield Piece(0, index, pixels, [])
+
+    run = pipeline.run_inference([Source()], SlowModel(), SmallPieces(), batch_size=8, progress=False)
+    assert pipeline.OVERLAP
+    np.testing.assert_array_equal(run.predictions.index, np.arange(n_images))
+    np.testing.assert_array_equal(run.predictions.pred, np.arange(n_images) % n_classes)
