@@ -11,6 +11,7 @@ split, their mean and standard deviation, beside the published figures (quoted, 
     export OSR_DATA_DIR=../shared/datasets
     python benchmarks/mnist_protocol.py                 # about 4 minutes a split on 2 CPU cores
     python benchmarks/mnist_protocol.py --splits 0 1    # some splits only
+    python benchmarks/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ PUBLISHED = {
 HELD_OUT = "mnist-test-unknown-classes"
 
 
-def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False) -> dict:
+def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False,
+              network: str | None = None) -> dict:
     """Train split ``index`` (or, with ``reuse``, read the metrics a previous run left) and summarise it."""
     known = ",".join(str(d) for d in SPLITS[index])
     out = out_root / f"split-{index}"
@@ -41,13 +43,13 @@ def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, re
         from osr_train.pipeline import TrainOptions, train_command
 
         metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
-                                             known_classes=known, out=out))
+                                             known_classes=known, out=out, network=network))
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],
         "auroc": {score: report["auroc"] for score, report in held_out["ood"].items()},
         "stored_score": metrics["score"], "at_threshold": held_out["at_threshold"],
-        "training_seconds": metrics["training_seconds"],
+        "training_seconds": metrics["training_seconds"], "architecture": metrics.get("architecture"),
     }
 
 
@@ -84,15 +86,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("artifacts/protocol"))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="summarise the metrics.json of earlier runs instead of training")
+    parser.add_argument("--network", default=None, help="osr-train --network (default: the recipe's); named in the output files")
     args = parser.parse_args()
-    runs = [run_split(i, args.out / args.recipe, args.data_dir, args.recipe, args.reuse) for i in args.splits]
+    name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
+    runs = [run_split(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network) for i in args.splits]
     summary = summarise(runs)
-    report = {"recipe": args.recipe, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
-              "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe} --splits {' '.join(map(str, args.splits))}"}
+    network = "" if args.network is None else f" --network {args.network}"
+    report = {"recipe": args.recipe, "network": args.network, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
+              "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network} --splits {' '.join(map(str, args.splits))}"}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"mnist_protocol_{args.recipe}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"mnist_protocol_{args.recipe}.md").write_text(markdown(args.recipe, runs, summary))
-    print(markdown(args.recipe, runs, summary))
+    (RESULTS / f"mnist_protocol_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"mnist_protocol_{name}.md").write_text(markdown(name, runs, summary))
+    print(markdown(name, runs, summary))
 
 
 if __name__ == "__main__":

@@ -21,14 +21,20 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark_support import write_table
+from osr_train.checkpoint import load_checkpoint
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
 SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 
 
+def label(row: dict) -> str:
+    """A column's name: the network, the recipe and its epochs, the stored score."""
+    return f"{row.get('architecture', row['model'])} ({row['recipe']}, {row.get('epochs', '?')} epochs, {row['score']})"
+
+
 def table(rows: list[dict]) -> str:
-    models = [f"{r['model']} ({r['recipe']}, {r['score']})" for r in rows]
+    models = [label(r) for r in rows]
     lines = ["| unknown set | " + " | ".join(f"{m}: AUROC (stored score) / rejected at its threshold" for m in models)
              + " | best AUROC of any score (which) |",
              "|---|" + "---|" * (len(models) + 1)]
@@ -39,7 +45,7 @@ def table(rows: list[dict]) -> str:
             s = r["sets"][name]
             cells.append(f"{s['auroc'][r['score']]:.2%} / {s['rejected']:.1%}")
             for score, auroc in s["auroc"].items():
-                best = max(best, (auroc, f"{r['recipe']} {score}"))
+                best = max(best, (auroc, f"{label(r)}: {score}"))
         lines.append(f"| {name} ({rows[0]['sets'][name]['n']:,}) | " + " | ".join(cells) + f" | {best[0]:.2%} ({best[1]}) |")
     accept = " | ".join(f"{r['known_acceptance']:.2%} knowns accepted, closed-set {r['closed_set_accuracy']:.2%}" for r in rows)
     lines.append(f"| MNIST test (knowns, 10,000) | {accept} | |")
@@ -70,7 +76,9 @@ def main() -> None:
             per_set[name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
                              "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
                              "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
+        _, spec, record = load_checkpoint(checkpoint)
         rows.append({"checkpoint": str(checkpoint), "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
+                     "architecture": spec.architecture, "epochs": record["hyperparameters"]["epochs"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
                      "known_acceptance": metrics["known_acceptance"], "sets": per_set})
     write_table(args.output, rows, table(rows))

@@ -18,7 +18,7 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.preprocess import PreprocessContract
 from osr_infer.scores import SCORES, score_spec
 from osr_infer.spec import ModelSpec
-from osr_train.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
+from osr_train.recipes import DEFAULT_RECIPE, NETWORKS, RECIPES, get_recipe
 from osr_train.training import TrainConfig
 
 
@@ -57,6 +57,7 @@ class TrainOptions:
     score: str | None = None
     resume: bool = False
     threads: int | None = None  # torch's CPU threads; None: torch's default (one per core)
+    network: str | None = None  # the layers; None: the recipe's
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(("baseline", "siamese"))],
@@ -74,6 +75,7 @@ class TrainOptions:
         "target_tpr": [Interval(float, 0, 1, closed="neither"), NONE],
         "score": [OneOf(tuple(SCORES)), NONE],
         "threads": [Interval(int, 1, 1024), NONE],
+        "network": [OneOf(tuple(NETWORKS)), NONE],
     }
 
     def __post_init__(self) -> None:
@@ -97,7 +99,7 @@ class TrainOptions:
             lr=self.lr if self.lr is not None else rec.lr,
             margin=self.margin, seed=self.seed, device=self.device, schedule=rec.schedule, augment=rec.augment,
             outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch, use_photo_outliers=use_photo_outliers,
-            drawn_knowns=rec.drawn_knowns,
+            drawn_knowns=rec.drawn_knowns, network=self.network or rec.network,
         )
 
 
@@ -227,7 +229,7 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     except ValueError as exc:  # e.g. a calibrated threshold on a degenerate score
         raise TrainingFailed(f"the trained model cannot be described: {exc}") from None
     metrics, _, _ = evaluate(classifier, data, spec, trainer.device, fitted)
-    metrics.update(dataset=dataset.reference, model=options.model, recipe=options.recipe, calibration=calibration,
+    metrics.update(dataset=dataset.reference, model=options.model, recipe=options.recipe, architecture=spec.architecture, calibration=calibration,
                    training_seconds=round(sum(h.seconds for h in result.history), 1))
     history = history_to_json(result.history)
     final_record = dict(record, fitted_scores=fitted, stage="final", complete=True, epochs_trained=len(history))

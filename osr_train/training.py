@@ -24,7 +24,8 @@ from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
-from osr_train.models import ConvNet, SiameseNet, build_model, classifier_of
+from osr_train.models import ConvNet, TwoBranch, build_model, classifier_of
+from osr_train.recipes import NETWORKS
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.spec import ModelSpec
@@ -50,6 +51,7 @@ class TrainConfig:
     outlier_batch: int = 64
     use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
     drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
+    network: str = "seed"  # the layers (models.NETWORKS): the seed's CNN, or the wider edge-sized one
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(MODELS)],
@@ -64,6 +66,7 @@ class TrainConfig:
         "outlier_weight": [Interval(float, 0, None)],
         "outlier_batch": [Interval(int, 0, 1 << 20)],
         "drawn_knowns": [Interval(int, 0, 1 << 20)],
+        "network": [OneOf(tuple(NETWORKS))],
     }
 
     def __post_init__(self) -> None:
@@ -73,7 +76,7 @@ class TrainConfig:
 
     @property
     def architecture(self) -> str:
-        return "ConvNet" if self.model == "baseline" else "SiameseNet"
+        return NETWORKS[self.network][self.model]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -289,7 +292,7 @@ class Trainer:
     def _contrastive_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, loss_fn: ContrastiveLoss) -> torch.Tensor:
         half = len(y) // 2
         _, _, pair = pair_labels(y)
-        assert isinstance(self.model, SiameseNet)
+        assert isinstance(self.model, TwoBranch)
         out1, out2 = self.model(x[:half], x[half : 2 * half])
         return self._step(optimizer, loss_fn(out1, out2, pair))
 

@@ -6,7 +6,8 @@ import torch
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.spec import ModelSpec
 from osr_train.losses import ContrastiveLoss, pair_labels
-from osr_train.models import ARCHITECTURES, ConvNet, SiameseNet, build_model, classifier_of
+from osr_train.models import ARCHITECTURES, ConvNet, SiameseNet, WideConvNet, WideSiameseNet, build_model, classifier_of
+from osr_train.recipes import NETWORKS
 
 DIGITS = tuple(str(d) for d in range(10))
 MNIST_SHAPE = (1, 28, 28)
@@ -26,8 +27,55 @@ def test_exact_layer_shapes():
     assert ConvNet(10, MNIST_SHAPE).features(torch.zeros(3, 1, 28, 28)).shape == (3, 32)
 
 
-def test_architectures_registry_names_both_networks():
-    assert ARCHITECTURES == {"ConvNet": ConvNet, "SiameseNet": SiameseNet}
+def test_architectures_registry_names_every_network():
+    assert ARCHITECTURES == {"ConvNet": ConvNet, "SiameseNet": SiameseNet, "WideConvNet": WideConvNet, "WideSiameseNet": WideSiameseNet}
+    assert {a for pair in NETWORKS.values() for a in pair.values()} == set(ARCHITECTURES)
+
+
+def multiply_adds(model: torch.nn.Module, shape: tuple[int, int, int]) -> int:
+    """Multiply-adds of the convolutions and linear layers for one image (what FLOP counts count)."""
+    total = 0
+
+    def count(module, inputs, output):  # noqa: ANN001
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            total += output[0].numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        elif isinstance(module, torch.nn.Linear):
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    model.eval()(torch.zeros(1, *shape))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def test_wide_network_stays_edge_sized_and_outweighs_the_seed_in_compute():
+    """The issue's edge budget: at most 5 MFLOP an image and an ONNX file of at most 1 MB."""
+    seed, wide = ConvNet(10, MNIST_SHAPE), WideConvNet(10, MNIST_SHAPE)
+    assert multiply_adds(seed, MNIST_SHAPE) == 888_768  # 0.9 M, as --help says
+    wide_macs = multiply_adds(wide, MNIST_SHAPE)
+    assert 2 * multiply_adds(seed, MNIST_SHAPE) < wide_macs and 2 * wide_macs <= 5_000_000
+    n_params = sum(p.numel() for p in wide.parameters())
+    assert n_params == 101_722 and 4 * n_params < 1_000_000
+    logits, feats = wide.forward_with_features(torch.zeros(3, *MNIST_SHAPE))
+    assert logits.shape == (3, 10) and feats.shape == (3, 32)
+    rgb = WideConvNet(12, (3, 32, 32))
+    assert rgb.fc1.in_features == 64 * 4 * 4 and rgb(torch.zeros(2, 3, 32, 32)).shape == (2, 12)
+
+
+def test_wide_siamese_pair_forward_is_two_branch_calls_and_batch_norm_is_eval_in_the_classifier():
+    torch.manual_seed(0)
+    model = WideSiameseNet(10, MNIST_SHAPE)
+    model.train()(torch.randn(64, *MNIST_SHAPE) * 3 + 1)  # move the batch-norm running statistics
+    model.eval()
+    a, b = torch.randn(4, *MNIST_SHAPE), torch.randn(4, *MNIST_SHAPE)
+    out1, out2 = model(a, b)
+    torch.testing.assert_close(out1, model.forward_one(a))
+    torch.testing.assert_close(out2, model.forward_one(b))
+    single = classifier_of(model)
+    torch.testing.assert_close(single(a), model.forward_one(a))
+    torch.testing.assert_close(single(a[:1]), model.forward_one(a)[:1])  # eval: no batch statistics
 
 
 @pytest.mark.parametrize("architecture", ["ConvNet", "SiameseNet"])
@@ -59,7 +107,7 @@ def test_build_model_follows_the_spec_at_3x32x32_with_12_classes():
 
 
 def test_build_model_refuses_an_unknown_architecture():
-    with pytest.raises(ValueError, match="unknown architecture 'ResNet'.*ConvNet, SiameseNet"):
+    with pytest.raises(ValueError, match="unknown architecture 'ResNet'.*ConvNet, SiameseNet, WideConvNet, WideSiameseNet"):
         build_model(ModelSpec(class_names=DIGITS, architecture="ResNet"))
 
 

@@ -175,3 +175,28 @@ def test_threads_option_sets_torchs_threads_and_contention_is_pointed_out(tmp_pa
 def _spin() -> None:
     while True:
         pass
+
+
+def test_the_wide_network_trains_exports_with_batch_norm_folded_and_agrees_on_the_edge(tmp_path):
+    """``--network wide`` end to end: the spec names the architecture, the checkpoint reloads it,
+    and osr-export's own verification (ONNX Runtime against PyTorch) passes with batch norm."""
+    from export_testing import run_export
+    from osr_train.models import WideSiameseNet
+
+    out = tmp_path / "wide"
+    result = runner.invoke(app, ["siamese", "--recipe", "seed", "--network", "wide", "--dataset", "digits",
+                                 "--epochs", "2", "--pretrain-epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model, spec, record = load_checkpoint(out / "model.pt")
+    assert isinstance(model, WideSiameseNet) and spec.architecture == "WideSiameseNet"
+    assert record["hyperparameters"]["network"] == "wide"
+    running_means = [m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(running_means) == 3 and all(bool(m.abs().sum() > 0) for m in running_means)  # trained statistics
+    exported = run_export(out / "model.pt", "--format", "onnx")
+    assert exported.exit_code == 0, exported.output
+    assert "PASS onnx" in exported.output and (out / "model.onnx").exists()
+
+
+def test_an_unknown_network_is_refused_in_one_line(tmp_path):
+    result = runner.invoke(app, ["siamese", "--network", "resnet", "--dataset", "digits", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "resnet" in result.output and "Traceback" not in result.output
