@@ -66,7 +66,7 @@ DownloadOpt = typer.Option(False, "--download", help="Fetch MNIST (checksum-veri
 KnownOpt = typer.Option(None, "--known-classes", help="Train on these classes only (indices or names, e.g. 2,4,5,9,8,3); the test images of the others are unknowns [default: all the data set's classes].", show_default=False)
 SizeOpt = typer.Option(None, "--input-size", help="Network input side in pixels [default: from the data: 28 for MNIST, a folder's common square size or 32].", show_default=False)
 ChannelsOpt = typer.Option(None, "--channels", help="1 (grey) or 3 (RGB) [default: from the data].", show_default=False)
-RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: augmentation, outlier exposure, energy score, calibrated threshold, layout step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
+RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: wider network, augmentation, outlier exposure, max-logit score, calibrated threshold, layout step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
 LayoutOpt = typer.Option(None, "--layout/--no-layout", help="Lay greyscale inputs out MNIST-style (crop to the ink, fit, centre) [default: the recipe's; best: on].", show_default=False)
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size [default: the recipe's; best: 128; seed: 64 baseline, 128 siamese].", show_default=False)
 LrOpt = typer.Option(None, "--lr", help="Adam learning rate [default: the recipe's; best: 3e-3 peak of a one-cycle schedule; seed: 1e-3].", show_default=False)
@@ -78,7 +78,7 @@ TprOpt = typer.Option(None, "--target-tpr", help="Calibrate the threshold to acc
 ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run in the output folder from its last complete epoch (give the same options); the result is the model an uninterrupted run makes.")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, fewer train faster, and osr-train says so].", show_default=False)
 NetworkOpt = typer.Option(None, "--network", help="The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image) or wide (three 3x3 conv blocks with batch norm, 102k parameters, 2.0 M multiply-adds) [default: the recipe's; best: wide, seed: seed].", show_default=False)
-ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: energy; seed: msp].", show_default=False)
+ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: max_logit; seed: msp].", show_default=False)
 
 
 @app.command()

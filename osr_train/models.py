@@ -54,7 +54,7 @@ class WideConvNet(ConvNet):
     """
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int]) -> None:
-        nn.Module.__init__(self)
+        nn.Module.__init__(self)  # not ConvNet's layers: its features() is replaced below
         channels, height, width = input_shape
         blocks: list[nn.Module] = []
         for c_in, c_out in ((channels, 16), (16, 32), (32, 64)):
@@ -108,7 +108,7 @@ def build_model(spec: ModelSpec) -> ConvNet:
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
-    """The single-branch classifier ``x -> logits`` of either architecture."""
+    """The single-branch classifier ``x -> logits`` of any architecture."""
     return _SingleBranch(model) if isinstance(model, TwoBranch) else model
 
 

@@ -63,7 +63,7 @@ RECIPES: dict[str, Recipe] = {
     ),
     "best": Recipe(
         name="best", pretrain_epochs=8, epochs=40, batch_size_baseline=128, batch_size_siamese=128, lr=3e-3,
-        schedule="onecycle", augment=True, outlier_weight=0.5, outlier_batch=64, score="energy",
+        schedule="onecycle", augment=True, outlier_weight=0.5, outlier_batch=64, score="max_logit",
         threshold=None, target_tpr=0.995, layout=True, msp_target_tpr=0.98, drawn_knowns=500, network="wide",
     ),
 }
