@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[train,dev]'
 	touch $(STAMP)
 
-# The three-command workflow, offline, on the bundled scikit-learn digits (about a minute on 2 CPU cores).
+# The three-command workflow, offline, on the bundled scikit-learn digits (a few minutes on 2 CPU cores).
 demo: $(STAMP)
 	$(BIN)/osr-train siamese --dataset digits --no-layout --out $(DEMO)
 	$(BIN)/osr-export $(DEMO)/model.pt --format all
 	$(BIN)/osr-train sample-images $(DEMO)/images --dataset digits --n 50
 	$(BIN)/osr-infer folder:$(DEMO)/images --model $(DEMO)/model.onnx --output $(DEMO)/predictions.csv
-	@echo "demo done: a model trained in about a minute on scikit-learn's 1,077 8x8 training digits (upsampled to 28x28;"
+	@echo "demo done: a model trained in a few minutes on scikit-learn's 1,077 8x8 training digits (upsampled to 28x28;"
 	@echo "already centred, so without the layout step, which is for photos and costs 7 points of accuracy on these),"
 	@echo "scored above on 50 of its test digits (knowns, folders 0-9) and 50 crops of two photos (unknowns),"
 	@echo "deciding on its own calibrated score; model, metrics and plots in $(DEMO)/, predictions in $(DEMO)/predictions.csv"
