@@ -30,7 +30,7 @@ SCORES = ("msp", "max_logit", "energy", "mahalanobis")
 
 def label(row: dict) -> str:
     """A column's name: the network, the recipe and its epochs, the stored score."""
-    return f"{row.get('architecture', row['model'])} ({row['recipe']}, {row.get('epochs', '?')} epochs, {row['score']})"
+    return f"{row['architecture']} ({row['recipe']}, {row['epochs']} epochs, {row['score']})"
 
 
 def table(rows: list[dict]) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from osr_infer.decode import default_workers
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0)
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0))
+    cores = default_workers()
     counts = sorted({1, cores})
     result: dict = {"command": "python " + " ".join(sys.argv), "cores": cores, "torch": torch.__version__}
     for condition in ("quiet", "one core busy"):

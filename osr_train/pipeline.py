@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,7 +275,9 @@ def _set_threads(threads: int | None, device: object, console: Console) -> str:
     if threads is not None:
         torch.set_num_threads(threads)
     elif str(device) == "cpu" and torch.get_num_threads() > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from osr_infer.decode import default_workers
+
+        cores = default_workers()  # the cores this process may run on
         busy = _busy_cores(cores)
         if busy is not None and busy >= 0.75 and cores - busy < torch.get_num_threads() - 0.25:
             console.print(f"note: other processes keep about {busy:.1f} of the {cores} cores busy; with {torch.get_num_threads()} "

@@ -38,7 +38,7 @@ class Recipe:
     msp_target_tpr: float | None = None
     # Pen-drawn glyphs (Hershey fonts) added per class named by one character; 0: none.
     drawn_knowns: int = 0
-    # The layers (osr_train.models.NETWORKS): "seed" (the notebook's CNN) or "wide".
+    # The layers (NETWORKS below): "seed" (the notebook's CNN) or "wide".
     network: str = "seed"
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class TrainConfig:
     outlier_batch: int = 64
     use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
     drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
-    network: str = "seed"  # the layers (models.NETWORKS): the seed's CNN, or the wider edge-sized one
+    network: str = "seed"  # the layers (recipes.NETWORKS): the seed's CNN, or the wider edge-sized one
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(MODELS)],
