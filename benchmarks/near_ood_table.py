@@ -25,7 +25,7 @@ from osr_train.checkpoint import load_checkpoint
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
-SCORES = ("msp", "max_logit", "energy", "mahalanobis")
+SCORES = ("msp", "max_logit", "energy", "kl_uniform", "mahalanobis")
 
 
 def label(row: dict) -> str:

@@ -21,6 +21,7 @@ from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
+from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
 
 #: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
@@ -45,7 +46,7 @@ THRESHOLD_HELP = (
     "[default: the model's own score and threshold]."
 )
 SCORE_THRESHOLD_HELP = (
-    "Accept as known when the model's own score (osr.score: msp, max_logit, energy or mahalanobis; the graph's score "
+    f"Accept as known when the model's own score (osr.score: {', '.join(SCORES)}; the graph's score "
     "output) is at least this; checked against that score's range; not with --threshold [default: the model's osr.threshold]."
 )
 #: Plain help (no rich boxes), as osr-train and osr-export print it: rich markup would eat the [default: ...] texts.

@@ -43,6 +43,11 @@ SCORES: dict[str, ScoreSpec] = {
     "msp": ScoreSpec("msp", "maximum softmax probability", 0.0, 1.0),
     "max_logit": ScoreSpec("max_logit", "maximum logit", None, None),
     "energy": ScoreSpec("energy", "negative free energy, logsumexp of the logits", None, None),
+    # KL(uniform || softmax) = logsumexp(logits) - mean(logits) - log(classes): 0 for a uniform
+    # posterior, which is what outlier exposure trains outliers towards. Unlike max_logit and
+    # energy it ignores a shift of all logits; unlike msp it does not saturate at 1. Its range
+    # is [0, inf) in exact arithmetic; rounding can take a uniform posterior a hair below 0.
+    "kl_uniform": ScoreSpec("kl_uniform", "KL divergence of the softmax from the uniform distribution", None, None),
     "mahalanobis": ScoreSpec(
         "mahalanobis", "minus the Mahalanobis distance of the embedding to the nearest class mean", None, None,
         uses="features", fitted=True, params=("means", "precision"),

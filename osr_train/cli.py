@@ -77,8 +77,8 @@ ThresholdOpt = typer.Option(None, "--threshold", help="Accept as known when the 
 TprOpt = typer.Option(None, "--target-tpr", help="Calibrate the threshold to accept this fraction of validation knowns, e.g. 0.99 [default: the recipe's; best: 0.995; seed: none, a fixed threshold].", show_default=False)
 ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run in the output folder from its last complete epoch (give the same options); the result is the model an uninterrupted run makes.")
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, fewer train faster, and osr-train says so].", show_default=False)
-NetworkOpt = typer.Option(None, "--network", help="The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image) or wide (three 3x3 conv blocks with batch norm, 102k parameters, 2.0 M multiply-adds) [default: the recipe's; best: wide, seed: seed].", show_default=False)
-ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: max_logit; seed: msp].", show_default=False)
+NetworkOpt = typer.Option(None, "--network", help="The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image), wide (three 3x3 conv blocks with batch norm and a leaky-ReLU head, 102k parameters, 2.0 M multiply-adds) or wide-relu (the same with a ReLU head, the previous default) [default: the recipe's; best: wide, seed: seed].", show_default=False)
+ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: kl_uniform; seed: msp].", show_default=False)
 
 
 @app.command()

@@ -10,6 +10,7 @@ them as buffers, and as ``score_params`` in the model spec.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +46,14 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
 
+def kl_from_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(uniform || softmax(logits)) = logsumexp(logits) - mean(logits) - log(classes), written as
+    one logsumexp of shifted logits: ONNX Runtime's symbolic shape inference (run before INT8
+    quantisation) loses the shape of a ReduceLogSumExp output, so nothing may follow it."""
+    classes = logits.shape[1]
+    return torch.logsumexp(logits - (logits.sum(dim=1, keepdim=True) / classes + math.log(classes)), dim=1)
+
+
 @dataclass(frozen=True)
 class TorchScore:
     """A score's torch implementation: ``compute(logits, probs, features, buffers)``."""
@@ -58,6 +67,10 @@ TORCH_SCORES: dict[str, TorchScore] = {
     "msp": TorchScore(SCORES["msp"], lambda logits, probs, feats, p: probs.max(dim=1).values),
     "max_logit": TorchScore(SCORES["max_logit"], lambda logits, probs, feats, p: logits.max(dim=1).values),
     "energy": TorchScore(SCORES["energy"], lambda logits, probs, feats, p: torch.logsumexp(logits, dim=1)),
+    "kl_uniform": TorchScore(
+        SCORES["kl_uniform"],
+        lambda logits, probs, feats, p: kl_from_uniform(logits),
+    ),
     "mahalanobis": TorchScore(
         SCORES["mahalanobis"], lambda logits, probs, feats, p: mahalanobis_score(feats, p["means"], p["precision"]), fit_mahalanobis
     ),

@@ -143,3 +143,29 @@ def test_a_confident_model_keeps_temperature_one_and_a_hopeless_one_gets_none():
     assert temperature_for_msp(flat, 0.999, 0.98) is None
     with pytest.raises(ValueError):
         temperature_for_msp(confident, 1.5, 0.98)
+
+
+def test_kl_uniform_is_the_softmaxs_divergence_from_uniform_and_ignores_a_shift_of_the_logits():
+    """The best recipe's score: KL(uniform || softmax), 0 for a uniform posterior (what outlier
+    exposure trains outliers to), growing with confidence, unchanged when every logit moves
+    together (which moves max_logit and energy), and not saturating where msp reaches 1."""
+    import torch
+
+    from osr_train.scoring import torch_score
+
+    score = torch_score("kl_uniform")
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.normal(0, 4, size=(64, 10)))
+    kl = score.compute(logits, torch.softmax(logits, 1), None, {}).numpy()
+    p = torch.softmax(logits, 1).numpy()
+    by_hand = (np.log(0.1 / p) * 0.1).sum(1)
+    np.testing.assert_allclose(kl, by_hand, rtol=1e-9, atol=1e-9)
+    shifted = score.compute(logits + 7.5, torch.softmax(logits, 1), None, {}).numpy()
+    np.testing.assert_allclose(shifted, kl, atol=1e-9)
+    uniform = torch.full((3, 10), 2.0, dtype=torch.float64)
+    np.testing.assert_allclose(score.compute(uniform, torch.softmax(uniform, 1), None, {}).numpy(), 0.0, atol=1e-12)
+    confident = torch.tensor([[40.0] + [0.0] * 9, [80.0] + [0.0] * 9])
+    msp = torch.softmax(confident, 1).max(1).values
+    assert msp[0] == msp[1] == 1.0  # float32 msp can no longer tell them apart
+    ranked = score.compute(confident, torch.softmax(confident, 1), None, {})
+    assert ranked[1] > ranked[0] > 0

@@ -6,7 +6,10 @@ import torch
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.spec import ModelSpec
 from osr_train.losses import ContrastiveLoss, pair_labels
-from osr_train.models import ARCHITECTURES, ConvNet, SiameseNet, WideConvNet, WideSiameseNet, build_model, classifier_of
+from osr_train.models import (
+    ARCHITECTURES, ConvNet, SiameseNet, WideConvNet, WideLeakyConvNet, WideLeakySiameseNet, WideSiameseNet, build_model,
+    classifier_of,
+)
 from osr_train.recipes import NETWORKS
 
 DIGITS = tuple(str(d) for d in range(10))
@@ -28,8 +31,29 @@ def test_exact_layer_shapes():
 
 
 def test_architectures_registry_names_every_network():
-    assert ARCHITECTURES == {"ConvNet": ConvNet, "SiameseNet": SiameseNet, "WideConvNet": WideConvNet, "WideSiameseNet": WideSiameseNet}
+    assert ARCHITECTURES == {"ConvNet": ConvNet, "SiameseNet": SiameseNet, "WideConvNet": WideConvNet, "WideSiameseNet": WideSiameseNet,
+                             "WideLeakyConvNet": WideLeakyConvNet, "WideLeakySiameseNet": WideLeakySiameseNet}
     assert {a for pair in NETWORKS.values() for a in pair.values()} == set(ARCHITECTURES)
+
+
+def test_the_leaky_head_keeps_a_ranking_where_the_relu_head_collapses_to_the_bias():
+    """Same layers and parameters; where the ReLU head's embedding is all zero (every logit is
+    the last bias, so such inputs tie), the leaky head's logits still differ between inputs.
+    A ReLU checkpoint (the previous default) loads into its own class and computes as before."""
+    torch.manual_seed(0)
+    relu, leaky = WideConvNet(10, MNIST_SHAPE).eval(), WideLeakyConvNet(10, MNIST_SHAPE).eval()
+    leaky.load_state_dict(relu.state_dict())  # the same parameters, key for key
+    with torch.no_grad():
+        for model in (relu, leaky):  # every head unit off: the ReLU head's embedding is zero for any input
+            model.fc1.bias.fill_(-100.0)
+            model.fc2.bias.fill_(-100.0)
+        x = torch.randn(4, *MNIST_SHAPE)
+        relu_logits, relu_feats = relu.forward_with_features(x)
+        leaky_logits, _ = leaky.forward_with_features(x)
+    assert torch.count_nonzero(relu_feats) == 0 and torch.allclose(relu_logits, relu.fc3.bias.expand(4, -1))
+    assert leaky_logits.max(1).values.unique().numel() == 4  # four inputs, four scores: no tie
+    assert NETWORKS["wide"]["siamese"] == "WideLeakySiameseNet" and NETWORKS["wide-relu"]["siamese"] == "WideSiameseNet"
+    assert isinstance(WideLeakySiameseNet(10, MNIST_SHAPE), WideLeakyConvNet)
 
 
 def multiply_adds(model: torch.nn.Module, shape: tuple[int, int, int]) -> int:
@@ -52,7 +76,7 @@ def multiply_adds(model: torch.nn.Module, shape: tuple[int, int, int]) -> int:
 
 def test_wide_network_stays_edge_sized_and_outweighs_the_seed_in_compute():
     """The issue's edge budget: at most 5 MFLOP an image and an ONNX file of at most 1 MB."""
-    seed, wide = ConvNet(10, MNIST_SHAPE), WideConvNet(10, MNIST_SHAPE)
+    seed, wide = ConvNet(10, MNIST_SHAPE), WideLeakyConvNet(10, MNIST_SHAPE)
     assert multiply_adds(seed, MNIST_SHAPE) == 888_768  # 0.9 M, as --help says
     wide_macs = multiply_adds(wide, MNIST_SHAPE)
     assert 2 * multiply_adds(seed, MNIST_SHAPE) < wide_macs and 2 * wide_macs <= 5_000_000
@@ -60,7 +84,7 @@ def test_wide_network_stays_edge_sized_and_outweighs_the_seed_in_compute():
     assert n_params == 101_722 and 4 * n_params < 1_000_000
     logits, feats = wide.forward_with_features(torch.zeros(3, *MNIST_SHAPE))
     assert logits.shape == (3, 10) and feats.shape == (3, 32)
-    rgb = WideConvNet(12, (3, 32, 32))
+    rgb = WideLeakyConvNet(12, (3, 32, 32))
     assert rgb.fc1.in_features == 64 * 4 * 4 and rgb(torch.zeros(2, 3, 32, 32)).shape == (2, 12)
 
 
@@ -107,7 +131,7 @@ def test_build_model_follows_the_spec_at_3x32x32_with_12_classes():
 
 
 def test_build_model_refuses_an_unknown_architecture():
-    with pytest.raises(ValueError, match="unknown architecture 'ResNet'.*ConvNet, SiameseNet, WideConvNet, WideSiameseNet"):
+    with pytest.raises(ValueError, match="unknown architecture 'ResNet'.*ConvNet, SiameseNet, WideConvNet, WideSiameseNet, WideLeakyConvNet"):
         build_model(ModelSpec(class_names=DIGITS, architecture="ResNet"))
 
 

@@ -137,7 +137,7 @@ def best_digits(tmp_path_factory):
 def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     payload = torch.load(best_digits / "model.pt", weights_only=True)
     spec, record = payload["spec"], payload["config"]
-    assert record["recipe"] == "best" and spec["score"] == "max_logit" and spec["architecture"] == "WideConvNet"
+    assert record["recipe"] == "best" and spec["score"] == "kl_uniform" and spec["architecture"] == "WideLeakyConvNet"
     cal = spec["calibration"]
     assert cal["method"] == "target_tpr" and cal["on"] == "digits-val" and cal["target_tpr"] == 0.95
     assert 0.95 <= cal["val_known_acceptance"] < 0.96
@@ -147,7 +147,7 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     assert metrics["threshold"] == spec["threshold"] == loaded.threshold
     assert metrics["calibration"] == cal
     assert metrics["closed_set_accuracy"] > 0.8
-    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "mahalanobis"}
+    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis"}
 
 
 def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
@@ -160,7 +160,7 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
     assert set(metrics["per_unknown_set"]) == {"sample-photos"}
     assert 0 <= metrics["ood_pooled"]["energy"]["auroc"] <= 1
     assert len(metrics["confusion_matrix"]) == 10 and len(metrics["confusion_matrix_open_set"]) == 11
-    assert "| max_logit (stored) | pooled |" in report
+    assert "| kl_uniform (stored) | pooled |" in report
 
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):

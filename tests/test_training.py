@@ -181,14 +181,14 @@ def test_the_wide_network_trains_exports_with_batch_norm_folded_and_agrees_on_th
     """``--network wide`` end to end: the spec names the architecture, the checkpoint reloads it,
     and osr-export's own verification (ONNX Runtime against PyTorch) passes with batch norm."""
     from export_testing import run_export
-    from osr_train.models import WideSiameseNet
+    from osr_train.models import WideLeakySiameseNet
 
     out = tmp_path / "wide"
     result = runner.invoke(app, ["siamese", "--recipe", "seed", "--network", "wide", "--dataset", "digits",
                                  "--epochs", "2", "--pretrain-epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     model, spec, record = load_checkpoint(out / "model.pt")
-    assert isinstance(model, WideSiameseNet) and spec.architecture == "WideSiameseNet"
+    assert isinstance(model, WideLeakySiameseNet) and spec.architecture == "WideLeakySiameseNet"
     assert record["hyperparameters"]["network"] == "wide"
     running_means = [m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(running_means) == 3 and all(bool(m.abs().sum() > 0) for m in running_means)  # trained statistics
