@@ -21,7 +21,6 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark_support import write_table
-from osr_train.checkpoint import load_checkpoint
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
@@ -76,9 +75,8 @@ def main() -> None:
             per_set[name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
                              "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
                              "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
-        _, spec, record = load_checkpoint(checkpoint)
         rows.append({"checkpoint": str(checkpoint), "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
-                     "architecture": spec.architecture, "epochs": record["hyperparameters"]["epochs"],
+                     "architecture": metrics["architecture"], "epochs": metrics["epochs"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
                      "known_acceptance": metrics["known_acceptance"], "sets": per_set})
     write_table(args.output, rows, table(rows))

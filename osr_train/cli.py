@@ -66,7 +66,7 @@ DownloadOpt = typer.Option(False, "--download", help="Fetch MNIST (checksum-veri
 KnownOpt = typer.Option(None, "--known-classes", help="Train on these classes only (indices or names, e.g. 2,4,5,9,8,3); the test images of the others are unknowns [default: all the data set's classes].", show_default=False)
 SizeOpt = typer.Option(None, "--input-size", help="Network input side in pixels [default: from the data: 28 for MNIST, a folder's common square size or 32].", show_default=False)
 ChannelsOpt = typer.Option(None, "--channels", help="1 (grey) or 3 (RGB) [default: from the data].", show_default=False)
-RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: wider network, augmentation, outlier exposure, max-logit score, calibrated threshold, layout step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
+RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: wider network, augmentation, outlier exposure, kl_uniform score, calibrated threshold, layout step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
 LayoutOpt = typer.Option(None, "--layout/--no-layout", help="Lay greyscale inputs out MNIST-style (crop to the ink, fit, centre) [default: the recipe's; best: on].", show_default=False)
 BatchOpt = typer.Option(None, "--batch-size", help="Batch size [default: the recipe's; best: 128; seed: 64 baseline, 128 siamese].", show_default=False)
 LrOpt = typer.Option(None, "--lr", help="Adam learning rate [default: the recipe's; best: 3e-3 peak of a one-cycle schedule; seed: 1e-3].", show_default=False)

@@ -177,7 +177,8 @@ def evaluate_command(
     unknowns = [run_model(classifier, u, normalize, dev, fitted) for u in data.unknown_test]
     metrics = evaluate_outputs(known, unknowns, spec.score, spec.threshold, spec.n_classes)
     metrics.update(checkpoint=str(checkpoint), dataset=spec.dataset.reference, recipe=config.get("recipe", "seed"),
-                   model=config.get("model"))
+                   model=config.get("model"), architecture=spec.architecture,
+                   epochs=config.get("hyperparameters", {}).get("epochs"))
     write_json(out_dir / "metrics.json", metrics)
     figures = {
         "ROC curves": plot_roc(known, unknowns, out_dir / "roc.png").name,

@@ -67,10 +67,7 @@ TORCH_SCORES: dict[str, TorchScore] = {
     "msp": TorchScore(SCORES["msp"], lambda logits, probs, feats, p: probs.max(dim=1).values),
     "max_logit": TorchScore(SCORES["max_logit"], lambda logits, probs, feats, p: logits.max(dim=1).values),
     "energy": TorchScore(SCORES["energy"], lambda logits, probs, feats, p: torch.logsumexp(logits, dim=1)),
-    "kl_uniform": TorchScore(
-        SCORES["kl_uniform"],
-        lambda logits, probs, feats, p: kl_from_uniform(logits),
-    ),
+    "kl_uniform": TorchScore(SCORES["kl_uniform"], lambda logits, probs, feats, p: kl_from_uniform(logits)),
     "mahalanobis": TorchScore(
         SCORES["mahalanobis"], lambda logits, probs, feats, p: mahalanobis_score(feats, p["means"], p["precision"]), fit_mahalanobis
     ),

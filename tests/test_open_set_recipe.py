@@ -161,6 +161,7 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
     assert 0 <= metrics["ood_pooled"]["energy"]["auroc"] <= 1
     assert len(metrics["confusion_matrix"]) == 10 and len(metrics["confusion_matrix_open_set"]) == 11
     assert "| kl_uniform (stored) | pooled |" in report
+    assert metrics["architecture"] == "WideLeakyConvNet" and metrics["epochs"] == 15
 
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
