@@ -12,6 +12,7 @@ split, their mean and standard deviation, beside the published figures (quoted, 
     python benchmarks/mnist_protocol.py                 # about 4 minutes a split on 2 CPU cores
     python benchmarks/mnist_protocol.py --splits 0 1    # some splits only
     python benchmarks/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
+    python benchmarks/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ HELD_OUT = "mnist-test-unknown-classes"
 
 
 def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False,
-              network: str | None = None) -> dict:
+              network: str | None = None, device: str = "auto", threads: int | None = None) -> dict:
     """Train split ``index`` (or, with ``reuse``, read the metrics a previous run left) and summarise it."""
     known = ",".join(str(d) for d in SPLITS[index])
     out = out_root / f"split-{index}"
@@ -43,13 +44,14 @@ def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, re
         from osr_train.pipeline import TrainOptions, train_command
 
         metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
-                                             known_classes=known, out=out, network=network))
+                                             known_classes=known, out=out, network=network, device=device, threads=threads))
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],
         "auroc": {score: report["auroc"] for score, report in held_out["ood"].items()},
         "stored_score": metrics["score"], "at_threshold": held_out["at_threshold"],
         "training_seconds": metrics["training_seconds"], "architecture": metrics.get("architecture"),
+        "training_device": metrics.get("training_device", "not recorded (before training_device was)"),
     }
 
 
@@ -87,13 +89,26 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--reuse", action="store_true", help="summarise the metrics.json of earlier runs instead of training")
     parser.add_argument("--network", default=None, help="osr-train --network (default: the recipe's); named in the output files")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--jobs", type=int, default=1, help="splits trained at once, in processes of one CPU thread each")
     args = parser.parse_args()
     name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
-    runs = [run_split(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network) for i in args.splits]
+    work = [(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network, args.device, 1 if args.jobs > 1 else None)
+            for i in args.splits]
+    if args.jobs > 1 and not args.reuse:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.starmap(run_split, work)
+    else:
+        runs = [run_split(*job) for job in work]
     summary = summarise(runs)
     network = "" if args.network is None else f" --network {args.network}"
+    device = "" if args.device == "auto" else f" --device {args.device}"
+    jobs = "" if args.jobs == 1 else f" --jobs {args.jobs}"
     report = {"recipe": args.recipe, "network": args.network, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
-              "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network} --splits {' '.join(map(str, args.splits))}"}
+              "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
+              "training_devices": sorted({r["training_device"] for r in runs})}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"mnist_protocol_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
     (RESULTS / f"mnist_protocol_{name}.md").write_text(markdown(name, runs, summary))

@@ -229,7 +229,7 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
         raise TrainingFailed(f"the trained model cannot be described: {exc}") from None
     metrics, _, _ = evaluate(classifier, data, spec, trainer.device, fitted)
     metrics.update(dataset=dataset.reference, model=options.model, recipe=options.recipe, architecture=spec.architecture, calibration=calibration,
-                   training_seconds=round(sum(h.seconds for h in result.history), 1))
+                   training_seconds=round(sum(h.seconds for h in result.history), 1), training_device=_device_name(trainer.device))
     history = history_to_json(result.history)
     final_record = dict(record, fitted_scores=fitted, stage="final", complete=True, epochs_trained=len(history))
     model_path = save_checkpoint(out_dir / "model.pt", trainer.model.cpu(), spec, final_record)
@@ -244,6 +244,18 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     print_summary(console, metrics)
     console.print(f"model:   {model_path}\nmetrics: {out_dir / 'metrics.json'}\nplots:   {out_dir}/*.png", highlight=False, markup=False)
     return metrics
+
+
+def _device_name(device: object) -> str:
+    """What trained the model, for metrics.json: timings and seeds are only comparable on one kind."""
+    import os
+    import platform
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s))"
 
 
 def _resume_state(path: Path, spec: ModelSpec, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -30,6 +30,7 @@ def cuda_trained(tmp_path_factory):
 def test_training_on_cuda_learns_and_saves_cpu_tensors(cuda_trained):
     metrics = json.loads((cuda_trained / "metrics.json").read_text())
     assert metrics["closed_set_accuracy"] > 0.8  # chance is 0.1; the CPU test asks the same
+    assert metrics["training_device"] == torch.cuda.get_device_name(0)  # which card gave the figures
     payload = torch.load(cuda_trained / "model.pt", weights_only=True)  # no map_location needed
     assert all(t.device.type == "cpu" for t in payload["state_dict"].values())
     # The statistics of the fitted scores are plain (JSON) numbers, not GPU tensors.

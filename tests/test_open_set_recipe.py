@@ -52,6 +52,42 @@ def test_glyph_outliers_are_letters_never_a_digit_lookalike_or_a_class_name():
     assert "glyphs" in gen.kinds and gen.weights[gen.kinds.index("glyphs")] > gen.weights[gen.kinds.index("noise")]
 
 
+def test_symbol_outliers_are_other_scripts_and_symbols_never_latin_greek_cyrillic_or_a_lookalike():
+    from osr_train.glyphs import _PLAIN_FONTS, SYMBOL_FONTS, SYMBOL_LOOKALIKES, _normalised, _strokes, render_pieces, render_symbols, symbol_glyphs
+
+    items = symbol_glyphs()
+    assert len(items) > 150 and len(set(items)) == len(items)
+    fonts = {font for font, _ in items}
+    assert {"japanese", "astrology", "symbolic"} <= fonts <= set(SYMBOL_FONTS)
+    assert not fonts & {"greek", "greekc", "greeks", "cyrillic", "cyrilc_1"}  # the near-OOD sets' scripts stay unseen
+    assert not set(items) & SYMBOL_LOOKALIKES
+    for font, key in items:  # no plain ASCII glyph (a Latin letter, digit or bracket) under a symbol font's name
+        shape = _normalised(_strokes(font, key))
+        assert not any(_strokes(plain, key) and _normalised(_strokes(plain, key)) == shape for plain in _PLAIN_FONTS)
+    assert len({_normalised(_strokes(*item)) for item in items}) == len(items)  # no glyph twice (mathlow = mathupp)
+    for render in (lambda rng: render_symbols(48, 28, rng), lambda rng: render_pieces(48, 28, rng, "ACDEFHK")):
+        a = render(np.random.default_rng(5))
+        assert a.shape == (48, 28, 28) and a.dtype == np.uint8
+        assert np.array_equal(a, render(np.random.default_rng(5)))
+        ink = (a > 128).mean(axis=(1, 2))
+        assert (ink > 0.02).all() and (ink < 0.7).all()
+        assert len({x.tobytes() for x in a}) == len(a)
+    gen = OutlierGenerator(torch.zeros(8, 28, 28, dtype=torch.uint8), PREPROCESSING, use_photos=False, seed=0,
+                           class_names=tuple(str(d) for d in range(10)))
+    assert {"glyphs", "symbols", "pieces"} <= set(gen.kinds)
+
+
+def test_one_line_or_one_loop_is_no_symbol_outlier():
+    from osr_train.glyphs import _shape_lookalike
+
+    line = [((0.0, 0.0), (0.1, 5.0))]
+    loop = [tuple((float(np.cos(t)), 1.5 * float(np.sin(t))) for t in np.linspace(0, 2 * np.pi, 20))]
+    cross = [((0.0, 0.0), (1.0, 1.0)), ((0.0, 1.0), (1.0, 0.0))]
+    assert _shape_lookalike(line, 5.0) and _shape_lookalike(loop, 3.0)
+    assert not _shape_lookalike(cross, 1.0)
+    assert _shape_lookalike(cross, 10.0)  # a dot beside the font's glyphs
+
+
 def test_outliers_for_a_3_channel_32x32_contract_are_colour_uint8_images():
     known = torch.randint(0, 256, (50, 32, 32, 3), dtype=torch.uint8)
     a = OutlierGenerator(known, RGB32, use_photos=False, seed=3)(256)
@@ -147,6 +183,7 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     assert metrics["threshold"] == spec["threshold"] == loaded.threshold
     assert metrics["calibration"] == cal
     assert metrics["closed_set_accuracy"] > 0.8
+    assert metrics["training_device"].startswith("CPU (") and "torch thread" in metrics["training_device"]  # no GPU in CI
     assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis"}
 
 
