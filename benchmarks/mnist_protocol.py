@@ -9,7 +9,7 @@ training, outlier synthesis or calibration; CIFAR-10 is not used here). Writes
 split, their mean and standard deviation, beside the published figures (quoted, not measured).
 
     export OSR_DATA_DIR=../shared/datasets
-    python benchmarks/mnist_protocol.py                 # about 4 minutes a split on 2 CPU cores
+    python benchmarks/mnist_protocol.py                 # about 8.5 minutes a split on 2 CPU cores
     python benchmarks/mnist_protocol.py --splits 0 1    # some splits only
     python benchmarks/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
     python benchmarks/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)

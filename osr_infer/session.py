@@ -103,7 +103,7 @@ class InferenceModel:
             )
         if self.metadata is not None and self.decides_on_probs and self.metadata.spec.temperature != 1.0:
             fit = self.metadata.spec.calibration.get("temperature")
-            why = (f", fitted in training so that msp >= {fit['msp_threshold']:g} accepts {fit['target_tpr']:.0%} of validation knowns"
+            why = (f", fitted in training so that msp >= {fit['msp_threshold']:g} accepts {100 * fit['target_tpr']:g}% of validation knowns"
                    if isinstance(fit, dict) and {"msp_threshold", "target_tpr"} <= set(fit) else "")
             self.notes.append(
                 f"{self.path.name}'s probabilities are softmax(logits / {self.metadata.spec.temperature:.4g}), its temperature{why}"
