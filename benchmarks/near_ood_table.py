@@ -28,7 +28,9 @@ SCORES = ("msp", "max_logit", "energy", "kl_uniform", "mahalanobis")
 
 
 def label(row: dict) -> str:
-    """A column's name: the network, the recipe and its epochs, the stored score."""
+    """A column's name: the one given (--names), else the network, the recipe and its epochs, the stored score."""
+    if row.get("name"):
+        return row["name"]
     return f"{row['architecture']} ({row['recipe']}, {row['epochs']} epochs, {row['score']})"
 
 
@@ -58,7 +60,11 @@ def main() -> None:
     parser.add_argument("--letters", type=Path, help="the folder make_letters.py wrote")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
     parser.add_argument("--output", type=Path, default=HERE / "results" / "near_ood_table")
+    parser.add_argument("--names", nargs="+", help="a column name per checkpoint (models of one network and recipe look alike)")
     args = parser.parse_args()
+    if args.names and len(args.names) != len(args.checkpoints):
+        parser.error(f"--names: {len(args.names)} names for {len(args.checkpoints)} checkpoints")
+    names = args.names or [None] * len(args.checkpoints)
     sets = sorted(p for p in args.near_ood.iterdir() if p.is_dir())
     if args.letters:
         sets.append(args.letters)
@@ -67,7 +73,7 @@ def main() -> None:
         sets.append(cifar)
     console = Console(stderr=True)
     rows = []
-    for checkpoint in args.checkpoints:
+    for checkpoint, name in zip(args.checkpoints, names):
         with tempfile.TemporaryDirectory() as tmp:
             metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, console=console)
         per_set = {}
@@ -75,7 +81,7 @@ def main() -> None:
             per_set[name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
                              "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
                              "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
-        rows.append({"checkpoint": str(checkpoint), "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
+        rows.append({"checkpoint": str(checkpoint), "name": name, "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
                      "architecture": metrics["architecture"], "epochs": metrics["epochs"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
                      "known_acceptance": metrics["known_acceptance"], "sets": per_set})
