@@ -14,9 +14,13 @@ ze and che, Hebrew vav and samekh, Arabic alif and heh, Ethiopic ʿayn, brackets
 are left out: rejecting them would be convention, not open-set skill.
 
 How this differs from what training sees: the training outliers (osr_train/outliers.py,
-glyphs.py) are Latin letters and symbols drawn with the Hershey *vector* (centre-line) fonts,
-plus synthetic textures and shapes; these sets are *outline* fonts, other scripts (none of them
-Latin), with a warp that training does not use. Nothing here is used in training or calibration.
+glyphs.py) are Latin letters, Japanese kana and kanji and symbols drawn with the Hershey *vector*
+(centre-line) fonts, made-up characters from their pieces, and synthetic textures and shapes;
+these sets are *outline* fonts and scripts training never draws (Hershey's Greek and Cyrillic
+are left out of training for that reason), with a warp that training does not use. One overlap:
+many characters of the ``symbols`` set (maths, arrows, card suits, a note) are among Hershey's
+symbols that training draws, in another font and construction. Nothing here is used in training
+or calibration.
 """
 
 from __future__ import annotations
