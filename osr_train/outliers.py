@@ -76,10 +76,15 @@ class OutlierGenerator:
 
         characters = glyph_characters(class_names)
         self.kinds = [k for k in self.kinds if characters or k not in ("glyphs", "symbols", "pieces")]
+        # Classes that are characters of another script (a kana reader): its own letters could be among
+        # the symbol fonts' glyphs, which name no Unicode character to compare with, so none is drawn.
+        if any(len(name) == 1 and not name.isascii() for name in class_names):
+            self.kinds = [k for k in self.kinds if k not in ("symbols", "pieces")]
         n = GLYPH_POOL if characters else 0
         self.glyph_pool = torch.from_numpy(render_glyphs(n, self.size, np.random.default_rng(seed + 2), characters))
-        self.symbol_pool = torch.from_numpy(render_symbols(n, self.size, np.random.default_rng(seed + 3)))
-        self.piece_pool = torch.from_numpy(render_pieces(n, self.size, np.random.default_rng(seed + 4), characters))
+        n_symbols = n if "symbols" in self.kinds else 0
+        self.symbol_pool = torch.from_numpy(render_symbols(n_symbols, self.size, np.random.default_rng(seed + 3)))
+        self.piece_pool = torch.from_numpy(render_pieces(n_symbols, self.size, np.random.default_rng(seed + 4), characters))
         self.weights = torch.tensor([KIND_WEIGHTS.get(k, 1.0) for k in self.kinds])
 
     def _rand(self, *shape: int) -> torch.Tensor:

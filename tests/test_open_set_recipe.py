@@ -75,6 +75,10 @@ def test_symbol_outliers_are_other_scripts_and_symbols_never_latin_greek_cyrilli
     gen = OutlierGenerator(torch.zeros(8, 28, 28, dtype=torch.uint8), PREPROCESSING, use_photos=False, seed=0,
                            class_names=tuple(str(d) for d in range(10)))
     assert {"glyphs", "symbols", "pieces"} <= set(gen.kinds)
+    kana = OutlierGenerator(torch.zeros(8, 28, 28, dtype=torch.uint8), PREPROCESSING, use_photos=False, seed=0,
+                            class_names=("あ", "い", "う"))
+    assert "glyphs" in kana.kinds and not {"symbols", "pieces"} & set(kana.kinds)  # its own letters could be drawn
+    assert len(kana.symbol_pool) == len(kana.piece_pool) == 0
 
 
 def test_one_line_or_one_loop_is_no_symbol_outlier():
