@@ -77,8 +77,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, console=console)
         per_set = {}
-        for name, result in metrics["per_unknown_set"].items():
-            per_set[name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
+        for set_name, result in metrics["per_unknown_set"].items():
+            per_set[set_name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
                              "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
                              "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
         rows.append({"checkpoint": str(checkpoint), "name": name, "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
