@@ -40,6 +40,16 @@ LOOKALIKES = frozenset("OoIlijZzSsBbgqG$0123456789.,:;'`\"|/\\-_()")
 Stroke = Sequence[tuple[float, float]]
 
 
+def _points(strokes: Sequence[Stroke]) -> np.ndarray:
+    """All the vertices of a glyph's strokes, ``(n, 2)``."""
+    return np.concatenate([np.asarray(s) for s in strokes])
+
+
+def _extent(points: np.ndarray) -> float:
+    """The longer side of the points' bounding box."""
+    return float(np.ptp(points, axis=0).max())
+
+
 @lru_cache(maxsize=None)
 def _hershey(font: str):  # noqa: ANN202 - HersheyFonts, imported lazily
     from HersheyFonts import HersheyFonts
@@ -71,9 +81,9 @@ def _pen(strokes: Sequence[Stroke], side: int, rng: np.random.Generator) -> np.n
     rotation and aspect, white on black at 2x, box-filtered down to ``side``, the shape filling
     most of the frame (the layout step re-fits it)."""
     big = 2 * side
-    points = np.concatenate([np.asarray(s) for s in strokes])
+    points = _points(strokes)
     centre = (points.max(0) + points.min(0)) / 2
-    extent = max(float((points.max(0) - points.min(0)).max()), 1.0)
+    extent = max(_extent(points), 1.0)
     angle = np.radians(rng.uniform(-12, 12))
     shear, aspect = rng.uniform(-0.3, 0.3), rng.uniform(0.8, 1.25)
     rotate = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -129,8 +139,8 @@ _MATH_FONTS_LATIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 
 def _shape_lookalike(strokes: Sequence[Stroke], typical_extent: float) -> bool:
     """A dot (far smaller than the font's glyphs), a straight line (a 1, a dash) or one closed loop (a 0, an 8)."""
-    points = np.concatenate([np.asarray(s) for s in strokes])
-    extent = float(np.ptp(points, axis=0).max())
+    points = _points(strokes)
+    extent = _extent(points)
     if extent < 0.35 * typical_extent:
         return True
     minor, major = np.linalg.eigvalsh(np.cov(points.T))
@@ -139,8 +149,13 @@ def _shape_lookalike(strokes: Sequence[Stroke], typical_extent: float) -> bool:
     return len(strokes) == 1 and float(np.linalg.norm(np.subtract(strokes[0][0], strokes[0][-1]))) < 0.1 * extent
 
 
-def _normalised(strokes: Sequence[Stroke]) -> tuple:
-    lo = np.concatenate([np.asarray(s) for s in strokes]).min(0)
+@lru_cache(maxsize=None)
+def _shape(font: str, key: str) -> tuple:
+    """``key`` in ``font`` moved to the origin and rounded, to compare glyphs across fonts; empty if the font lacks it."""
+    strokes = _strokes(font, key)
+    if not strokes:
+        return ()
+    lo = _points(strokes).min(0)
     return tuple(tuple(map(tuple, np.round(np.asarray(s) - lo, 3))) for s in strokes)
 
 
@@ -152,12 +167,12 @@ def symbol_glyphs() -> tuple[tuple[str, str], ...]:
     chosen, seen = [], set()
     for font in SYMBOL_FONTS:
         glyphs = {k: _strokes(font, k) for k in keys if _strokes(font, k)}
-        typical = float(np.median([np.ptp(np.concatenate([np.asarray(s) for s in g]), axis=0).max() for g in glyphs.values()]))
+        typical = float(np.median([_extent(_points(g)) for g in glyphs.values()]))
         for key, strokes in glyphs.items():
-            shape = _normalised(strokes)
+            shape = _shape(font, key)
             if (font, key) in SYMBOL_LOOKALIKES or shape in seen or (font.startswith("math") and key in _MATH_FONTS_LATIN):
                 continue
-            if any(_strokes(plain, key) and _normalised(_strokes(plain, key)) == shape for plain in _PLAIN_FONTS):
+            if any(_shape(plain, key) == shape for plain in _PLAIN_FONTS):
                 continue
             if _shape_lookalike(strokes, typical):
                 continue
@@ -190,8 +205,8 @@ def render_pieces(n: int, side: int, rng: np.random.Generator, characters: str) 
                 keep = rng.random(len(glyph)) < 0.6
                 keep[int(rng.integers(len(glyph)))] = True
                 piece = [np.asarray(s) for s, k in zip(glyph, keep) if k]
-                points = np.concatenate(piece)
-                lo, extent = points.min(0), max(float(np.ptp(points, axis=0).max()), 1.0)
+                points = _points(piece)
+                lo, extent = points.min(0), max(_extent(points), 1.0)
                 size, offset = rng.uniform(0.5, 1.0), rng.uniform(-0.35, 0.35, 2)
                 strokes += [tuple(map(tuple, ((s - lo) / extent - 0.5) * size + offset)) for s in piece]
             if not _shape_lookalike(strokes, 1.0):

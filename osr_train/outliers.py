@@ -82,7 +82,7 @@ class OutlierGenerator:
             self.kinds = [k for k in self.kinds if k not in ("symbols", "pieces")]
         n = GLYPH_POOL if characters else 0
         self.glyph_pool = torch.from_numpy(render_glyphs(n, self.size, np.random.default_rng(seed + 2), characters))
-        n_symbols = n if "symbols" in self.kinds else 0
+        n_symbols = n if "symbols" in self.kinds else 0  # the pieces are made of symbols too: both or neither
         self.symbol_pool = torch.from_numpy(render_symbols(n_symbols, self.size, np.random.default_rng(seed + 3)))
         self.piece_pool = torch.from_numpy(render_pieces(n_symbols, self.size, np.random.default_rng(seed + 4), characters))
         self.weights = torch.tensor([KIND_WEIGHTS.get(k, 1.0) for k in self.kinds])

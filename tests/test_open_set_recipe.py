@@ -53,7 +53,7 @@ def test_glyph_outliers_are_letters_never_a_digit_lookalike_or_a_class_name():
 
 
 def test_symbol_outliers_are_other_scripts_and_symbols_never_latin_greek_cyrillic_or_a_lookalike():
-    from osr_train.glyphs import _PLAIN_FONTS, SYMBOL_FONTS, SYMBOL_LOOKALIKES, _normalised, _strokes, render_pieces, render_symbols, symbol_glyphs
+    from osr_train.glyphs import _PLAIN_FONTS, SYMBOL_FONTS, SYMBOL_LOOKALIKES, _shape, render_pieces, render_symbols, symbol_glyphs
 
     items = symbol_glyphs()
     assert len(items) > 150 and len(set(items)) == len(items)
@@ -62,9 +62,8 @@ def test_symbol_outliers_are_other_scripts_and_symbols_never_latin_greek_cyrilli
     assert not fonts & {"greek", "greekc", "greeks", "cyrillic", "cyrilc_1"}  # the near-OOD sets' scripts stay unseen
     assert not set(items) & SYMBOL_LOOKALIKES
     for font, key in items:  # no plain ASCII glyph (a Latin letter, digit or bracket) under a symbol font's name
-        shape = _normalised(_strokes(font, key))
-        assert not any(_strokes(plain, key) and _normalised(_strokes(plain, key)) == shape for plain in _PLAIN_FONTS)
-    assert len({_normalised(_strokes(*item)) for item in items}) == len(items)  # no glyph twice (mathlow = mathupp)
+        assert _shape(font, key) and not any(_shape(plain, key) == _shape(font, key) for plain in _PLAIN_FONTS)
+    assert len({_shape(*item) for item in items}) == len(items)  # no glyph twice (mathlow = mathupp)
     for render in (lambda rng: render_symbols(48, 28, rng), lambda rng: render_pieces(48, 28, rng, "ACDEFHK")):
         a = render(np.random.default_rng(5))
         assert a.shape == (48, 28, 28) and a.dtype == np.uint8
