@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
+from PIL import Image
 
 from osr_infer.errors import InferError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
-from osr_infer.preprocess import ImageDecodeError, PreprocessContract, load_image
+from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, load_converted, load_small_pixels, luma
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -70,19 +71,44 @@ MAX_WORKER_CRASHES = 16
 
 
 def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool = True) -> Decoded:
-    """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)])."""
+    """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)]).
+
+    ``fast``: JPEGs through libjpeg-turbo, and small images laid out as stacks of the same size
+    (:meth:`PreprocessContract.finish_stack`); both give the reference path's pixels, bit for bit.
+    False: PIL and one image at a time, the reference path."""
     pixels = np.empty((len(paths), *contract.pixel_shape), dtype=np.uint8)
-    ok: list[int] = []
+    done = np.zeros(len(paths), dtype=bool)
     failed: list[tuple[int, str]] = []
+    # Small images of one size (and channels) are laid out together: JPEGs as the decoder's pixels.
+    stacks: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    stacking = fast and contract.layout and contract.color == "L"
     for i, path in enumerate(paths):
         try:
-            pixels[len(ok)] = load_image(path, contract, fast)
-            ok.append(i)
+            if stacking:
+                loaded = load_small_pixels(path, contract)
+                if isinstance(loaded, np.ndarray):
+                    if contract.batches_layout(*loaded.shape[:2]):
+                        stacks.setdefault(loaded.shape, []).append((i, loaded))
+                        continue
+                    loaded = contract.convert(Image.fromarray(loaded, mode="L" if loaded.ndim == 2 else "RGB"))
+                elif contract.batches_layout(loaded.height, loaded.width):
+                    stacks.setdefault((loaded.height, loaded.width), []).append((i, np.asarray(loaded)))
+                    continue
+                pixels[i] = finish_converted(loaded, contract)
+            else:
+                pixels[i] = finish_converted(load_converted(path, contract, fast), contract)
+            done[i] = True
         except ImageDecodeError as exc:
             failed.append((i, str(exc)))
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not sink the batch
             failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
-    return np.asarray(ok, dtype=np.int64), pixels[: len(ok)], failed
+    for members in stacks.values():
+        index = np.array([i for i, _ in members], dtype=np.int64)
+        stack = np.stack([array for _, array in members])
+        pixels[index] = contract.finish_stack(luma(stack) if stack.ndim == 4 else stack)
+        done[index] = True
+    ok = np.flatnonzero(done)
+    return ok.astype(np.int64), pixels[ok], sorted(failed)
 
 
 def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:

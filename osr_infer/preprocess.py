@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from osr_infer.layout import WORK_SIDE, layout
+from osr_infer.layout import SMALL_SIDE, WORK_SIDE, layout, layout_small
 
 # Decompression-bomb guard: a small-input model never needs more than this many pixels.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -173,14 +174,32 @@ class PreprocessContract:
 
     def to_uint8(self, image: Image.Image) -> np.ndarray:
         """Steps 3-5 on a decoded PIL image: a uint8 array of :attr:`pixel_shape`."""
+        return self.finish(self.convert(image))
+
+    def convert(self, image: Image.Image) -> Image.Image:
+        """Step 3 on a decoded PIL image: alpha and colour conversion to the contract's mode."""
         if self.alpha == "flatten":
             image = flatten_alpha(image)
-        converted = to_grayscale(image) if self.color == "L" else to_rgb(image)
+        return to_grayscale(image) if self.color == "L" else to_rgb(image)
+
+    def finish(self, converted: Image.Image) -> np.ndarray:
+        """Steps 4-5 on a converted image (:meth:`convert`): the resize or the layout step."""
         if self.layout:
             return layout(converted, self.size, _RESAMPLING[self.resize])
         if converted.size != (self.size, self.size):
             converted = converted.resize((self.size, self.size), _RESAMPLING[self.resize])
         return np.asarray(converted, dtype=np.uint8)
+
+    def batches_layout(self, height: int, width: int) -> bool:
+        """Whether converted images of this size take the layout step as a stack
+        (:meth:`finish_stack`): small greyscale images, where it is many times faster."""
+        return self.layout and max(height, width) < SMALL_SIDE
+
+    def finish_stack(self, stack: np.ndarray) -> np.ndarray:
+        """:meth:`finish` of each image of a ``(n, h, w)`` uint8 stack of converted small
+        greyscale images (:meth:`batches_layout`), in whole-stack numpy calls: the same pixels,
+        bit for bit."""
+        return layout_small(stack, self.size, _RESAMPLING[self.resize])
 
     def conform(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images (``(N, H, W)`` or ``(N, H, W, 3)``) through the contract's colour
@@ -190,7 +209,12 @@ class PreprocessContract:
         out = np.empty((len(pixels), *self.pixel_shape), dtype=np.uint8)
 
         def run(start: int) -> None:
-            for i in range(start, min(start + CONFORM_CHUNK, len(pixels))):
+            stop = min(start + CONFORM_CHUNK, len(pixels))
+            if pixels.ndim == 3 and self.color == "L" and self.batches_layout(*pixels.shape[1:]):
+                for first in range(start, stop, STACK_CHUNK):  # stacks of a few hundred stay in cache
+                    out[first : min(first + STACK_CHUNK, stop)] = self.finish_stack(pixels[first : min(first + STACK_CHUNK, stop)])
+                return
+            for i in range(start, stop):
                 image = pixels[i]
                 out[i] = self.to_uint8(Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB"))
 
@@ -226,6 +250,8 @@ class PreprocessContract:
 PREPROCESSING = PreprocessContract()
 #: Images per thread when a whole array is conformed.
 CONFORM_CHUNK = 2048
+#: Images per stack for the layout step of small images (:meth:`PreprocessContract.finish_stack`).
+STACK_CHUNK = 256
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -294,6 +320,14 @@ def _too_large(width: int, height: int) -> ImageDecodeError:
 def _fast_jpeg(path: Path, file_size: int, contract: PreprocessContract) -> Image.Image | None:
     """Steps 1-2 for a JPEG through libjpeg-turbo directly (osr_infer/fastjpeg.py): PIL's pixels,
     bit for bit, several times faster; None where PIL should decode the file."""
+    pixels = _fast_jpeg_pixels(path, file_size, contract)
+    if pixels is None:
+        return None
+    return Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
+
+
+def _fast_jpeg_pixels(path: Path, file_size: int, contract: PreprocessContract) -> np.ndarray | None:
+    """:func:`_fast_jpeg` as an array: ``(h, w)`` grey or ``(h, w, 3)`` RGB, upright."""
     from osr_infer import fastjpeg
 
     if not fastjpeg.available() or file_size > fastjpeg.MAX_FAST_BYTES or path.suffix.lower() not in JPEG_SUFFIXES:
@@ -303,11 +337,40 @@ def _fast_jpeg(path: Path, file_size: int, contract: PreprocessContract) -> Imag
     decoded = fastjpeg.decode(data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)
     if decoded is None:
         return None
-    pixels, mode, orientation = decoded
-    image = Image.fromarray(pixels, mode=mode)
-    if contract.exif and orientation in _EXIF_TRANSPOSE:
-        image = image.transpose(_EXIF_TRANSPOSE[orientation])
-    return image
+    pixels, _, orientation = decoded
+    if contract.exif and orientation in _EXIF_TRANSPOSE_ARRAY:
+        pixels = _EXIF_TRANSPOSE_ARRAY[orientation](pixels)
+    return pixels
+
+
+#: :data:`_EXIF_TRANSPOSE` on arrays (rows, columns[, channels]): the same pixels as PIL's transposes.
+_EXIF_TRANSPOSE_ARRAY = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: a.swapaxes(0, 1)[:, ::-1], 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: a.swapaxes(0, 1)[::-1],
+}
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """PIL's ``convert("L")`` of uint8 RGB pixels (``(..., 3)``), bit for bit: ITU-R 601-2 luma
+    in Pillow's 16-bit fixed point (``L24``)."""
+    channels = rgb.astype(np.uint32)
+    weighted = channels[..., 0] * 19595 + channels[..., 1] * 38470 + channels[..., 2] * 7471 + 0x8000
+    return (weighted >> 16).astype(np.uint8)
+
+
+def load_small_pixels(path: str | Path, contract: PreprocessContract) -> np.ndarray | Image.Image:
+    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): a JPEG on the
+    fast path as its upright pixels, before colour conversion (a stack of them is converted with
+    :func:`luma` and laid out with :meth:`PreprocessContract.finish_stack`: the same pixels as
+    :func:`load_image`, without a PIL image per file); any other file as :func:`load_converted`
+    returns it. ImageDecodeError where the file is unusable."""
+    path = Path(path)
+    with _decode_errors():
+        file_size = path.stat().st_size
+        if file_size > 0 and (pixels := _fast_jpeg_pixels(path, file_size, contract)) is not None:
+            return pixels
+    return load_converted(path, contract, fast=True)
 
 
 def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING, fast: bool = True) -> np.ndarray:
@@ -315,13 +378,26 @@ def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING, f
 
     ``fast`` takes JPEGs through libjpeg-turbo directly (the same pixels as PIL's, bit for bit);
     False decodes everything with PIL (the reference path, kept for comparison)."""
+    return finish_converted(load_converted(path, contract, fast), contract)
+
+
+def finish_converted(converted: Image.Image, contract: PreprocessContract) -> np.ndarray:
+    """Steps 4-5 of :func:`load_image` on what :func:`load_converted` returned."""
+    with _decode_errors():
+        return contract.finish(converted)
+
+
+def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSING, fast: bool = True) -> Image.Image:
+    """Steps 1-3 of :func:`load_image`: the decoded image, upright and in the contract's colour
+    mode, for :meth:`PreprocessContract.finish` (or, for many small images at once,
+    :meth:`PreprocessContract.finish_stack`); ImageDecodeError where the file is unusable."""
     path = Path(path)
-    try:
+    with _decode_errors():
         file_size = path.stat().st_size
         if file_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
         if fast and (image := _fast_jpeg(path, file_size, contract)) is not None:
-            return contract.to_uint8(image)
+            return contract.convert(image)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -335,7 +411,16 @@ def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING, f
                 img.load()
                 if contract.exif:  # step 2: a photo stored sideways is upright (in place: no copy when upright)
                     ImageOps.exif_transpose(img, in_place=True)
-                return contract.to_uint8(img)
+                return contract.convert(img)
+    raise AssertionError("unreachable")  # _decode_errors re-raises every exception it catches
+
+
+@contextmanager
+def _decode_errors() -> Iterator[None]:
+    """What PIL and the file system raise about a bad file, as one ImageDecodeError with a
+    reason a user can act on."""
+    try:
+        yield
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:  # PIL's own guard

@@ -12,7 +12,7 @@ import numpy as np
 
 from osr_infer.data.datasets import DataError, ImageSet
 from osr_infer.spec import UNKNOWN
-from osr_infer.preprocess import PREPROCESSING, ImageDecodeError, PreprocessContract, find_images, load_image
+from osr_infer.preprocess import PREPROCESSING, PreprocessContract, find_images
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +42,32 @@ def load_image_folder(
 def decode_paths(
     paths: list[str], name: str, contract: PreprocessContract = PREPROCESSING, *, progress: bool = False, workers: int | None = None
 ) -> ImageSet:
-    """Decode ``paths`` with the contract, in threads; unreadable files are logged and skipped."""
+    """Decode ``paths`` with the contract, in threads, in chunks (small images are laid out as
+    stacks: :func:`osr_infer.decode.decode_files`); unreadable files are logged and skipped."""
+    from osr_infer.decode import decode_files
 
-    def decode(path: str) -> np.ndarray | str:
-        try:
-            return load_image(path, contract)
-        except ImageDecodeError as exc:
-            return str(exc)
-
+    chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        iterator = pool.map(decode, paths, chunksize=64)
+        iterator = pool.map(lambda chunk: decode_files(chunk, contract), chunks)
         if progress:
             from rich.progress import track
 
-            iterator = track(iterator, total=len(paths), description=f"decoding {name}", transient=True)
+            iterator = track(iterator, total=len(chunks), description=f"decoding {name} ({len(paths):,} files)", transient=True)
         results = list(iterator)
-    kept = [i for i, r in enumerate(results) if not isinstance(r, str)]
-    for i, r in enumerate(results):
-        if isinstance(r, str):
-            log.warning("skipped %s: %s", paths[i], r)
+    kept: list[int] = []
+    images = []
+    for start, (positions, pixels, failed) in zip(range(0, len(paths), CHUNK), results):
+        kept.extend((positions + start).tolist())
+        images.append(pixels)
+        for i, reason in failed:
+            log.warning("skipped %s: %s", paths[start + i], reason)
     if not kept:
         raise DataError(f"no readable image in {name} ({len(paths)} files failed to decode)")
-    images = np.stack([results[i] for i in kept])
-    return ImageSet(images, np.full(len(kept), UNKNOWN), name, [str(paths[i]) for i in kept])
+    return ImageSet(np.concatenate(images), np.full(len(kept), UNKNOWN), name, [str(paths[i]) for i in kept])
+
+
+#: Files per decoding task (a stack for the layout step of small images).
+CHUNK = 256
 
 
 def subfolder_of(folder: Path, path: str) -> str:
