@@ -32,7 +32,7 @@ from PIL import Image
 
 from osr_infer.errors import InferError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
-from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, load_converted, load_small_pixels, luma
+from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, load_converted, load_small_pixels
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -81,18 +81,19 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     failed: list[tuple[int, str]] = []
     # Small images of one size (and channels) are laid out together: JPEGs as the decoder's pixels.
     stacks: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-    stacking = fast and contract.layout and contract.color == "L"
+    stacking = fast and contract.stacks(1, 1)
     for i, path in enumerate(paths):
         try:
             if stacking:
                 loaded = load_small_pixels(path, contract)
                 if isinstance(loaded, np.ndarray):
-                    if contract.batches_layout(*loaded.shape[:2]):
+                    if contract.stacks(*loaded.shape[:2]):
                         stacks.setdefault(loaded.shape, []).append((i, loaded))
                         continue
                     loaded = contract.convert(Image.fromarray(loaded, mode="L" if loaded.ndim == 2 else "RGB"))
-                elif contract.batches_layout(loaded.height, loaded.width):
-                    stacks.setdefault((loaded.height, loaded.width), []).append((i, np.asarray(loaded)))
+                elif contract.stacks(loaded.height, loaded.width):
+                    array = np.asarray(loaded)
+                    stacks.setdefault(array.shape, []).append((i, array))
                     continue
                 pixels[i] = finish_converted(loaded, contract)
             else:
@@ -104,8 +105,7 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
             failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
     for members in stacks.values():
         index = np.array([i for i, _ in members], dtype=np.int64)
-        stack = np.stack([array for _, array in members])
-        pixels[index] = contract.finish_stack(luma(stack) if stack.ndim == 4 else stack)
+        pixels[index] = contract.finish_stack(contract.in_color(np.stack([array for _, array in members])))
         done[index] = True
     ok = np.flatnonzero(done)
     return ok.astype(np.int64), pixels[ok], sorted(failed)

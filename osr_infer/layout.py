@@ -30,11 +30,12 @@ laid out the same way sees the same kind of input. numpy and Pillow only: it run
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from osr_infer.pillow_numpy import box_blur, resize_crops
 
 #: Longest side of the working copy: enough for a character of a sixth of a photo's side.
 WORK_SIDE = 256
@@ -356,64 +357,43 @@ def _place(crop: np.ndarray, size: int, resize: Image.Resampling) -> np.ndarray:
 # only cropping, fitting and centring, which differ in shape per image, stay per image.
 
 
-def _box_blur(stack: np.ndarray, radius: int) -> np.ndarray:
-    """Pillow's ``ImageFilter.BoxBlur(radius)`` (an integer radius) on a ``(n, h, w)`` uint8
-    stack, bit for bit: a horizontal then a vertical pass, each a clamped-edge window sum in
-    Pillow's 8.24 fixed point and unsigned 32-bit arithmetic (``ImagingLineBoxBlur8``),
-    rounded back to uint8."""
-    width = 2 * radius + 1
-    ww = np.uint32(int((1 << 24) / float(width)))
-    fw = np.uint32(((1 << 24) - width * int(ww)) // 2)
-    out = stack
-    for transposed in (False, True):
-        lines = out.transpose(0, 2, 1) if transposed else out
-        length = lines.shape[2]
-        padded = np.concatenate(
-            [np.repeat(lines[:, :, :1], radius + 1, axis=2), lines, np.repeat(lines[:, :, -1:], radius + 1, axis=2)],
-            axis=2).astype(np.uint32)
-        window = padded[:, :, 1 : 1 + length].copy()
-        for k in range(2, width + 1):
-            window += padded[:, :, k : k + length]
-        far = padded[:, :, :length] + padded[:, :, width + 1 : width + 1 + length]
-        blurred = ((window * ww + far * fw + np.uint32(1 << 23)) >> np.uint32(24)).astype(np.uint8)
-        out = blurred.transpose(0, 2, 1) if transposed else blurred
-    return np.ascontiguousarray(out)
-
-
 def _float32(values: np.ndarray) -> np.ndarray:
     """Per-image Python-float scalars as :func:`layout` meets them: cast to float32 where they
     meet a float32 array (numpy's rule for a Python float next to an array), shaped to broadcast."""
     return np.asarray(values, dtype=np.float64).astype(np.float32)[:, None]
 
 
-def _kth(values: np.ndarray, counts: np.ndarray, k: int, ascending: bool = False) -> np.ndarray:
-    """The ``k``-th smallest (0 = smallest) of each row's multiset: ``values[i, j]`` taken
-    ``counts[i, j]`` times (what a sort of the pixels would put at ``k``); ``ascending``: the
-    rows of ``values`` are already in order."""
+def _kth(values: np.ndarray, counts: np.ndarray, *ks: int, ascending: bool = False) -> list[np.ndarray]:
+    """The ``k``-th smallest (0 = smallest) of each row's multiset, for each ``k``: ``values[i, j]``
+    taken ``counts[i, j]`` times (what a sort of the pixels would put at ``k``); ``ascending``:
+    the rows of ``values`` are already in order."""
     rows = np.arange(len(values))
     if ascending:
-        position = (np.cumsum(counts, axis=1) <= k).sum(axis=1)
-        return values[rows, position]
+        cumulative = np.cumsum(counts, axis=1)
+        return [values[rows, (cumulative <= k).sum(axis=1)] for k in ks]
     order = np.argsort(values, axis=1, kind="stable")
-    position = (np.cumsum(np.take_along_axis(counts, order, axis=1), axis=1) <= k).sum(axis=1)
-    return values[rows, order[rows, position]]
+    cumulative = np.cumsum(np.take_along_axis(counts, order, axis=1), axis=1)
+    return [values[rows, order[rows, (cumulative <= k).sum(axis=1)]] for k in ks]
 
 
 def _middle(values: np.ndarray, counts: np.ndarray, n: int, ascending: bool = False) -> np.ndarray:
     """:func:`_median` of each row's multiset of ``n`` float32 values (the float32 mean of the
     two middle values for an even count)."""
     if n % 2:
-        return _kth(values, counts, n // 2, ascending)
-    return (_kth(values, counts, n // 2 - 1, ascending) + _kth(values, counts, n // 2, ascending)) / np.float32(2)
+        return _kth(values, counts, n // 2, ascending=ascending)[0]
+    low, high = _kth(values, counts, n // 2 - 1, n // 2, ascending=ascending)
+    return (low + high) / np.float32(2)
 
 
-def _otsu_many(ink: np.ndarray, tops: np.ndarray) -> np.ndarray:
-    """:func:`_otsu` of each row of ``ink`` (``(n, pixels)`` float32), each with its own top."""
-    count = len(ink)
+def _otsu_many(ink_levels: np.ndarray, counts: np.ndarray, tops: np.ndarray) -> np.ndarray:
+    """:func:`_otsu` of each image's ink, each with its own top, from its histogram: the ink of
+    pixels of level ``j`` is ``ink_levels[i, j]`` (float32), and there are ``counts[i, j]`` of them.
+    Each level falls into the bin its pixels would, so the bins' weights are :func:`_otsu`'s."""
+    count = len(ink_levels)
     tops = np.maximum(tops, 1e-6)
-    bins = np.minimum((ink * _float32(256 / tops)).astype(np.intp), 255)
-    weights = np.bincount((bins + 256 * np.arange(count)[:, None]).ravel(), minlength=256 * count)
-    weights = weights.reshape(count, 256).astype(np.float64)
+    bins = np.minimum((ink_levels * _float32(256 / tops)).astype(np.intp), 255)
+    weights = np.bincount((bins + 256 * np.arange(count)[:, None]).ravel(), weights=counts.ravel(), minlength=256 * count)
+    weights = weights.reshape(count, 256)
     total = weights.sum(axis=1, keepdims=True)
     centres = (np.arange(256) + 0.5) * (tops / 256)[:, None]
     w0 = np.cumsum(weights, axis=1)
@@ -435,126 +415,6 @@ def _mass_ranges(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return start, np.maximum(start, np.minimum(stop, profiles.shape[1] - 1))
 
 
-#: Pillow's fixed-point precision for 8-bit resampling (Resample.c: PRECISION_BITS).
-_PRECISION_BITS = 32 - 8 - 2
-
-
-@functools.lru_cache(maxsize=4096)
-def _bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
-    """Pillow's bilinear resampling of one axis from ``in_size`` to ``out_size`` pixels as an
-    ``(out_size, in_size)`` matrix of its fixed-point weights (``precompute_coeffs`` and
-    ``normalize_coeffs_8bpc``, the same double arithmetic in the same order)."""
-    matrix = np.zeros((out_size, in_size), dtype=np.float64)
-    scale = in_size / out_size
-    filterscale = max(scale, 1.0)
-    support = 1.0 * filterscale
-    ss = 1.0 / filterscale
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        weights = []
-        for x in range(xmax):
-            distance = abs((x + xmin - center + 0.5) * ss)
-            weights.append(1.0 - distance if distance < 1.0 else 0.0)
-        total = 0.0
-        for weight in weights:
-            total += weight
-        for x, weight in enumerate(weights):
-            if total != 0.0:
-                weight /= total
-            matrix[xx, xmin + x] = int(0.5 + weight * (1 << _PRECISION_BITS))
-    return matrix
-
-
-class _WeightTable:
-    """Every bilinear weight matrix from up to ``inputs`` pixels to up to ``box`` pixels, zero-padded
-    to ``(box, inputs)`` and indexed ``[in_size, out_size]``: a stack of resizes gathers its
-    matrices in one indexing step. Filled as sizes are met."""
-
-    def __init__(self, inputs: int, box: int) -> None:
-        self.weights = np.zeros((inputs + 1, box + 1, box, inputs))
-        self.filled = np.zeros((inputs + 1, box + 1), dtype=bool)
-
-    def __getitem__(self, key: tuple) -> np.ndarray:
-        in_sizes, out_sizes = key[0], key[1]
-        missing = ~self.filled[in_sizes, out_sizes]
-        if missing.any():
-            for in_size, out_size in set(zip(in_sizes[missing].tolist(), out_sizes[missing].tolist())):
-                self.weights[in_size, out_size, :out_size, :in_size] = _bilinear_weights(in_size, out_size)
-                self.filled[in_size, out_size] = True
-        return self.weights[key]
-
-
-@functools.lru_cache(maxsize=8)
-def _weight_table(inputs: int, box: int) -> _WeightTable:
-    return _WeightTable(inputs, box)
-
-
-def _vertical_first(h: np.ndarray, w: np.ndarray, new_h: np.ndarray, new_w: np.ndarray) -> np.ndarray:
-    """Which resizes Pillow runs vertical pass first (its passes round to 8 bits in between, so
-    the order shows in the pixels). Pillow 13 does so where the height shrinks by more than
-    twice the width's change; earlier versions always go horizontal first."""
-    if _pass_order() == "horizontal":
-        return np.zeros(len(h), dtype=bool)
-    return ((h - new_h) > 0) & ((h - new_h) > (w - new_w) * 2)
-
-
-@functools.lru_cache(maxsize=1)
-def _pass_order() -> str:
-    """The installed Pillow's order of resampling passes, found on a fixed probe whose two
-    orders differ (32x10 to 6x20): "pillow13" or "horizontal"; "pil" where neither matches,
-    and then every resize goes through Pillow itself."""
-    probe = np.random.default_rng(947).integers(0, 256, (32, 10), dtype=np.uint8)
-    expected = np.asarray(Image.fromarray(probe, mode="L").resize((6, 20), Image.Resampling.BILINEAR))
-    for order in ("pillow13", "horizontal"):
-        got = _resample(probe[None], np.array([32]), np.array([10]), np.array([20]), np.array([6]), 20,
-                        np.array([order == "pillow13"]))[0, :20, :6]
-        if np.array_equal(got, expected):
-            return order
-    return "pil"
-
-
-def _resample(crops: np.ndarray, heights: np.ndarray, widths: np.ndarray, new_h: np.ndarray, new_w: np.ndarray,
-              box: int, vertical_first: np.ndarray) -> np.ndarray:
-    """The two bilinear passes, each rounded to 8 bits, in the given order per image."""
-    count, height, width = crops.shape
-    table = _weight_table(SMALL_SIDE, box)
-    horizontal = table[widths, new_w, :, :width].transpose(0, 2, 1)
-    vertical = table[heights, new_h, :, :height]
-    half = float(1 << (_PRECISION_BITS - 1))
-
-    def rounded(values: np.ndarray) -> np.ndarray:
-        return np.clip((values + half).astype(np.int64) >> _PRECISION_BITS, 0, 255).astype(np.float64)
-
-    pixels = crops.astype(np.float64)
-    out = np.zeros((count, box, box), dtype=np.uint8)
-    first = np.flatnonzero(~vertical_first)
-    if len(first):
-        out[first] = rounded(np.matmul(vertical[first], rounded(np.matmul(pixels[first], horizontal[first]))))
-    second = np.flatnonzero(vertical_first)
-    if len(second):
-        out[second] = rounded(np.matmul(rounded(np.matmul(vertical[second], pixels[second])), horizontal[second]))
-    return out
-
-
-def _resize_many(crops: np.ndarray, heights: np.ndarray, widths: np.ndarray, new_h: np.ndarray, new_w: np.ndarray,
-                 box: int) -> np.ndarray:
-    """Pillow's bilinear ``resize`` of each crop (``crops[i, :heights[i], :widths[i]]``, zero
-    beyond) to ``new_h[i] x new_w[i]``, bit for bit, in a ``(n, box, box)`` uint8 stack (zero
-    beyond each result): two passes, each rounded to 8 bits, in Pillow's order. The products of
-    8-bit pixels and 22-bit weights and their sums are integers below 2**53, so float64 matrix
-    products compute them exactly."""
-    if _pass_order() == "pil":
-        out = np.zeros((len(crops), box, box), dtype=np.uint8)
-        for i in range(len(crops)):
-            crop = np.ascontiguousarray(crops[i, : heights[i], : widths[i]])
-            out[i, : new_h[i], : new_w[i]] = Image.fromarray(crop, mode="L").resize(
-                (int(new_w[i]), int(new_h[i])), Image.Resampling.BILINEAR)
-        return out
-    return _resample(crops, heights, widths, new_h, new_w, box, _vertical_first(heights, widths, new_h, new_w))
-
-
 def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
     """:func:`layout` of each image of a ``(n, h, w)`` uint8 stack of greyscale images under
     :data:`SMALL_SIDE` pixels: the same ``(n, size, size)`` uint8 frames, bit for bit, in
@@ -573,7 +433,7 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     levels = np.broadcast_to(np.arange(256, dtype=np.float32), (count, 256))
     # Polarity (_ink_is_dark): one median level for small images, then the robust noise around it.
     # Order statistics come from each image's histogram: what a sort of its pixels puts there.
-    background = _kth(levels, counts, n // 2, ascending=True)[:, None]
+    background = _kth(levels, counts, n // 2, ascending=True)[0][:, None]
     residual = pixels - background
     centre = _middle(levels - background, counts, n, ascending=True)[:, None]
     noise = 1.4826 * _middle(np.abs(levels - background - centre), counts, n).astype(np.float64) + 0.5
@@ -584,13 +444,16 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     pixels[is_dark] = 255.0 - pixels[is_dark]
     counts[is_dark] = counts[is_dark, ::-1]
     # Ink above the paper level; its order statistics follow the pixels' (a monotone map).
-    paper = _kth(levels, counts, n // 2, ascending=True)[:, None]
+    paper = _kth(levels, counts, n // 2, ascending=True)[0][:, None]
     ink = np.maximum(pixels - paper, 0)
-    peak = np.maximum(_kth(levels, counts, n - 1 - n // 1000, ascending=True) - paper[:, 0], 0).astype(np.float64)
-    threshold = np.maximum(_otsu_many(ink, ink.max(axis=1).astype(np.float64)), INK_FLOOR * peak)
+    peak = np.maximum(_kth(levels, counts, n - 1 - n // 1000, ascending=True)[0] - paper[:, 0], 0).astype(np.float64)
+    ink_levels = np.maximum(levels - paper, 0)  # the ink of a pixel of each level
+    brightest = 255 - np.argmax(counts[:, ::-1] > 0, axis=1)
+    tops = ink_levels[np.arange(count), brightest].astype(np.float64)  # ink.max()
+    threshold = np.maximum(_otsu_many(ink_levels, counts, tops), INK_FLOOR * peak)
     strokes = ink > _float32(threshold)
     radius = max(1, round(max(h, w) * DENSITY_SHARE / 2))
-    density = _box_blur(strokes.reshape(count, h, w).astype(np.uint8) * 255, radius).reshape(count, n).astype(np.float32)
+    density = box_blur(strokes.reshape(count, h, w).astype(np.uint8) * 255, radius).reshape(count, n).astype(np.float32)
     dense = density >= _float32(DENSITY_FLOOR * density.max(axis=1).astype(np.float64))
     mass = np.where(strokes & dense, ink, 0.0).reshape(count, h, w)
     y0, y1 = _mass_ranges(mass.sum(axis=2))
@@ -600,25 +463,19 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     background = threshold / 2
     scaled = np.clip((ink - _float32(background)) / _float32(np.maximum(peak - background, 1e-6)), 0, 1) * 255
     full = scaled.astype(np.uint8).reshape(count, h, w)
-    # Step 6 (_place) for the whole stack: the crops, top-left aligned, resized into the box.
+    # Step 6 (_place) for the whole stack: each crop resized into the box.
     crop_h, crop_w = y1 - y0 + 1, x1 - x0 + 1
     box = max(1, round(size * BOX_SHARE))
     fit = box / np.maximum(crop_h, crop_w)
     new_w = np.maximum(1, np.round(crop_w * fit)).astype(np.intp)
     new_h = np.maximum(1, np.round(crop_h * fit)).astype(np.intp)
-    inside_y = np.arange(h)[None, :] < crop_h[:, None]
-    inside_x = np.arange(w)[None, :] < crop_w[:, None]
-    source_y = np.minimum(y0[:, None] + np.arange(h)[None, :], h - 1)
-    source_x = np.minimum(x0[:, None] + np.arange(w)[None, :], w - 1)
-    crops = full[np.arange(count)[:, None, None], source_y[:, :, None], source_x[:, None, :]]
-    crops *= (inside_y[:, :, None] & inside_x[:, None, :])
     flat = peak < MIN_CONTRAST
     if resize == Image.Resampling.BILINEAR:
-        glyphs = _resize_many(crops, crop_h, crop_w, new_h, new_w, box).astype(np.float32)
+        glyphs = resize_crops(full, y0, x0, crop_h, crop_w, new_h, new_w, box).astype(np.float32)
     else:
         glyphs = np.zeros((count, box, box), dtype=np.float32)
         for i in np.flatnonzero(~flat):
-            crop = np.ascontiguousarray(crops[i, : crop_h[i], : crop_w[i]])
+            crop = np.ascontiguousarray(full[i, y0[i] : y1[i] + 1, x0[i] : x1[i] + 1])
             glyphs[i, : new_h[i], : new_w[i]] = np.asarray(
                 Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), resize), dtype=np.float32)
     top_ink = glyphs.max(axis=(1, 2))
@@ -639,11 +496,12 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     com_x = np.where(has_ink, weighted_x / safe, (new_w - 1) / 2)
     top = np.minimum(np.maximum(np.round((size - 1) / 2 - com_y), 0), size - new_h).astype(np.intp)
     left = np.minimum(np.maximum(np.round((size - 1) / 2 - com_x), 0), size - new_w).astype(np.intp)
-    rounded = np.clip(np.round(glyphs), 0, 255).astype(np.uint8)
-    out[:] = 0
-    which, rows, cols = np.nonzero((np.arange(box)[None, :, None] < new_h[:, None, None])
-                                   & (np.arange(box)[None, None, :] < new_w[:, None, None]))
-    out[which, rows + top[which], cols + left[which]] = rounded[which, rows, cols]
+    # Each glyph moved to its place as a product with 0/1 shift matrices (exact: one term per pixel).
+    frame_rows, box_rows = np.arange(size)[None, :, None], np.arange(box)[None, None, :]
+    shift_y = ((frame_rows - top[:, None, None] == box_rows) & (box_rows < new_h[:, None, None])).astype(np.float32)
+    shift_x = ((frame_rows - left[:, None, None] == box_rows) & (box_rows < new_w[:, None, None])).astype(np.float32)
+    placed = np.matmul(np.matmul(shift_y, glyphs), shift_x.transpose(0, 2, 1))
+    out[:] = np.clip(np.round(placed), 0, 255).astype(np.uint8)
     inks = ink.reshape(count, h, w)
     for i in np.flatnonzero(flat):  # a blank or flat image: nothing to lay out
         out[i] = np.asarray(Image.fromarray(inks[i].astype(np.uint8), mode="L").resize((size, size), resize), dtype=np.uint8)

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from osr_infer.layout import SMALL_SIDE, WORK_SIDE, layout, layout_small
+from osr_infer.pillow_numpy import resize_stack
 
 # Decompression-bomb guard: a small-input model never needs more than this many pixels.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -190,16 +191,26 @@ class PreprocessContract:
             converted = converted.resize((self.size, self.size), _RESAMPLING[self.resize])
         return np.asarray(converted, dtype=np.uint8)
 
-    def batches_layout(self, height: int, width: int) -> bool:
-        """Whether converted images of this size take the layout step as a stack
-        (:meth:`finish_stack`): small greyscale images, where it is many times faster."""
-        return self.layout and max(height, width) < SMALL_SIDE
+    def stacks(self, height: int, width: int) -> bool:
+        """Whether converted images of this size take steps 4-5 as a stack (:meth:`finish_stack`):
+        small images (under ``layout.SMALL_SIDE`` pixels a side), with the layout step or a
+        bilinear resize, where a stack is many times faster than one PIL call per image."""
+        return max(height, width) < SMALL_SIDE and (self.layout or self.resize == "bilinear")
 
     def finish_stack(self, stack: np.ndarray) -> np.ndarray:
-        """:meth:`finish` of each image of a ``(n, h, w)`` uint8 stack of converted small
-        greyscale images (:meth:`batches_layout`), in whole-stack numpy calls: the same pixels,
+        """:meth:`finish` of each image of a ``(n, h, w)`` (or, for RGB, ``(n, h, w, 3)``) uint8
+        stack of converted images (:meth:`stacks`), in whole-stack numpy calls: the same pixels,
         bit for bit."""
-        return layout_small(stack, self.size, _RESAMPLING[self.resize])
+        if self.layout:
+            return layout_small(stack, self.size, _RESAMPLING[self.resize])
+        return resize_stack(stack, self.size)
+
+    def in_color(self, stack: np.ndarray) -> np.ndarray:
+        """A stack of uint8 grey ``(n, h, w)`` or RGB ``(n, h, w, 3)`` images in the contract's
+        colour, as PIL's ``convert`` would make it (for :meth:`finish_stack`)."""
+        if self.color == "L":
+            return luma(stack) if stack.ndim == 4 else stack
+        return np.repeat(stack[..., None], 3, axis=-1) if stack.ndim == 3 else stack
 
     def conform(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images (``(N, H, W)`` or ``(N, H, W, 3)``) through the contract's colour
@@ -210,9 +221,10 @@ class PreprocessContract:
 
         def run(start: int) -> None:
             stop = min(start + CONFORM_CHUNK, len(pixels))
-            if pixels.ndim == 3 and self.color == "L" and self.batches_layout(*pixels.shape[1:]):
+            if self.stacks(*pixels.shape[1:3]):
                 for first in range(start, stop, STACK_CHUNK):  # stacks of a few hundred stay in cache
-                    out[first : min(first + STACK_CHUNK, stop)] = self.finish_stack(pixels[first : min(first + STACK_CHUNK, stop)])
+                    out[first : min(first + STACK_CHUNK, stop)] = self.finish_stack(
+                        self.in_color(pixels[first : min(first + STACK_CHUNK, stop)]))
                 return
             for i in range(start, stop):
                 image = pixels[i]
@@ -359,17 +371,29 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return (weighted >> 16).astype(np.uint8)
 
 
-def load_small_pixels(path: str | Path, contract: PreprocessContract) -> np.ndarray | Image.Image:
+def load_small_pixels(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
     """For decoding many files at once (:func:`osr_infer.decode.decode_files`): a JPEG on the
     fast path as its upright pixels, before colour conversion (a stack of them is converted with
     :func:`luma` and laid out with :meth:`PreprocessContract.finish_stack`: the same pixels as
     :func:`load_image`, without a PIL image per file); any other file as :func:`load_converted`
-    returns it. ImageDecodeError where the file is unusable."""
-    path = Path(path)
-    with _decode_errors():
-        file_size = path.stat().st_size
-        if file_size > 0 and (pixels := _fast_jpeg_pixels(path, file_size, contract)) is not None:
-            return pixels
+    returns it. ImageDecodeError where the file is unusable. The file is read with one open,
+    fstat and read (a CIFAR-10 JPEG costs about as much to open as to decode)."""
+    from osr_infer import fastjpeg
+
+    if fastjpeg.available() and os.path.splitext(path)[1].lower() in JPEG_SUFFIXES:
+        with _decode_errors():
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(descriptor).st_size
+                data = os.read(descriptor, size) if 0 < size <= fastjpeg.MAX_FAST_BYTES else b""
+            finally:
+                os.close(descriptor)
+            if len(data) == size and (decoded := fastjpeg.decode(
+                    data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)) is not None:
+                pixels, _, orientation = decoded
+                if contract.exif and orientation in _EXIF_TRANSPOSE_ARRAY:
+                    pixels = _EXIF_TRANSPOSE_ARRAY[orientation](pixels)
+                return pixels
     return load_converted(path, contract, fast=True)
 
 

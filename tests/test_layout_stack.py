@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from conftest import shared_data_dir
-from osr_infer import layout as layout_module
+from osr_infer import pillow_numpy
 from osr_infer.decode import decode_files
 from osr_infer.layout import SMALL_SIDE, layout, layout_small
 from osr_infer.preprocess import _EXIF_TRANSPOSE, _EXIF_TRANSPOSE_ARRAY, PreprocessContract, luma
@@ -60,8 +60,9 @@ def test_a_stack_is_laid_out_as_each_image_would_be(height, width, resample):
 
 
 def test_only_small_images_are_stacked():
-    assert LAYOUT.batches_layout(SMALL_SIDE - 1, 10) and not LAYOUT.batches_layout(SMALL_SIDE, 10)
-    assert not PreprocessContract().batches_layout(28, 28)  # no layout step: nothing to stack
+    assert LAYOUT.stacks(SMALL_SIDE - 1, 10) and not LAYOUT.stacks(SMALL_SIDE, 10)
+    assert PreprocessContract().stacks(32, 32)  # a bilinear resize
+    assert not PreprocessContract(resize="bicubic").stacks(32, 32)  # other filters: PIL, image by image
     with pytest.raises(ValueError, match="under"):
         layout_small(np.zeros((2, SMALL_SIDE, 8), dtype=np.uint8), 28)
     assert layout_small(np.zeros((0, 28, 28), dtype=np.uint8), 28).shape == (0, 28, 28)
@@ -74,30 +75,50 @@ def test_box_blur_is_pillows(radius):
         stack = rng.integers(0, 256, (6, height, width), dtype=np.uint8)
         stack[:3] = (stack[:3] > 128) * 255  # the layout step blurs black-and-white strokes
         expected = np.stack([np.asarray(Image.fromarray(a, mode="L").filter(ImageFilter.BoxBlur(radius))) for a in stack])
-        assert np.array_equal(layout_module._box_blur(stack, radius), expected), (height, width)
+        assert np.array_equal(pillow_numpy.box_blur(stack, radius), expected), (height, width)
 
 
 def test_bilinear_resize_is_pillows_in_both_pass_orders():
     """Pillow 13 runs the vertical pass first where the height shrinks most; earlier versions
     never do. Each pass rounds to 8 bits, so the order shows in the pixels: both are checked."""
-    assert layout_module._pass_order() in ("pillow13", "horizontal")  # the fast resize is in use, not Pillow per image
+    assert pillow_numpy.pass_order() in ("pillow13", "horizontal")  # the fast resize is in use, not Pillow per image
     rng = np.random.default_rng(0)
     heights, widths = rng.integers(1, 64, 300), rng.integers(1, 64, 300)
     fit = 20 / np.maximum(heights, widths)
     new_h = np.maximum(1, np.round(heights * fit)).astype(np.intp)
     new_w = np.maximum(1, np.round(widths * fit)).astype(np.intp)
     new_h[:40], new_w[:40] = rng.integers(1, 21, 40), rng.integers(1, 21, 40)  # any shape, up and down
-    crops = np.zeros((300, 63, 63), dtype=np.uint8)
+    images = rng.integers(0, 256, (300, 63, 63), dtype=np.uint8)  # each crop somewhere inside its image
+    top, left = rng.integers(0, 64 - heights), rng.integers(0, 64 - widths)
+    got = pillow_numpy.resize_crops(images, top, left, heights, widths, new_h, new_w, 20)
+    orders = pillow_numpy.vertical_first(heights, widths, new_h, new_w)
+    assert orders.any() == (pillow_numpy.pass_order() == "pillow13")
     for i in range(300):
-        crops[i, : heights[i], : widths[i]] = rng.integers(0, 256, (heights[i], widths[i]))
-    got = layout_module._resize_many(crops, heights, widths, new_h, new_w, 20)
-    orders = layout_module._vertical_first(heights, widths, new_h, new_w)
-    assert orders.any() == (layout_module._pass_order() == "pillow13")
-    for i in range(300):
-        expected = Image.fromarray(np.ascontiguousarray(crops[i, : heights[i], : widths[i]]), mode="L").resize(
-            (int(new_w[i]), int(new_h[i])), Image.Resampling.BILINEAR)
+        crop = np.ascontiguousarray(images[i, top[i] : top[i] + heights[i], left[i] : left[i] + widths[i]])
+        expected = Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), Image.Resampling.BILINEAR)
         assert np.array_equal(got[i, : new_h[i], : new_w[i]], np.asarray(expected)), (heights[i], widths[i], new_h[i], new_w[i])
         assert not got[i, new_h[i]:].any() and not got[i, :, new_w[i]:].any()
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (8, 8), (28, 28), (40, 13), (3, 63)])
+def test_resize_stack_is_pillows_bilinear_resize(shape):
+    rng = np.random.default_rng(shape[0] * 64 + shape[1])
+    for channels in (1, 3):
+        stack = rng.integers(0, 256, (5, *shape, 3) if channels == 3 else (5, *shape), dtype=np.uint8)
+        for size in (28, 16):
+            expected = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+                                 for image in stack])
+            assert np.array_equal(pillow_numpy.resize_stack(stack, size), expected), (channels, size)
+
+
+@pytest.mark.parametrize("color", ["L", "RGB"])
+def test_conform_stacks_small_images_of_either_colour(color):
+    contract = PreprocessContract.for_shape(28, len(color))
+    rng = np.random.default_rng(3)
+    for stack in (rng.integers(0, 256, (40, 32, 32), dtype=np.uint8), rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)):
+        mode = "L" if stack.ndim == 3 else "RGB"
+        expected = np.stack([contract.to_uint8(Image.fromarray(image, mode=mode)) for image in stack])
+        assert np.array_equal(contract.conform(stack), expected), mode
 
 
 def test_luma_and_exif_transposes_are_pils():
@@ -134,10 +155,11 @@ def test_decoding_many_files_gives_the_reference_pixels_and_failures(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     Image.fromarray(rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), mode="RGBA").save(tmp_path / "alpha.png")
     paths[5:5] = [str(tmp_path / name) for name in ("big.jpg", "broken.jpg", "empty.png", "alpha.png")]
-    fast, reference = decode_files(paths, LAYOUT, fast=True), decode_files(paths, LAYOUT, fast=False)
-    assert np.array_equal(fast[0], reference[0]) and len(fast[0]) == len(paths) - 2
-    assert np.array_equal(fast[1], reference[1])
-    assert fast[2] == reference[2] and [i for i, _ in fast[2]] == [6, 7]
+    for contract in (LAYOUT, PreprocessContract(), PreprocessContract.for_shape(28, 3)):
+        fast, reference = decode_files(paths, contract, fast=True), decode_files(paths, contract, fast=False)
+        assert np.array_equal(fast[0], reference[0]) and len(fast[0]) == len(paths) - 2
+        assert np.array_equal(fast[1], reference[1]), contract.describe()
+        assert fast[2] == reference[2] and [i for i, _ in fast[2]] == [6, 7]
 
 
 @pytest.mark.slow
