@@ -23,6 +23,7 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
+from osr_infer.workers import SMALL_RUN_FILES
 
 #: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
 MAX_BATCH_SIZE = 65_536
@@ -262,9 +263,6 @@ def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
     return cores, True
 
 
-#: Runs of at most this many files decode in-process by default: a worker process takes about
-#: 0.3 s to start, the time to decode some hundreds of small images.
-SMALL_RUN_FILES = 64
 
 
 def _few_plain_files(specs: list[str]) -> bool:

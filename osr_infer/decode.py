@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import sys
-import time
 from collections import deque
 # Only concurrent.futures' base here: the process pool (and multiprocessing, about 10 ms of
 # start-up) is imported when a run starts workers. A broken process pool is a BrokenExecutor.
@@ -31,12 +28,11 @@ import numpy as np
 from PIL import Image
 
 from osr_infer.errors import InferError
+from osr_infer.workers import _noop, _worker_init, prepare_workers
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, load_converted, load_small_pixels
 
 if TYPE_CHECKING:
-    import multiprocessing.context
-
     from osr_infer.sources import Source
 
 #: Files per decoding task: large enough to amortise inter-process overhead, and equal to the
@@ -116,104 +112,9 @@ def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Deco
     return decode_files(paths, contract, fast=False)
 
 
-def _start_method() -> str:
-    """fork only a single-threaded process; otherwise forkserver (spawn where there is neither).
-
-    Forking a process with other threads (numpy's BLAS pool, ONNX Runtime's workers, a
-    progress bar) can hand the child a lock some thread held at that instant: such a child
-    hangs. Python 3.12 warns about it, 3.14 stopped defaulting to fork.
-    """
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    try:
-        threads = len(os.listdir("/proc/self/task"))
-    except OSError:  # no procfs: assume the worst
-        threads = 2
-    if "fork" in methods and threads == 1:
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def prepare_workers() -> "multiprocessing.context.BaseContext":
-    """The context worker processes start from; a forkserver is booted now, in the background,
-    so that it imports this module while the caller loads the model and lists files."""
-    import multiprocessing
-
-    context = multiprocessing.get_context(_start_method())
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        # Workers fork from a server that has imported this module and the CLI once. Each worker
-        # also re-runs the main script (multiprocessing's rule); with its imports already in
-        # the server's memory that costs nothing for osr-infer. ("__main__" in the list is
-        # honoured from Python 3.12 on.)
-        context.set_forkserver_preload(["__main__", __name__, "osr_infer.cli"])
-        # The server and the workers watch this process: if it is killed (SIGKILL runs no
-        # clean-up), they exit within a poll and the server removes multiprocessing's folder.
-        from multiprocessing import util
-
-        os.environ[MAIN_PID_ENV] = str(os.getpid())
-        os.environ[MAIN_TEMP_ENV] = util.get_temp_dir()
-        forkserver.ensure_running()
-    return context
-
-
-#: Set for the helper processes: the pid of the osr-infer process they serve, and its
-#: multiprocessing temp folder.
-MAIN_PID_ENV = "OSR_INFER_MAIN_PID"
-MAIN_TEMP_ENV = "OSR_INFER_MP_TEMP"
-#: Seconds between two looks at whether the main process is still alive.
-WATCH_INTERVAL = 0.2
-
-
-def _watch_main(pid: int, temp_dir: str | None = None) -> None:
-    """In a helper process: exit as soon as process ``pid`` is gone (removing ``temp_dir``)."""
-    import threading
-
-    from osr_infer.io import process_alive
-
-    def watch() -> None:
-        while process_alive(pid) and os.getppid() != 1:  # re-parented to init: whoever started us is gone
-            time.sleep(WATCH_INTERVAL)
-        if temp_dir:
-            import shutil
-
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="osr-watch-main", daemon=True).start()
-
-
-def _main_pid() -> int | None:
-    value = os.environ.get(MAIN_PID_ENV, "")
-    return int(value) if value.isdigit() and int(value) != os.getpid() else None
-
-
-if _main_pid() is not None and "multiprocessing.forkserver" in sys.modules:  # imported by the forkserver's preload
-    _watch_main(_main_pid(), os.environ.get(MAIN_TEMP_ENV))
-    if os.environ.get(MAIN_TEMP_ENV):  # the server also ends when its pipe from the main process closes
-        import atexit
-        import shutil
-
-        atexit.register(shutil.rmtree, os.environ[MAIN_TEMP_ENV], ignore_errors=True)
-
-
 def _survived(pending: Future | Piece) -> bool:
     """Whether a window entry still holds (or will hold) decoded pixels after its pool died."""
     return isinstance(pending, Piece) or (pending.done() and not pending.cancelled() and pending.exception() is None)
-
-
-def _noop() -> None:
-    return None
-
-
-def _worker_init(main_pid: int | None = None) -> None:
-    """Ctrl-C is the main process's to handle: it stops the pool and removes partial output.
-    A worker exits by itself when the main process is killed outright."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if main_pid is not None:
-        _watch_main(main_pid)
 
 
 class DecodePool:

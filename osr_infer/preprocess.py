@@ -365,10 +365,14 @@ _EXIF_TRANSPOSE_ARRAY = {
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     """PIL's ``convert("L")`` of uint8 RGB pixels (``(..., 3)``), bit for bit: ITU-R 601-2 luma
-    in Pillow's 16-bit fixed point (``L24``)."""
-    channels = rgb.astype(np.uint32)
-    weighted = channels[..., 0] * 19595 + channels[..., 1] * 38470 + channels[..., 2] * 7471 + 0x8000
-    return (weighted >> 16).astype(np.uint8)
+    in Pillow's 16-bit fixed point (``L24``: ``(19595 R + 38470 G + 7471 B + 32768) >> 16``).
+    Every product and partial sum is an integer below 2**24, so float32 holds them exactly, in
+    any order, and one matrix-vector product computes them."""
+    weighted = rgb.astype(np.float32) @ _LUMA_WEIGHTS + np.float32(0x8000)
+    return np.floor(weighted * np.float32(1 / 65536)).astype(np.uint8)
+
+
+_LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
 def load_small_pixels(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:

@@ -123,7 +123,8 @@ def test_conform_stacks_small_images_of_either_colour(color):
 
 def test_luma_and_exif_transposes_are_pils():
     rng = np.random.default_rng(1)
-    colours = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    red, green, blue = np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 3, indexing="ij")
+    colours = np.stack([red, green, blue], axis=-1).reshape(4096, 4096, 3)  # every RGB colour
     assert np.array_equal(luma(colours), np.asarray(Image.fromarray(colours).convert("L")))
     image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     for orientation, transpose in _EXIF_TRANSPOSE.items():

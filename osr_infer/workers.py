@@ -1,0 +1,178 @@
+"""Worker processes for decoding, without numpy: how they start, and how they clean up.
+
+Kept apart from :mod:`osr_infer.decode` so that ``osr-infer`` can boot the forkserver the
+workers fork from before it imports anything heavy (:func:`boot_early`, called by
+``osr_infer.launch``): the server then imports the decoder on the second core while the main
+process imports ONNX Runtime and loads the model, instead of after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import multiprocessing.context
+
+#: What the forkserver imports once, so that every worker it forks has it: the decoder.
+PRELOAD = ["__main__", __name__, "osr_infer.decode"]
+
+
+def _start_method() -> str:
+    """fork only a single-threaded process; otherwise forkserver (spawn where there is neither).
+
+    Forking a process with other threads (numpy's BLAS pool, ONNX Runtime's workers, a
+    progress bar) can hand the child a lock some thread held at that instant: such a child
+    hangs. Python 3.12 warns about it, 3.14 stopped defaulting to fork.
+    """
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:  # no procfs: assume the worst
+        threads = 2
+    if "fork" in methods and threads == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def prepare_workers(method: str | None = None) -> "multiprocessing.context.BaseContext":
+    """The context worker processes start from (``method``, or :func:`_start_method`'s choice);
+    a forkserver is booted now, in the background, so that it imports the decoder while the
+    caller loads the model and lists files."""
+    import multiprocessing
+
+    context = multiprocessing.get_context(method or _start_method())
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        # Workers fork from a server that has imported the decoder once. Each worker also re-runs
+        # the main script (multiprocessing's rule): osr-infer's is osr_infer.launch, which imports
+        # nothing heavy. ("__main__" in the list is honoured from Python 3.12 on.)
+        context.set_forkserver_preload(PRELOAD)
+        # The server and the workers watch this process: if it is killed (SIGKILL runs no
+        # clean-up), they exit within a poll and the server removes multiprocessing's folder.
+        from multiprocessing import util
+
+        os.environ[MAIN_PID_ENV] = str(os.getpid())
+        os.environ[MAIN_TEMP_ENV] = util.get_temp_dir()
+        forkserver.ensure_running()
+    return context
+
+
+#: Set for the helper processes: the pid of the osr-infer process they serve, and its
+#: multiprocessing temp folder.
+MAIN_PID_ENV = "OSR_INFER_MAIN_PID"
+MAIN_TEMP_ENV = "OSR_INFER_MP_TEMP"
+#: Seconds between two looks at whether the main process is still alive.
+WATCH_INTERVAL = 0.2
+
+
+def _watch_main(pid: int, temp_dir: str | None = None) -> None:
+    """In a helper process: exit as soon as process ``pid`` is gone (removing ``temp_dir``)."""
+    import threading
+
+    from osr_infer.io import process_alive
+
+    def watch() -> None:
+        while process_alive(pid) and os.getppid() != 1:  # re-parented to init: whoever started us is gone
+            time.sleep(WATCH_INTERVAL)
+        if temp_dir:
+            import shutil
+
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="osr-watch-main", daemon=True).start()
+
+
+def _main_pid() -> int | None:
+    value = os.environ.get(MAIN_PID_ENV, "")
+    return int(value) if value.isdigit() and int(value) != os.getpid() else None
+
+
+if _main_pid() is not None and "multiprocessing.forkserver" in sys.modules:  # imported by the forkserver's preload
+    _watch_main(_main_pid(), os.environ.get(MAIN_TEMP_ENV))
+    if os.environ.get(MAIN_TEMP_ENV):  # the server also ends when its pipe from the main process closes
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, os.environ[MAIN_TEMP_ENV], ignore_errors=True)
+
+
+def _noop() -> None:
+    return None
+
+
+def _worker_init(main_pid: int | None = None) -> None:
+    """Ctrl-C is the main process's to handle: it stops the pool and removes partial output.
+    A worker exits by itself when the main process is killed outright."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_heap()
+    if main_pid is not None:
+        _watch_main(main_pid)
+
+
+
+
+def boot_early(argv: list[str]) -> None:
+    """Boot the forkserver now if this ``osr-infer`` command line will decode files in worker
+    processes: not for help, ``--workers 0`` or a handful of image files (the CLI decodes
+    those in-process). Its imports then overlap the main process's."""
+    if not argv or any(arg in ("--help", "-h", "--workers=0") for arg in argv):
+        return
+    if any(a == "--workers" and b == "0" for a, b in zip(argv, argv[1:])):
+        return
+    sources = []
+    args = iter(argv)
+    for arg in args:
+        if arg in _VALUE_OPTIONS:
+            next(args, None)  # the option's value
+        elif not arg.startswith("-"):
+            sources.append(arg)  # a source, or --unknown's (a source too)
+    if 0 < len(sources) <= SMALL_RUN_FILES and all(os.path.isfile(source) for source in sources):
+        return
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    try:  # forkserver, whatever this still single-threaded process would choose: the pool starts after numpy's threads
+        prepare_workers("forkserver")
+    except Exception:  # noqa: BLE001 - booting early is an optimisation: the pool boots it later, or says why
+        return
+
+
+#: Runs of at most this many files decode in-process by default (the CLI's rule, and this
+#: module's for booting early): a worker process takes about 0.3 s to start, the time to
+#: decode some hundreds of small images.
+SMALL_RUN_FILES = 64
+#: osr-infer's options that take a value that is not a source.
+_VALUE_OPTIONS = frozenset({"-o", "--model", "--threshold", "--score-threshold", "--batch-size", "--workers", "--output",
+                            "--data-dir", "--parity", "--atol", "--decoder"})
+
+
+#: glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: A decoding worker's heap keeps up to this much freed memory for the next chunk.
+HEAP_KEEP = 256 << 20
+
+
+def keep_heap() -> None:
+    """Let this process's heap keep the memory a chunk's numpy temporaries free (glibc only).
+
+    By default glibc serves blocks of some hundred kilobytes with mmap, or trims the heap once
+    they are freed, so every whole-stack temporary of the layout step (a few MB) comes back as
+    fresh pages that fault in one by one: measured here, that doubled the layout step's time
+    (85 against 46 us an image). A worker's heap then holds its peak, some tens of MB."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_KEEP // 4)
+        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP)
+    except (OSError, AttributeError):  # not glibc: its allocator's defaults
+        pass
