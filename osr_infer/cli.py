@@ -23,7 +23,7 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
-from osr_infer.workers import SMALL_RUN_FILES
+from osr_infer.workers import small_run
 
 #: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
 MAX_BATCH_SIZE = 65_536
@@ -184,8 +184,7 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     for note in session.notes + [s.note for s in resolved if s.note]:
         err.print(f"note: {note}", markup=False)
 
-    n_files = sum(len(s.paths) for s in resolved if s.from_files)
-    if options.workers is None and n_files <= SMALL_RUN_FILES:
+    if options.workers is None and small_run([path for s in resolved if s.from_files for path in s.paths]):
         workers = 0  # a small folder: in-process decoding is done before a worker would have started
     decode = decode_files if options.decoder == "fast" else decode_files_pil
     with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES, decode=decode) as pool:
@@ -266,10 +265,10 @@ def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
 
 
 def _few_plain_files(specs: list[str]) -> bool:
-    """Are all the sources image files (no folder, no reference), at most :data:`SMALL_RUN_FILES`?"""
+    """Are all the sources image files (no folder, no reference), few and small (:func:`small_run`)?"""
     import os
 
-    return 0 < len(specs) <= SMALL_RUN_FILES and all(os.path.isfile(spec) for spec in specs)
+    return bool(specs) and all(os.path.isfile(spec) for spec in specs) and small_run(specs)
 
 
 def _decodes_files(specs: list[str], data_dir: Path) -> bool:

@@ -134,7 +134,7 @@ def boot_early(argv: list[str]) -> None:
             next(args, None)  # the option's value
         elif not arg.startswith("-"):
             sources.append(arg)  # a source, or --unknown's (a source too)
-    if 0 < len(sources) <= SMALL_RUN_FILES and all(os.path.isfile(source) for source in sources):
+    if sources and all(os.path.isfile(source) for source in sources) and small_run(sources):
         return
     import multiprocessing
 
@@ -146,10 +146,24 @@ def boot_early(argv: list[str]) -> None:
         return
 
 
-#: Runs of at most this many files decode in-process by default (the CLI's rule, and this
-#: module's for booting early): a worker process takes about 0.3 s to start, the time to
-#: decode some hundreds of small images.
+#: Runs of at most this many files, and this many bytes, decode in-process by default (the
+#: CLI's rule, and this module's for booting early): a worker process takes about 0.3 s to
+#: start, the time to decode some hundreds of small images but only about ten phone photos.
 SMALL_RUN_FILES = 64
+SMALL_RUN_BYTES = 4 << 20
+
+
+def small_run(paths: list[str]) -> bool:
+    """Whether ``paths`` (files) are few and small enough to decode in-process."""
+    if len(paths) > SMALL_RUN_FILES:
+        return False
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(path).st_size
+        except OSError:  # unreadable: reported when decoded
+            continue
+    return total <= SMALL_RUN_BYTES
 #: osr-infer's options that take a value that is not a source.
 _VALUE_OPTIONS = frozenset({"-o", "--model", "--threshold", "--score-threshold", "--batch-size", "--workers", "--output",
                             "--data-dir", "--parity", "--atol", "--decoder"})

@@ -45,6 +45,16 @@ def test_a_handful_of_files_is_decoded_in_process_so_nothing_boots(tmp_path, boo
     assert boots == ["forkserver"]
 
 
+def test_a_few_large_photos_are_worth_workers(tmp_path, boots):
+    photos = []
+    for i in range(3):
+        photos.append(tmp_path / f"{i}.jpg")
+        photos[-1].write_bytes(b"\xff" * (workers.SMALL_RUN_BYTES // 2))
+    assert not workers.small_run([str(p) for p in photos]) and workers.small_run([str(photos[0])])
+    workers.boot_early([str(p) for p in photos])
+    assert boots == ["forkserver"]
+
+
 def test_the_launcher_and_worker_module_import_nothing_heavy():
     """Each worker re-runs the console script, which imports osr_infer.launch: it must stay light."""
     code = ("import sys, osr_infer.launch, osr_infer.workers; "
