@@ -77,7 +77,7 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     failed: list[tuple[int, str]] = []
     # Small images of one size (and channels) are laid out together: JPEGs as the decoder's pixels.
     stacks: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-    stacking = fast and contract.stacks(1, 1)
+    stacking = fast and contract.can_stack
     for i, path in enumerate(paths):
         try:
             if stacking:
@@ -101,8 +101,16 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
             failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
     for members in stacks.values():
         index = np.array([i for i, _ in members], dtype=np.int64)
-        pixels[index] = contract.finish_stack(contract.in_color(np.stack([array for _, array in members])))
-        done[index] = True
+        try:
+            pixels[index] = contract.finish_stack(contract.in_color(np.stack([array for _, array in members])))
+            done[index] = True
+        except Exception:  # noqa: BLE001 - a bug in the stacked step: each image the reference way, failures its own
+            for i, array in members:
+                try:
+                    pixels[i] = finish_converted(contract.convert(Image.fromarray(array)), contract)
+                    done[i] = True
+                except Exception as exc:  # noqa: BLE001
+                    failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
     ok = np.flatnonzero(done)
     return ok.astype(np.int64), pixels[ok], sorted(failed)
 

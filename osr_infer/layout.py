@@ -352,9 +352,10 @@ def _place(crop: np.ndarray, size: int, resize: Image.Resampling) -> np.ndarray:
 # (no working copy, one paper level, no lines, no clusters), and what they do take is a few
 # dozen numpy calls on a thousand pixels: per image, Python's overhead dominates. The functions
 # below take a stack of same-size images through the same arithmetic in whole-stack calls, in
-# the same float32 and float64 operations as :func:`layout`, so the pixels are the same bit for
-# bit (tests/test_layout.py compares them on every MNIST test digit and CIFAR-10 test image);
-# only cropping, fitting and centring, which differ in shape per image, stay per image.
+# the same float32 and float64 operations as :func:`layout` (Pillow's blur and resize as
+# osr_infer/pillow_numpy.py computes them), so the pixels are the same bit for bit
+# (tests/test_layout_stack.py compares them on synthetic images of every kind, and on every
+# MNIST test digit and CIFAR-10 test image).
 
 
 def _float32(values: np.ndarray) -> np.ndarray:
@@ -418,8 +419,8 @@ def _mass_ranges(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
     """:func:`layout` of each image of a ``(n, h, w)`` uint8 stack of greyscale images under
     :data:`SMALL_SIDE` pixels: the same ``(n, size, size)`` uint8 frames, bit for bit, in
-    whole-stack numpy calls (images with nothing to lay out, and resampling filters other
-    than bilinear, go through :func:`layout` one by one)."""
+    whole-stack numpy calls (images with nothing to lay out are resized one by one, as
+    :func:`layout` does, and so are the crops for resampling filters other than bilinear)."""
     count, h, w = stack.shape
     if max(h, w) >= SMALL_SIDE:
         raise ValueError(f"layout_small takes images under {SMALL_SIDE} pixels a side, not {w}x{h}")

@@ -195,7 +195,12 @@ class PreprocessContract:
         """Whether converted images of this size take steps 4-5 as a stack (:meth:`finish_stack`):
         small images (under ``layout.SMALL_SIDE`` pixels a side), with the layout step or a
         bilinear resize, where a stack is many times faster than one PIL call per image."""
-        return max(height, width) < SMALL_SIDE and (self.layout or self.resize == "bilinear")
+        return self.can_stack and max(height, width) < SMALL_SIDE
+
+    @property
+    def can_stack(self) -> bool:
+        """Whether steps 4-5 have a stacked form: the layout step, or a bilinear resize."""
+        return self.layout or self.resize == "bilinear"
 
     def finish_stack(self, stack: np.ndarray) -> np.ndarray:
         """:meth:`finish` of each image of a ``(n, h, w)`` (or, for RGB, ``(n, h, w, 3)``) uint8
@@ -318,11 +323,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-#: ImageOps.exif_transpose's transposes, by EXIF orientation (for the fast JPEG path).
-_EXIF_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
-}
 
 
 def _too_large(width: int, height: int) -> ImageDecodeError:
@@ -350,13 +350,14 @@ def _fast_jpeg_pixels(path: Path, file_size: int, contract: PreprocessContract) 
     if decoded is None:
         return None
     pixels, _, orientation = decoded
-    if contract.exif and orientation in _EXIF_TRANSPOSE_ARRAY:
-        pixels = _EXIF_TRANSPOSE_ARRAY[orientation](pixels)
+    if contract.exif and orientation in _EXIF_TRANSPOSE:
+        pixels = _EXIF_TRANSPOSE[orientation](pixels)
     return pixels
 
 
-#: :data:`_EXIF_TRANSPOSE` on arrays (rows, columns[, channels]): the same pixels as PIL's transposes.
-_EXIF_TRANSPOSE_ARRAY = {
+#: ImageOps.exif_transpose's transposes by EXIF orientation, on arrays (rows, columns[, channels]):
+#: the same pixels (for the fast JPEG path).
+_EXIF_TRANSPOSE = {
     2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
     5: lambda a: a.swapaxes(0, 1), 6: lambda a: a.swapaxes(0, 1)[:, ::-1], 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
     8: lambda a: a.swapaxes(0, 1)[::-1],
@@ -395,8 +396,8 @@ def load_small_pixels(path: str, contract: PreprocessContract) -> np.ndarray | I
             if len(data) == size and (decoded := fastjpeg.decode(
                     data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)) is not None:
                 pixels, _, orientation = decoded
-                if contract.exif and orientation in _EXIF_TRANSPOSE_ARRAY:
-                    pixels = _EXIF_TRANSPOSE_ARRAY[orientation](pixels)
+                if contract.exif and orientation in _EXIF_TRANSPOSE:
+                    pixels = _EXIF_TRANSPOSE[orientation](pixels)
                 return pixels
     return load_converted(path, contract, fast=True)
 

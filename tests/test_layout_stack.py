@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from conftest import shared_data_dir
 from osr_infer import pillow_numpy
 from osr_infer.decode import decode_files
 from osr_infer.layout import SMALL_SIDE, layout, layout_small
-from osr_infer.preprocess import _EXIF_TRANSPOSE, _EXIF_TRANSPOSE_ARRAY, PreprocessContract, luma
+from osr_infer.preprocess import _EXIF_TRANSPOSE, PreprocessContract, luma
 
 LAYOUT = PreprocessContract(steps=("layout",))
 
@@ -127,8 +127,11 @@ def test_luma_and_exif_transposes_are_pils():
     colours = np.stack([red, green, blue], axis=-1).reshape(4096, 4096, 3)  # every RGB colour
     assert np.array_equal(luma(colours), np.asarray(Image.fromarray(colours).convert("L")))
     image = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert sorted(_EXIF_TRANSPOSE) == list(range(2, 9))  # 1 is upright
     for orientation, transpose in _EXIF_TRANSPOSE.items():
-        assert np.array_equal(_EXIF_TRANSPOSE_ARRAY[orientation](image), np.asarray(Image.fromarray(image).transpose(transpose)))
+        tagged = Image.fromarray(image)
+        tagged.getexif()[0x0112] = orientation
+        assert np.array_equal(transpose(image), np.asarray(ImageOps.exif_transpose(tagged))), orientation
 
 
 def test_decoding_many_files_gives_the_reference_pixels_and_failures(tmp_path):
@@ -181,3 +184,20 @@ def test_every_mnist_test_digit_and_cifar10_jpeg_is_laid_out_identically():
         chunk = jpegs[start : start + 500]
         fast, reference = decode_files(chunk, contract, fast=True), decode_files(chunk, contract, fast=False)
         assert np.array_equal(fast[0], reference[0]) and np.array_equal(fast[1], reference[1]), start
+
+
+def test_a_failing_stacked_step_falls_back_to_one_image_at_a_time(tmp_path, monkeypatch):
+    """A bug in the stacked code must cost speed, not results: each image is finished the
+    reference way instead."""
+    paths = []
+    for i, image in enumerate(small_images(32, 32, 6, seed=9)):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image, mode="L").save(paths[-1])
+    reference = decode_files(paths, LAYOUT, fast=False)
+
+    def broken(self, stack):
+        raise MemoryError("a stacked step that fails")
+
+    monkeypatch.setattr(PreprocessContract, "finish_stack", broken)
+    fast = decode_files(paths, LAYOUT, fast=True)
+    assert np.array_equal(fast[0], reference[0]) and np.array_equal(fast[1], reference[1]) and fast[2] == []
