@@ -332,20 +332,36 @@ def _too_large(width: int, height: int) -> ImageDecodeError:
 def _fast_jpeg(path: Path, file_size: int, contract: PreprocessContract) -> Image.Image | None:
     """Steps 1-2 for a JPEG through libjpeg-turbo directly (osr_infer/fastjpeg.py): PIL's pixels,
     bit for bit, several times faster; None where PIL should decode the file."""
-    pixels = _fast_jpeg_pixels(path, file_size, contract)
-    if pixels is None:
+    if path.suffix.lower() not in JPEG_SUFFIXES:
         return None
-    return Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
+    pixels = _fast_pixels(str(path), contract)
+    return None if pixels is None else Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
 
 
-def _fast_jpeg_pixels(path: Path, file_size: int, contract: PreprocessContract) -> np.ndarray | None:
-    """:func:`_fast_jpeg` as an array: ``(h, w)`` grey or ``(h, w, 3)`` RGB, upright."""
-    from osr_infer import fastjpeg
-
-    if not fastjpeg.available() or file_size > fastjpeg.MAX_FAST_BYTES or path.suffix.lower() not in JPEG_SUFFIXES:
+def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
+    """Steps 1-2 on the fast path, as an array: ``(h, w)`` grey or ``(h, w, 3)`` RGB, upright,
+    PIL's pixels bit for bit: JPEGs through libjpeg-turbo (osr_infer/fastjpeg.py), PNGs through
+    Pillow's own decoder without its chunk reader (osr_infer/fastpng.py); None where PIL should
+    decode the file. The file is read with one open, fstat and read (a CIFAR-10 JPEG costs
+    about as much to open as to decode). Raises OSError as reading it does."""
+    suffix = os.path.splitext(path)[1].lower()
+    is_jpeg = suffix in JPEG_SUFFIXES
+    if not is_jpeg and suffix != ".png":
         return None
-    with open(path, "rb") as fh:
-        data = fh.read(file_size)
+    from osr_infer import fastjpeg, fastpng
+
+    if is_jpeg and not fastjpeg.available():
+        return None
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(descriptor).st_size
+        data = os.read(descriptor, size) if 0 < size <= fastjpeg.MAX_FAST_BYTES else b""  # larger: PIL streams them
+    finally:
+        os.close(descriptor)
+    if not data or len(data) != size:
+        return None
+    if not is_jpeg:
+        return fastpng.decode(data, MAX_IMAGE_PIXELS, _too_large)  # no orientation: PNGs with EXIF go to PIL
     decoded = fastjpeg.decode(data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)
     if decoded is None:
         return None
@@ -377,28 +393,14 @@ _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
 def load_small_pixels(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
-    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): a JPEG on the
-    fast path as its upright pixels, before colour conversion (a stack of them is converted with
-    :func:`luma` and laid out with :meth:`PreprocessContract.finish_stack`: the same pixels as
-    :func:`load_image`, without a PIL image per file); any other file as :func:`load_converted`
-    returns it. ImageDecodeError where the file is unusable. The file is read with one open,
-    fstat and read (a CIFAR-10 JPEG costs about as much to open as to decode)."""
-    from osr_infer import fastjpeg
-
-    if fastjpeg.available() and os.path.splitext(path)[1].lower() in JPEG_SUFFIXES:
-        with _decode_errors():
-            descriptor = os.open(path, os.O_RDONLY)
-            try:
-                size = os.fstat(descriptor).st_size
-                data = os.read(descriptor, size) if 0 < size <= fastjpeg.MAX_FAST_BYTES else b""
-            finally:
-                os.close(descriptor)
-            if len(data) == size and (decoded := fastjpeg.decode(
-                    data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)) is not None:
-                pixels, _, orientation = decoded
-                if contract.exif and orientation in _EXIF_TRANSPOSE:
-                    pixels = _EXIF_TRANSPOSE[orientation](pixels)
-                return pixels
+    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): a JPEG or PNG on
+    the fast path as its upright pixels, before colour conversion (a stack of them is converted
+    with :func:`luma` and laid out with :meth:`PreprocessContract.finish_stack`: the same pixels
+    as :func:`load_image`, without a PIL image per file); any other file as :func:`load_converted`
+    returns it. ImageDecodeError where the file is unusable."""
+    with _decode_errors():
+        if (pixels := _fast_pixels(path, contract)) is not None:
+            return pixels
     return load_converted(path, contract, fast=True)
 
 
@@ -425,8 +427,8 @@ def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSIN
         file_size = path.stat().st_size
         if file_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
-        if fast and (image := _fast_jpeg(path, file_size, contract)) is not None:
-            return contract.convert(image)
+        if fast and (pixels := _fast_pixels(str(path), contract)) is not None:
+            return contract.convert(Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB"))
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
