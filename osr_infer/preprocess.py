@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -323,8 +324,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-
-
 def _too_large(width: int, height: int) -> ImageDecodeError:
     return ImageDecodeError(f"image too large ({width}x{height} pixels, limit {MAX_IMAGE_PIXELS:,})")
 
@@ -352,10 +351,14 @@ def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
 
     if is_jpeg and not fastjpeg.available():
         return None
-    descriptor = os.open(path, os.O_RDONLY)
+    # Non-blocking: a named pipe (or a device) called x.jpg must not hang the open; only regular
+    # files are read here, the rest goes the usual way (which reports it as empty).
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        size = os.fstat(descriptor).st_size
-        data = os.read(descriptor, size) if 0 < size <= fastjpeg.MAX_FAST_BYTES else b""  # larger: PIL streams them
+        status = os.fstat(descriptor)
+        size = status.st_size
+        readable = stat.S_ISREG(status.st_mode) and 0 < size <= fastjpeg.MAX_FAST_BYTES  # larger: PIL streams them
+        data = os.read(descriptor, size) if readable else b""
     finally:
         os.close(descriptor)
     if not data or len(data) != size:

@@ -143,3 +143,20 @@ def test_every_mnist_test_digit_as_a_png_decodes_identically(tmp_path):
         chunk = paths[start : start + 1000]
         fast, reference = decode_files(chunk, LAYOUT, fast=True), decode_files(chunk, LAYOUT, fast=False)
         assert np.array_equal(fast[0], reference[0]) and np.array_equal(fast[1], reference[1]), start
+
+
+def test_a_named_pipe_called_an_image_does_not_hang_the_fast_path(tmp_path):
+    """The fast path opens files itself: a FIFO named x.png or x.jpg must be reported as the
+    reference path reports it, not block the worker forever on open."""
+    import os
+    import threading
+
+    pipes = [tmp_path / "pipe.png", tmp_path / "pipe.jpg"]
+    for pipe in pipes:
+        os.mkfifo(pipe)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(decode_files([str(p) for p in pipes], LAYOUT, fast=True)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert result, "decoding a named pipe hung"
+    assert result[0][2] == decode_files([str(p) for p in pipes], LAYOUT, fast=False)[2] and len(result[0][2]) == 2
