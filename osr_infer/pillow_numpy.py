@@ -14,6 +14,7 @@ import functools
 import numpy as np
 from PIL import Image
 
+
 def box_blur(stack: np.ndarray, radius: int) -> np.ndarray:
     """Pillow's ``ImageFilter.BoxBlur(radius)`` (an integer radius) on a ``(n, h, w)`` uint8
     stack, bit for bit: a horizontal then a vertical pass, each a clamped-edge window sum in
@@ -113,17 +114,22 @@ def vertical_first(h: np.ndarray, w: np.ndarray, new_h: np.ndarray, new_w: np.nd
 @functools.lru_cache(maxsize=1)
 def pass_order() -> str:
     """The installed Pillow's order of resampling passes, found on a fixed probe whose two
-    orders differ (32x10 to 6x20): "pillow13" or "horizontal"; "pil" where neither matches,
-    and then every resize goes through Pillow itself."""
+    orders differ (:func:`probe_orders`): "pillow13" or "horizontal"; "pil" where neither
+    matches, and then every resize goes through Pillow itself."""
+    expected, candidates = probe_orders()
+    return next((order for order, got in candidates.items() if np.array_equal(got, expected)), "pil")
+
+
+def probe_orders() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pillow's bilinear resize of a fixed 32x10 probe to 6x20, and what each pass order
+    computes for it (the two differ in 27 pixels)."""
     probe = np.random.default_rng(947).integers(0, 256, (32, 10), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(probe, mode="L").resize((6, 20), Image.Resampling.BILINEAR))
+    zero, candidates = np.array([0]), {}
     for order in ("pillow13", "horizontal"):
-        zero = np.array([0])
-        got = _resample(probe[None], zero, zero, np.array([32]), np.array([10]), np.array([20]), np.array([6]), 20,
-                        np.array([order == "pillow13"]))[0, :20, :6]
-        if np.array_equal(got, expected):
-            return order
-    return "pil"
+        candidates[order] = _resample(probe[None], zero, zero, np.array([32]), np.array([10]), np.array([20]), np.array([6]), 20,
+                                      np.array([order == "pillow13"]))[0, :20, :6]
+    return expected, candidates
 
 
 def _resample(images: np.ndarray, top: np.ndarray, left: np.ndarray, heights: np.ndarray, widths: np.ndarray,

@@ -82,6 +82,8 @@ def test_bilinear_resize_is_pillows_in_both_pass_orders():
     """Pillow 13 runs the vertical pass first where the height shrinks most; earlier versions
     never do. Each pass rounds to 8 bits, so the order shows in the pixels: both are checked."""
     assert pillow_numpy.pass_order() in ("pillow13", "horizontal")  # the fast resize is in use, not Pillow per image
+    _, candidates = pillow_numpy.probe_orders()
+    assert not np.array_equal(candidates["pillow13"], candidates["horizontal"])  # the probe tells the orders apart
     rng = np.random.default_rng(0)
     heights, widths = rng.integers(1, 64, 300), rng.integers(1, 64, 300)
     fit = 20 / np.maximum(heights, widths)
