@@ -364,7 +364,7 @@ def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
     if not data or len(data) != size:
         return None
     if not is_jpeg:
-        return fastpng.decode(data, MAX_IMAGE_PIXELS, _too_large)  # no orientation: PNGs with EXIF go to PIL
+        return fastpng.decode(data, MAX_IMAGE_PIXELS)  # no orientation: PNGs with EXIF go to PIL
     decoded = fastjpeg.decode(data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)
     if decoded is None:
         return None

@@ -114,14 +114,17 @@ def test_load_image_and_decode_files_are_the_same_with_and_without_the_fast_path
     assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]) and fast[2] == slow[2]
 
 
-def test_too_large_is_refused_from_the_header():
+def test_too_large_is_left_to_pils_path_which_refuses_it_from_the_header(tmp_path):
     buffer = io.BytesIO()
     Image.new("L", (8, 8)).save(buffer, "PNG")
     data = bytearray(buffer.getvalue())
     data[16:24] = struct.pack(">II", 40000, 40000)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    with pytest.raises(ValueError, match="too large"):
-        fastpng.decode(bytes(data), 64_000_000, lambda w, h: ValueError(f"too large {w}x{h}"))
+    assert fastpng.decode(bytes(data), 64_000_000) is None
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageDecodeError, match="too large"):
+        load_image(path, PLAIN, fast=True)
 
 
 @pytest.mark.slow
