@@ -143,3 +143,24 @@ def dies_once_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool de
         return decode_files(paths, contract)
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
+
+
+def assert_fast_path_is_the_reference(files: dict[str, Path], contract) -> None:  # noqa: ANN001 - a PreprocessContract
+    """Every file decodes on the fast path (load_image, and decode_files' stacks) to the
+    reference path's pixels, or fails with the reference path's message (PIL decoded it both times)."""
+    import pytest
+
+    from osr_infer.preprocess import ImageDecodeError, load_image
+
+    for name, path in files.items():
+        try:
+            reference = load_image(path, contract, fast=False)
+        except ImageDecodeError as exc:
+            with pytest.raises(ImageDecodeError) as fast_error:
+                load_image(path, contract, fast=True)
+            assert str(fast_error.value) == str(exc), name
+            continue
+        assert np.array_equal(load_image(path, contract, fast=True), reference), name
+    paths = [str(p) for p in files.values()]
+    fast, slow = decode_files(paths, contract, fast=True), decode_files(paths, contract, fast=False)
+    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]) and fast[2] == slow[2]

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from conftest import shared_data_dir
+from infer_testing import assert_fast_path_is_the_reference
 from osr_infer import fastjpeg
 from osr_infer.preprocess import ImageDecodeError, PreprocessContract, _fast_jpeg, load_image
 
@@ -105,15 +106,7 @@ def test_fast_path_gives_pils_pixels_on_every_kind_of_jpeg(jpegs):
 
 @pytest.mark.parametrize("contract", [PLAIN, LAYOUT], ids=["plain", "layout"])
 def test_load_image_is_the_same_with_and_without_the_fast_path(jpegs, contract):
-    for name, path in jpegs.items():
-        try:
-            reference = load_image(path, contract, fast=False)
-        except ImageDecodeError as exc:
-            with pytest.raises(ImageDecodeError) as fast_error:
-                load_image(path, contract, fast=True)
-            assert str(fast_error.value) == str(exc), name  # the same message: PIL decoded it both times
-            continue
-        assert np.array_equal(load_image(path, contract, fast=True), reference), name
+    assert_fast_path_is_the_reference(jpegs, contract)
 
 
 def test_draft_scale_is_pils(jpegs):

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import shared_data_dir
+from infer_testing import assert_fast_path_is_the_reference
 from osr_infer import fastpng
 from osr_infer.decode import decode_files
 from osr_infer.preprocess import ImageDecodeError, PreprocessContract, _fast_pixels, load_image
@@ -100,18 +101,7 @@ def test_the_fast_path_takes_plain_pngs_with_pils_pixels_and_leaves_the_rest(png
 
 @pytest.mark.parametrize("contract", [PLAIN, LAYOUT, PreprocessContract.for_shape(28, 3)], ids=["plain", "layout", "rgb"])
 def test_load_image_and_decode_files_are_the_same_with_and_without_the_fast_path(pngs, contract):
-    for name, path in pngs.items():
-        try:
-            reference = load_image(path, contract, fast=False)
-        except ImageDecodeError as exc:
-            with pytest.raises(ImageDecodeError) as fast_error:
-                load_image(path, contract, fast=True)
-            assert str(fast_error.value) == str(exc), name
-            continue
-        assert np.array_equal(load_image(path, contract, fast=True), reference), name
-    paths = [str(p) for p in pngs.values()]
-    fast, slow = decode_files(paths, contract, fast=True), decode_files(paths, contract, fast=False)
-    assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]) and fast[2] == slow[2]
+    assert_fast_path_is_the_reference(pngs, contract)
 
 
 def test_too_large_is_left_to_pils_path_which_refuses_it_from_the_header(tmp_path):
