@@ -23,7 +23,7 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
-from osr_infer.workers import small_run
+from osr_infer.workers import few_plain_files, small_run
 
 #: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
 MAX_BATCH_SIZE = 65_536
@@ -167,7 +167,7 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     workers = default_workers() if options.workers is None else options.workers
     data_dir = Path(options.data_dir) if options.data_dir is not None else default_data_dir()
 
-    if options.workers is None and _few_plain_files([*specs, *unknown]):
+    if options.workers is None and few_plain_files([*specs, *unknown]):
         workers = 0  # starting worker processes costs more than decoding a handful of files here
     decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
     if decoding and pool_kind == "process":
@@ -260,15 +260,6 @@ def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
     if batch_size <= 4:
         return 1, False
     return cores, True
-
-
-
-
-def _few_plain_files(specs: list[str]) -> bool:
-    """Are all the sources image files (no folder, no reference), few and small (:func:`small_run`)?"""
-    import os
-
-    return bool(specs) and all(os.path.isfile(spec) for spec in specs) and small_run(specs)
 
 
 def _decodes_files(specs: list[str], data_dir: Path) -> bool:

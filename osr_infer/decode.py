@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 
 from osr_infer.errors import InferError
 from osr_infer.workers import _noop, _worker_init, prepare_workers
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
-from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, load_converted, load_small_pixels
+from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, image_of, load_converted, load_stackable
 
 if TYPE_CHECKING:
     from osr_infer.sources import Source
@@ -81,15 +80,9 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     for i, path in enumerate(paths):
         try:
             if stacking:
-                loaded = load_small_pixels(path, contract)
+                loaded = load_stackable(path, contract)
                 if isinstance(loaded, np.ndarray):
-                    if contract.stacks(*loaded.shape[:2]):
-                        stacks.setdefault(loaded.shape, []).append((i, loaded))
-                        continue
-                    loaded = contract.convert(Image.fromarray(loaded, mode="L" if loaded.ndim == 2 else "RGB"))
-                elif contract.stacks(loaded.height, loaded.width):
-                    array = np.asarray(loaded)
-                    stacks.setdefault(array.shape, []).append((i, array))
+                    stacks.setdefault(loaded.shape, []).append((i, loaded))
                     continue
                 pixels[i] = finish_converted(loaded, contract)
             else:
@@ -107,7 +100,7 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
         except Exception:  # noqa: BLE001 - a bug in the stacked step: each image the reference way, failures its own
             for i, array in members:
                 try:
-                    pixels[i] = finish_converted(contract.convert(Image.fromarray(array)), contract)
+                    pixels[i] = finish_converted(contract.convert(image_of(array)), contract)
                     done[i] = True
                 except Exception as exc:  # noqa: BLE001
                     failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))

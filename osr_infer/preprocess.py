@@ -234,7 +234,7 @@ class PreprocessContract:
                 return
             for i in range(start, stop):
                 image = pixels[i]
-                out[i] = self.to_uint8(Image.fromarray(image, mode="L" if image.ndim == 2 else "RGB"))
+                out[i] = self.to_uint8(image_of(image))
 
         starts = range(0, len(pixels), CONFORM_CHUNK)
         if len(starts) > 1:
@@ -328,13 +328,9 @@ def _too_large(width: int, height: int) -> ImageDecodeError:
     return ImageDecodeError(f"image too large ({width}x{height} pixels, limit {MAX_IMAGE_PIXELS:,})")
 
 
-def _fast_jpeg(path: Path, file_size: int, contract: PreprocessContract) -> Image.Image | None:
-    """Steps 1-2 for a JPEG through libjpeg-turbo directly (osr_infer/fastjpeg.py): PIL's pixels,
-    bit for bit, several times faster; None where PIL should decode the file."""
-    if path.suffix.lower() not in JPEG_SUFFIXES:
-        return None
-    pixels = _fast_pixels(str(path), contract)
-    return None if pixels is None else Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
+def image_of(pixels: np.ndarray) -> Image.Image:
+    """A uint8 ``(h, w)`` grey or ``(h, w, 3)`` RGB array as a PIL image."""
+    return Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
 
 
 def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
@@ -395,16 +391,19 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
-def load_small_pixels(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
-    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): a JPEG or PNG on
-    the fast path as its upright pixels, before colour conversion (a stack of them is converted
-    with :func:`luma` and laid out with :meth:`PreprocessContract.finish_stack`: the same pixels
-    as :func:`load_image`, without a PIL image per file); any other file as :func:`load_converted`
-    returns it. ImageDecodeError where the file is unusable."""
+def load_stackable(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
+    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): an image that
+    takes steps 4-5 in a stack (:meth:`PreprocessContract.stacks`) as its upright uint8 array,
+    for :meth:`PreprocessContract.in_color` and :meth:`PreprocessContract.finish_stack` (a JPEG
+    or PNG on the fast path before colour conversion, any other file after it); every other
+    image converted, as :func:`load_converted` returns it, for :func:`finish_converted`. The
+    same pixels as :func:`load_image`; ImageDecodeError where the file is unusable."""
     with _decode_errors():
-        if (pixels := _fast_pixels(path, contract)) is not None:
-            return pixels
-    return load_converted(path, contract, fast=True)
+        pixels = _fast_pixels(path, contract)
+        if pixels is not None:
+            return pixels if contract.stacks(*pixels.shape[:2]) else contract.convert(image_of(pixels))
+    converted = load_converted(path, contract, fast=False)  # the fast path declined it: PIL, without a second try
+    return np.asarray(converted) if contract.stacks(converted.height, converted.width) else converted
 
 
 def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING, fast: bool = True) -> np.ndarray:
@@ -431,7 +430,7 @@ def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSIN
         if file_size == 0:
             raise ImageDecodeError("empty file (0 bytes)")
         if fast and (pixels := _fast_pixels(str(path), contract)) is not None:
-            return contract.convert(Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB"))
+            return contract.convert(image_of(pixels))
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:

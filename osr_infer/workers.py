@@ -117,8 +117,6 @@ def _worker_init(main_pid: int | None = None) -> None:
         _watch_main(main_pid)
 
 
-
-
 def boot_early(argv: list[str]) -> None:
     """Boot the forkserver now if this ``osr-infer`` command line will decode files in worker
     processes: not for help, ``--workers 0`` or a handful of image files (the CLI decodes
@@ -134,7 +132,7 @@ def boot_early(argv: list[str]) -> None:
             next(args, None)  # the option's value
         elif not arg.startswith("-"):
             sources.append(arg)  # a source, or --unknown's (a source too)
-    if sources and all(os.path.isfile(source) for source in sources) and small_run(sources):
+    if few_plain_files(sources):
         return
     import multiprocessing
 
@@ -164,6 +162,14 @@ def small_run(paths: list[str]) -> bool:
         except OSError:  # unreadable: reported when decoded
             continue
     return total <= SMALL_RUN_BYTES
+
+
+def few_plain_files(sources: list[str]) -> bool:
+    """Are all the sources image files (no folder, no data set reference), few and small
+    (:func:`small_run`)? Such a run decodes in-process."""
+    return bool(sources) and all(os.path.isfile(source) for source in sources) and small_run(sources)
+
+
 #: osr-infer's options that take a value that is not a source.
 _VALUE_OPTIONS = frozenset({"-o", "--model", "--threshold", "--score-threshold", "--batch-size", "--workers", "--output",
                             "--data-dir", "--parity", "--atol", "--decoder"})

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageOps
 from conftest import shared_data_dir
 from infer_testing import assert_fast_path_is_the_reference
 from osr_infer import fastjpeg
-from osr_infer.preprocess import ImageDecodeError, PreprocessContract, _fast_jpeg, load_image
+from osr_infer.preprocess import ImageDecodeError, PreprocessContract, _fast_pixels, image_of, load_image
 
 PLAIN = PreprocessContract()
 LAYOUT = PreprocessContract(steps=("layout",))
@@ -30,9 +30,10 @@ def pil_decoded(path: Path, contract: PreprocessContract) -> Image.Image:
 
 def assert_same_decode(path: Path, contract: PreprocessContract) -> bool:
     """True if the fast path took the file (and then its pixels are PIL's)."""
-    fast = _fast_jpeg(path, path.stat().st_size, contract)
-    if fast is None:
+    pixels = _fast_pixels(str(path), contract)
+    if pixels is None:
         return False
+    fast = image_of(pixels)
     reference = pil_decoded(path, contract)
     assert fast.mode == reference.mode and fast.size == reference.size, (path.name, fast.mode, fast.size, reference.size)
     assert fast.tobytes() == reference.tobytes(), path.name

@@ -44,9 +44,9 @@ def decode_paths(
 ) -> ImageSet:
     """Decode ``paths`` with the contract, in threads, in chunks (small images are laid out as
     stacks: :func:`osr_infer.decode.decode_files`); unreadable files are logged and skipped."""
-    from osr_infer.decode import decode_files
+    from osr_infer.decode import CHUNK_FILES, decode_files
 
-    chunks = [paths[start : start + CHUNK] for start in range(0, len(paths), CHUNK)]
+    chunks = [paths[start : start + CHUNK_FILES] for start in range(0, len(paths), CHUNK_FILES)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         iterator = pool.map(lambda chunk: decode_files(chunk, contract), chunks)
         if progress:
@@ -56,7 +56,7 @@ def decode_paths(
         results = list(iterator)
     kept: list[int] = []
     images = []
-    for start, (positions, pixels, failed) in zip(range(0, len(paths), CHUNK), results):
+    for start, (positions, pixels, failed) in zip(range(0, len(paths), CHUNK_FILES), results):
         kept.extend((positions + start).tolist())
         images.append(pixels)
         for i, reason in failed:
@@ -64,10 +64,6 @@ def decode_paths(
     if not kept:
         raise DataError(f"no readable image in {name} ({len(paths)} files failed to decode)")
     return ImageSet(np.concatenate(images), np.full(len(kept), UNKNOWN), name, [str(paths[i]) for i in kept])
-
-
-#: Files per decoding task (a stack for the layout step of small images).
-CHUNK = 256
 
 
 def subfolder_of(folder: Path, path: str) -> str:
