@@ -420,7 +420,8 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     """:func:`layout` of each image of a ``(n, h, w)`` uint8 stack of greyscale images under
     :data:`SMALL_SIDE` pixels: the same ``(n, size, size)`` uint8 frames, bit for bit, in
     whole-stack numpy calls (images with nothing to lay out are resized one by one, as
-    :func:`layout` does, and so are the crops for resampling filters other than bilinear)."""
+    :func:`layout` does, and so are the crops for resampling filters other than bilinear:
+    :func:`osr_infer.pillow_numpy.resize_crops`)."""
     count, h, w = stack.shape
     if max(h, w) >= SMALL_SIDE:
         raise ValueError(f"layout_small takes images under {SMALL_SIDE} pixels a side, not {w}x{h}")
@@ -470,15 +471,7 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     fit = box / np.maximum(crop_h, crop_w)
     new_w = np.maximum(1, np.round(crop_w * fit)).astype(np.intp)
     new_h = np.maximum(1, np.round(crop_h * fit)).astype(np.intp)
-    flat = peak < MIN_CONTRAST
-    if resize == Image.Resampling.BILINEAR:
-        glyphs = resize_crops(full, y0, x0, crop_h, crop_w, new_h, new_w, box).astype(np.float32)
-    else:
-        glyphs = np.zeros((count, box, box), dtype=np.float32)
-        for i in np.flatnonzero(~flat):
-            crop = np.ascontiguousarray(full[i, y0[i] : y1[i] + 1, x0[i] : x1[i] + 1])
-            glyphs[i, : new_h[i], : new_w[i]] = np.asarray(
-                Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), resize), dtype=np.float32)
+    glyphs = resize_crops(full, y0, x0, crop_h, crop_w, new_h, new_w, box, resize).astype(np.float32)
     top_ink = glyphs.max(axis=(1, 2))
     faded = (top_ink > 0) & (top_ink < 255)
     glyphs[faded] *= (np.float32(255) / top_ink[faded])[:, None, None]
@@ -504,6 +497,6 @@ def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.
     placed = np.matmul(np.matmul(shift_y, glyphs), shift_x.transpose(0, 2, 1))
     out[:] = np.clip(np.round(placed), 0, 255).astype(np.uint8)
     inks = ink.reshape(count, h, w)
-    for i in np.flatnonzero(flat):  # a blank or flat image: nothing to lay out
+    for i in np.flatnonzero(peak < MIN_CONTRAST):  # a blank or flat image: nothing to lay out
         out[i] = np.asarray(Image.fromarray(inks[i].astype(np.uint8), mode="L").resize((size, size), resize), dtype=np.uint8)
     return out

@@ -133,7 +133,7 @@ def probe_orders() -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 
 def _resample(images: np.ndarray, top: np.ndarray, left: np.ndarray, heights: np.ndarray, widths: np.ndarray,
-              new_h: np.ndarray, new_w: np.ndarray, box: int, vertical_first: np.ndarray) -> np.ndarray:
+              new_h: np.ndarray, new_w: np.ndarray, box: int, vertical_pass_first: np.ndarray) -> np.ndarray:
     """The two bilinear passes over each crop (``images[i, top:top+heights, left:left+widths]``),
     each rounded to 8 bits, in the given order per image. The crop is never cut out: each
     image's weight matrices are zero outside it, which adds exact zeros."""
@@ -147,33 +147,31 @@ def _resample(images: np.ndarray, top: np.ndarray, left: np.ndarray, heights: np
     vertical *= ((rows >= 0) & (rows < heights[:, None]))[:, None, :]
     pixels = images.astype(np.float64)
     out = np.zeros((count, box, box), dtype=np.uint8)
-    first = np.flatnonzero(~vertical_first)
+    first = np.flatnonzero(~vertical_pass_first)
     if len(first):
         out[first] = _rounded(np.matmul(vertical[first], _rounded(np.matmul(pixels[first], horizontal[first]))))
-    second = np.flatnonzero(vertical_first)
+    second = np.flatnonzero(vertical_pass_first)
     if len(second):
         out[second] = _rounded(np.matmul(_rounded(np.matmul(vertical[second], pixels[second])), horizontal[second]))
     return out
 
 
 def resize_crops(images: np.ndarray, top: np.ndarray, left: np.ndarray, heights: np.ndarray, widths: np.ndarray,
-                 new_h: np.ndarray, new_w: np.ndarray, box: int) -> np.ndarray:
-    """Pillow's bilinear ``resize`` of each crop (``images[i, top:top+heights, left:left+widths]``)
-    to ``new_h[i] x new_w[i]``, bit for bit, in a ``(n, box, box)`` uint8 stack (zero beyond each
-    result): two passes, each rounded to 8 bits, in Pillow's order. The products of 8-bit pixels
-    and 22-bit weights and their sums are integers below 2**53, so float64 matrix products
-    compute them exactly."""
-    if pass_order() == "pil":
-        out = np.zeros((len(images), box, box), dtype=np.uint8)
-        for i in range(len(images)):
-            crop = np.ascontiguousarray(images[i, top[i] : top[i] + heights[i], left[i] : left[i] + widths[i]])
-            out[i, : new_h[i], : new_w[i]] = Image.fromarray(crop, mode="L").resize(
-                (int(new_w[i]), int(new_h[i])), Image.Resampling.BILINEAR)
-        return out
-    return _resample(images, top, left, heights, widths, new_h, new_w, box,
-                     vertical_first(heights, widths, new_h, new_w))
-
-
+                 new_h: np.ndarray, new_w: np.ndarray, box: int,
+                 resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+    """Pillow's ``resize`` of each crop (``images[i, top:top+heights, left:left+widths]``) to
+    ``new_h[i] x new_w[i]``, bit for bit, in a ``(n, box, box)`` uint8 stack (zero beyond each
+    result). Bilinear: two passes over the stack, each rounded to 8 bits, in Pillow's order; the
+    products of 8-bit pixels and 22-bit weights and their sums are integers below 2**53, so
+    float64 matrix products compute them exactly. Other filters (or a Pillow whose pass order is
+    unknown): Pillow itself, crop by crop."""
+    if resample == Image.Resampling.BILINEAR and pass_order() != "pil":
+        return _resample(images, top, left, heights, widths, new_h, new_w, box, vertical_first(heights, widths, new_h, new_w))
+    out = np.zeros((len(images), box, box), dtype=np.uint8)
+    for i in range(len(images)):
+        crop = np.ascontiguousarray(images[i, top[i] : top[i] + heights[i], left[i] : left[i] + widths[i]])
+        out[i, : new_h[i], : new_w[i]] = Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), resample)
+    return out
 
 
 def resize_stack(stack: np.ndarray, size: int) -> np.ndarray:
