@@ -19,7 +19,7 @@ class ScoreSpec:
     description: str
     low: float | None  # open bounds of the score's range (None: unbounded)
     high: float | None
-    uses: str = "logits"  # what the graph computes the score from: "logits" or "features"
+    uses: str = "logits"  # what the graph computes it from: "logits", "features" (penultimate) or "hidden" (fc1, before its activation)
     fitted: bool = False  # needs statistics fitted on training knowns (stored as score_params)
     params: tuple[str, ...] = ()  # the names of those statistics
 
@@ -51,6 +51,14 @@ SCORES: dict[str, ScoreSpec] = {
     "mahalanobis": ScoreSpec(
         "mahalanobis", "minus the Mahalanobis distance of the embedding to the nearest class mean", None, None,
         uses="features", fitted=True, params=("means", "precision"),
+    ),
+    # A feature-space score in the spirit of kNN (Sun et al. 2022) with an edge-sized bank: the
+    # training knowns' hidden features are summarised by a few k-means centres per class, and an
+    # input scores the cosine similarity of its own to the nearest centre. In [-1, 1] (rounding
+    # can take it a hair outside; a threshold must be inside).
+    "prototype": ScoreSpec(
+        "prototype", "cosine similarity of the first hidden layer's output to the nearest class prototype", -1.0, 1.0,
+        uses="hidden", fitted=True, params=("prototypes",),
     ),
 }
 

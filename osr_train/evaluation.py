@@ -42,14 +42,15 @@ def run_model(
     batch_size: int = 512,
     temperature: float = 1.0,
 ) -> SetOutputs:
-    """Run ``classifier`` (with ``forward_with_features``) and compute every registered score
+    """Run ``classifier`` (with ``forward_with_layers``) and compute every registered score
     (fitted ones where ``fitted`` has their parameters)."""
     fast = inference_copy(classifier)
     x = torch.from_numpy(images.images)
-    parts = [fast.forward_with_features(channels_last(normalize(x[i : i + batch_size].to(device)))) for i in range(0, len(x), batch_size)]
+    parts = [fast.forward_with_layers(channels_last(normalize(x[i : i + batch_size].to(device)))) for i in range(0, len(x), batch_size)]
     logits = torch.cat([p[0] for p in parts]).float()
     feats = torch.cat([p[1] for p in parts]).float()
-    scores = scores_of(logits, feats, fitted or {}, temperature)
+    hidden = torch.cat([p[2] for p in parts]).float()
+    scores = scores_of(logits, feats, fitted or {}, temperature, hidden)
     return SetOutputs(images.name, images.labels, logits.cpu().numpy(), feats.cpu().numpy(), scores)
 
 

@@ -28,12 +28,19 @@ class ConvNet(nn.Module):
         self.fc3 = nn.Linear(32, num_classes)
         self.relu = nn.ReLU()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The 32-d penultimate embedding (used by feature-space scores and t-SNE)."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutions, flattened: what the first hidden layer ``fc1`` reads."""
         x = self.pool(self.relu(self.conv1(x)))
         x = self.pool(self.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        return self.relu(self.fc2(self.relu(self.fc1(x))))
+        return torch.flatten(x, 1)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``fc1``'s output (before its activation) -> the 32-d penultimate embedding."""
+        return self.relu(self.fc2(self.relu(hidden)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 32-d penultimate embedding (used by feature-space scores and t-SNE)."""
+        return self.head(self.fc1(self.trunk(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(self.features(x))
@@ -43,10 +50,17 @@ class ConvNet(nn.Module):
         feats = self.features(x)
         return self.fc3(feats), feats
 
+    def forward_with_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, the penultimate embedding and the first hidden layer's output before its
+        activation (128-d, what the prototype score reads), in one pass."""
+        hidden = self.fc1(self.trunk(x))
+        feats = self.head(hidden)
+        return self.fc3(feats), feats, hidden
+
 
 class WideConvNet(ConvNet):
     """An edge-sized wider network: three blocks of conv 3x3 + batch norm + ReLU + maxpool 2
-    (C->16->32->64 channels), then the seed's head (128, 32, classes).
+    (C->16->32->64 channels) as its trunk, then the seed's head (128, 32, classes).
 
     At 1x28x28 and ten classes: 101,722 parameters (about 0.4 MB as ONNX) and 2.0 M
     multiply-adds (4.0 MFLOP) per image, against the seed network's 0.9 M; batch norm is folded
@@ -54,7 +68,7 @@ class WideConvNet(ConvNet):
     """
 
     def __init__(self, num_classes: int, input_shape: tuple[int, int, int]) -> None:
-        nn.Module.__init__(self)  # not ConvNet's layers: its features() is replaced below
+        nn.Module.__init__(self)  # not ConvNet's layers: its trunk() is replaced below
         channels, height, width = input_shape
         blocks: list[nn.Module] = []
         for c_in, c_out in ((channels, 16), (16, 32), (32, 64)):
@@ -65,8 +79,8 @@ class WideConvNet(ConvNet):
         self.fc3 = nn.Linear(32, num_classes)
         self.relu = nn.ReLU()
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.fc2(self.relu(self.fc1(self.body(x)))))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:  # ConvNet's head follows
+        return self.body(x)
 
 
 class WideLeakyConvNet(WideConvNet):
@@ -82,9 +96,9 @@ class WideLeakyConvNet(WideConvNet):
 
     HEAD_SLOPE = 0.1
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
         leaky = nn.functional.leaky_relu
-        return leaky(self.fc2(leaky(self.fc1(self.body(x)), self.HEAD_SLOPE)), self.HEAD_SLOPE)
+        return leaky(self.fc2(leaky(hidden, self.HEAD_SLOPE)), self.HEAD_SLOPE)
 
 
 class TwoBranch:
@@ -145,3 +159,6 @@ class _SingleBranch(nn.Module):
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.forward_with_features(x)
+
+    def forward_with_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.forward_with_layers(x)

@@ -46,6 +46,43 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
 
+#: k-means centres per class of the prototype score: on the MNIST protocol's five splits, 10
+#: per class with the nearest one did as well as the nearest 10 of 18,000 training embeddings
+#: (mean AUROC 99.41 against 99.40 %, README); 100 x 128 numbers for ten classes.
+PROTOTYPES_PER_CLASS = 10
+
+
+def prototype_score(hidden: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each row of ``hidden`` to the nearest row of ``prototypes`` (unit rows).
+    The length is an rsqrt of a sum of squares, not ``norm``: ONNX Runtime's symbolic shape
+    inference (run before INT8 quantisation) loses the shape of the ReduceL2 that ``norm`` exports to."""
+    unit = hidden * torch.rsqrt((hidden * hidden).sum(dim=1, keepdim=True).clamp_min(1e-24))
+    return (unit @ prototypes.T).max(dim=1).values
+
+
+@torch.inference_mode()
+@full_fp32()
+def fit_prototypes(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+                   per_class: int = PROTOTYPES_PER_CLASS) -> dict[str, Any]:
+    """Unit-length k-means centres (``per_class`` a class, seeded) of the training knowns'
+    normalised hidden features (``forward_with_layers``' third output)."""
+    from sklearn.cluster import KMeans
+
+    classifier.eval()
+    hidden = torch.cat([classifier.forward_with_layers(normalize(images[i : i + batch_size]))[2] for i in range(0, len(images), batch_size)])
+    hidden_np = hidden.double().cpu().numpy()
+    hidden_np /= np.maximum(np.linalg.norm(hidden_np, axis=1, keepdims=True), 1e-12)
+    labels_np = labels.cpu().numpy()
+    centres = []
+    for c in np.unique(labels_np):
+        members = hidden_np[labels_np == c]
+        k = min(per_class, len(members))
+        centres.append(KMeans(n_clusters=k, n_init=3, random_state=0).fit(members).cluster_centers_ if k < len(members) else members)
+    prototypes = np.concatenate(centres)
+    prototypes /= np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+    return {"prototypes": prototypes.astype(np.float32).tolist()}
+
+
 def kl_from_uniform(logits: torch.Tensor) -> torch.Tensor:
     """KL(uniform || softmax(logits)) = logsumexp(logits) - mean(logits) - log(classes), written as
     one logsumexp of shifted logits: ONNX Runtime's symbolic shape inference (run before INT8
@@ -56,7 +93,8 @@ def kl_from_uniform(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TorchScore:
-    """A score's torch implementation: ``compute(logits, probs, features, buffers)``."""
+    """A score's torch implementation: ``compute(logits, probs, features, buffers)``, where the
+    features are what the score's spec ``uses`` (the penultimate embedding, or the hidden layer)."""
 
     spec: ScoreSpec
     compute: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]], torch.Tensor]
@@ -71,6 +109,7 @@ TORCH_SCORES: dict[str, TorchScore] = {
     "mahalanobis": TorchScore(
         SCORES["mahalanobis"], lambda logits, probs, feats, p: mahalanobis_score(feats, p["means"], p["precision"]), fit_mahalanobis
     ),
+    "prototype": TorchScore(SCORES["prototype"], lambda logits, probs, hidden, p: prototype_score(hidden, p["prototypes"]), fit_prototypes),
 }
 assert set(TORCH_SCORES) == set(SCORES), "every registered score needs its torch implementation"
 
@@ -102,6 +141,8 @@ class ScoredClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.score.spec.uses == "features":
             logits, feats = self.classifier.forward_with_features(x)
+        elif self.score.spec.uses == "hidden":
+            logits, _, feats = self.classifier.forward_with_layers(x)
         else:
             logits, feats = self.classifier(x), None
         probs = torch.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=1)
@@ -109,14 +150,18 @@ class ScoredClassifier(nn.Module):
         return logits, probs, self.score.compute(logits, probs, feats, buffers)
 
 
-def scores_of(logits: torch.Tensor, feats: torch.Tensor, fitted: dict[str, dict[str, Any]], temperature: float = 1.0) -> dict[str, np.ndarray]:
-    """Every registered score for a batch of outputs; fitted scores only where ``fitted`` has their
-    parameters; the probabilities (msp) at the model's softmax ``temperature``."""
+def scores_of(logits: torch.Tensor, feats: torch.Tensor, fitted: dict[str, dict[str, Any]], temperature: float = 1.0,
+              hidden: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Every registered score for a batch of outputs (``feats`` the penultimate embedding, ``hidden``
+    the first hidden layer's output); fitted scores only where ``fitted`` has their parameters
+    (and, for those that read it, ``hidden`` is given); the probabilities (msp) at the model's
+    softmax ``temperature``."""
     probs = torch.softmax(logits / temperature, 1)
     out = {}
     for name, score in TORCH_SCORES.items():
-        if score.spec.fitted and name not in fitted:
+        inputs = hidden if score.spec.uses == "hidden" else feats
+        if score.spec.fitted and (name not in fitted or inputs is None):
             continue
-        params = {k: torch.tensor(v, device=feats.device) for k, v in fitted.get(name, {}).items()}
-        out[name] = score.compute(logits, probs, feats, params).cpu().numpy()
+        params = {k: torch.tensor(v, device=logits.device) for k, v in fitted.get(name, {}).items()}
+        out[name] = score.compute(logits, probs, inputs, params).cpu().numpy()
     return out

@@ -14,7 +14,7 @@ from osr_train.checkpoint import load_checkpoint
 from osr_train.cli import app
 from osr_train.models import ConvNet
 from osr_train.outliers import OutlierGenerator, photo_crop_pool
-from osr_train.scoring import TORCH_SCORES, ScoredClassifier, fit_mahalanobis, mahalanobis_score
+from osr_train.scoring import TORCH_SCORES, ScoredClassifier, fit_mahalanobis, fit_prototypes, mahalanobis_score, prototype_score
 from osr_train.training import Normalizer
 
 runner = CliRunner()
@@ -159,6 +159,41 @@ def test_scored_classifier_names_the_missing_mahalanobis_parameters():
         ScoredClassifier(model, "mahalanobis", {"means": [[0.0] * 32] * 10})
 
 
+@pytest.mark.parametrize("architecture", ["ConvNet", "WideLeakySiameseNet"])
+def test_prototype_score_is_the_cosine_similarity_to_the_nearest_kmeans_centre(architecture):
+    from osr_train.models import ARCHITECTURES, classifier_of
+
+    torch.manual_seed(0)
+    model = classifier_of(ARCHITECTURES[architecture](3, PREPROCESSING.input_shape).eval())
+    images = torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(90) % 3
+    normalize = Normalizer(PREPROCESSING)
+    params = fit_prototypes(model, images, labels, normalize, per_class=4)
+    assert TORCH_SCORES["prototype"].fit is fit_prototypes
+    prototypes = np.array(params["prototypes"], np.float64)
+    assert prototypes.shape == (3 * 4, 128)  # per_class centres of each class, fc1's width
+    np.testing.assert_allclose(np.linalg.norm(prototypes, axis=1), 1.0, rtol=1e-5)
+    # Each class's centres lie among that class's own hidden features: the nearest centre of a
+    # training image's features is more often one of its class's than chance (1/3) would give.
+    with torch.no_grad():
+        hidden = model.forward_with_layers(normalize(images))[2].double().numpy()
+    unit = hidden / np.linalg.norm(hidden, axis=1, keepdims=True)
+    assert ((unit @ prototypes.T).argmax(1) // 4 == labels.numpy()).mean() > 0.5
+    scored = ScoredClassifier(model, "prototype", params)
+    x = normalize(images[:7])
+    logits, _, score = scored(x)
+    torch.testing.assert_close(logits, model(x))  # the score's pass computes the same logits
+    np.testing.assert_allclose(score.detach().numpy(), (unit[:7] @ prototypes.T).max(1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="prototypes"):
+        ScoredClassifier(model, "prototype", {})
+
+
+def test_prototype_score_of_a_prototype_is_one_and_ignores_length():
+    prototypes = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    torch.testing.assert_close(prototype_score(prototypes * 3.0, prototypes), torch.ones(5))
+    torch.testing.assert_close(prototype_score(-prototypes[:1], prototypes[:1]), -torch.ones(1))
+
+
 def test_mahalanobis_of_the_means_is_zero():
     means = torch.randn(3, 4)
     assert torch.allclose(mahalanobis_score(means, means, torch.eye(4)), torch.zeros(3))
@@ -187,7 +222,7 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     assert metrics["calibration"] == cal
     assert metrics["closed_set_accuracy"] > 0.8
     assert metrics["training_device"].startswith("CPU (") and "torch thread" in metrics["training_device"]  # no GPU in CI
-    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis"}
+    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype"}
 
 
 def test_evaluate_writes_report_and_figures(best_digits, tmp_path):

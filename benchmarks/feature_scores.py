@@ -1,0 +1,174 @@
+"""Feature-space scores against the stored score: kNN on hidden features (Sun et al. 2022).
+
+For MNIST checkpoints: the AUROC of the model's stored score, of the cosine similarity to the
+k-th nearest training embedding at three layers (``osr_train.feature_scores``), of the same with
+a bank small enough for an edge-sized ONNX file, and of the stored score plus half the kNN
+score (each standardised on 2,000 held-out training knowns). The bank is made of training
+images of the known classes only; no test image and no unknown is used to fit anything.
+
+    export OSR_DATA_DIR=../shared/datasets
+    # the standard protocol's five split checkpoints (benchmarks/mnist_protocol.py's output):
+    python benchmarks/feature_scores.py --protocol artifacts/protocol/best
+    # a ten-digit model against unknown folders (benchmarks/make_near_ood.py, make_letters.py, CIFAR-10):
+    python benchmarks/feature_scores.py --model artifacts/siamese/model.pt \\
+        --unknown /tmp/near-ood/* /tmp/letters2k "$OSR_DATA_DIR/cifar10-test-jpeg"
+
+Writes ``benchmarks/results/feature_scores.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from osr_infer.data.folders import load_image_folder
+from osr_infer.data.mnist import load_mnist
+from osr_infer.metrics import auroc
+from osr_train.checkpoint import load_checkpoint
+from osr_train.feature_scores import KnnScore, Standardised, hidden_features
+from osr_train.scoring import scores_of
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HELD_OUT = 2_000  # training knowns kept out of the bank, to standardise the two scores before mixing
+BANK = 18_000
+#: (layer, bank size, k): the kNN variants measured. 1,000 x 128 float32 is 0.5 MB, what an ONNX
+#: file of at most 1 MB could hold beside the 0.43 MB network.
+KNN_VARIANTS = (("hidden", BANK, 10), ("hidden_pre", BANK, 10), ("penultimate", BANK, 10), ("hidden", 1_000, 5))
+MIX_WEIGHT = 0.5
+
+
+def column_names(stored: str) -> list[str]:
+    knn = [f"kNN {layer}, bank {bank:,}, k={k}" for layer, bank, k in KNN_VARIANTS]
+    return [stored, *knn, f"{stored} + {MIX_WEIGHT} kNN hidden"]
+
+
+class FeatureScorer:
+    """Fits every score of :func:`column_names` on one checkpoint's training knowns."""
+
+    def __init__(self, checkpoint: Path, train_images: np.ndarray, seed: int = 0) -> None:
+        self.model, self.spec, _ = load_checkpoint(checkpoint)
+        self.contract = self.spec.preprocessing
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(train_images))[: BANK + HELD_OUT]
+        features = self.features(train_images[order])
+        bank = {name: values[:BANK] for name, values in features.items()}
+        held = {name: values[BANK:] for name, values in features.items()}
+        self.knn = [KnnScore(k=k, bank_size=size, seed=seed).fit(bank[layer]) for layer, size, k in KNN_VARIANTS]
+        self.stored_z = Standardised().fit(self._stored(held))
+        self.knn_z = Standardised().fit(self.knn[0].score(held["hidden"]))
+
+    def features(self, images: np.ndarray, conform: bool = True) -> dict[str, np.ndarray]:
+        """``conform``: lay raw images out first (MNIST arrays); decoded folders already are."""
+        return hidden_features(self.model, self.contract.conform(images) if conform else images, self.contract)
+
+    def _stored(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        logits = torch.from_numpy(features["logits"])
+        return scores_of(logits, torch.from_numpy(features["penultimate"]), {}, self.spec.temperature)[self.spec.score]
+
+    def scores(self, images: np.ndarray, conform: bool = True) -> list[np.ndarray]:
+        features = self.features(images, conform)
+        stored = self._stored(features)
+        knn = [scorer.score(features[layer]) for scorer, (layer, _, _) in zip(self.knn, KNN_VARIANTS)]
+        return [stored, *knn, self.stored_z(stored) + MIX_WEIGHT * self.knn_z(knn[0])]
+
+
+def known_digits(spec) -> list[int]:  # noqa: ANN001 - a ModelSpec
+    if spec.dataset.reference != "mnist":
+        raise SystemExit(f"feature_scores.py measures MNIST checkpoints; this one was trained on {spec.dataset.reference!r}")
+    return [int(name) for name in spec.class_names]
+
+
+def protocol(root: Path, train, test) -> dict:  # noqa: ANN001 - ImageSets
+    """Each split of the standard protocol: its knowns' training images fit the scores; all
+    10,000 test digits are scored, the split's 4 other digits being the unknowns."""
+    splits = []
+    for checkpoint in sorted(root.glob("split-*/model.pt")):
+        _, spec, _ = load_checkpoint(checkpoint)
+        known = known_digits(spec)
+        scorer = FeatureScorer(checkpoint, train.images[np.isin(train.labels, known)])
+        is_known = np.isin(test.labels, known)
+        scores = scorer.scores(test.images)
+        splits.append({"split": checkpoint.parent.name, "known": known,
+                       "auroc": {name: auroc(s[is_known], s[~is_known]) for name, s in zip(column_names(spec.score), scores)}})
+        print(splits[-1]["split"], {k: round(100 * v, 2) for k, v in splits[-1]["auroc"].items()}, flush=True)
+    if not splits:
+        raise SystemExit(f"no split-*/model.pt under {root}")
+    names = list(splits[0]["auroc"])
+    mean = {n: statistics.fmean(s["auroc"][n] for s in splits) for n in names}
+    std = {n: statistics.stdev([s["auroc"][n] for s in splits]) if len(splits) > 1 else 0.0 for n in names}
+    return {"root": str(root), "splits": splits, "mean": mean, "std": std}
+
+
+def unknown_sets(checkpoint: Path, folders: list[Path], train, test) -> dict:  # noqa: ANN001 - ImageSets
+    """A model of all its known digits against each unknown folder (AUROC against the test digits)."""
+    _, spec, _ = load_checkpoint(checkpoint)
+    known = known_digits(spec)
+    scorer = FeatureScorer(checkpoint, train.images[np.isin(train.labels, known)])
+    known_scores = scorer.scores(test.images[np.isin(test.labels, known)])
+    rows = []
+    for folder in folders:
+        if not folder.is_dir():
+            print(f"skipped {folder}: not a folder", flush=True)
+            continue
+        images = load_image_folder(folder, contract=scorer.contract)
+        scores = scorer.scores(images.images, conform=False)  # decoding applied the contract already
+        rows.append({"set": folder.name, "n": len(images),
+                     "auroc": {name: auroc(k, u) for name, k, u in zip(column_names(spec.score), known_scores, scores)}})
+        print(rows[-1]["set"], {k: round(100 * v, 2) for k, v in rows[-1]["auroc"].items()}, flush=True)
+    return {"model": str(checkpoint), "architecture": spec.architecture, "sets": rows}
+
+
+def markdown(report: dict) -> str:
+    lines = []
+    if "protocol" in report:
+        p = report["protocol"]
+        names = list(p["mean"])
+        lines += [f"| MNIST protocol, AUROC ({p['root']}) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {s['split']} (known {''.join(map(str, s['known']))}) | " + " | ".join(f"{100 * s['auroc'][n]:.2f} %" for n in names) + " |"
+                  for s in p["splits"]]
+        lines.append("| **mean ± std** | " + " | ".join(f"**{100 * p['mean'][n]:.2f} ± {100 * p['std'][n]:.2f} %**" for n in names) + " |")
+        lines.append("")
+    if "unknown_sets" in report:
+        u = report["unknown_sets"]
+        names = list(u["sets"][0]["auroc"])
+        lines += [f"| unknown set, AUROC against the MNIST test digits ({u['model']}) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += [f"| {r['set']} ({r['n']:,}) | " + " | ".join(f"{100 * r['auroc'][n]:.2f} %" for n in names) + " |" for r in u["sets"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", type=Path, help="a folder of split-*/model.pt (benchmarks/mnist_protocol.py's --out/RECIPE)")
+    parser.add_argument("--model", type=Path, help="a checkpoint of MNIST digits, scored against --unknown folders")
+    parser.add_argument("--unknown", type=Path, nargs="*", default=[], help="folders of unknown images (with --model)")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", "../shared/datasets")))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    if args.protocol is None and args.model is None:
+        parser.error("give --protocol, --model (with --unknown), or both")
+    if args.model is not None and not args.unknown:
+        parser.error("--model needs --unknown folders")
+    torch.set_num_threads(args.threads)
+    train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
+    report: dict = {"command": "python benchmarks/feature_scores.py " + " ".join(sys.argv[1:]), "bank": BANK, "held_out": HELD_OUT,
+                    "mix_weight": MIX_WEIGHT}
+    if args.protocol is not None:
+        report["protocol"] = protocol(args.protocol, train, test)
+    if args.model is not None:
+        report["unknown_sets"] = unknown_sets(args.model, args.unknown, train, test)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "feature_scores.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "feature_scores.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
