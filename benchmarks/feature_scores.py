@@ -1,10 +1,11 @@
-"""Feature-space scores against the stored score: kNN on hidden features (Sun et al. 2022).
+"""Feature-space scores against the stored score: the prototype score and kNN (Sun et al. 2022).
 
-For MNIST checkpoints: the AUROC of the model's stored score, of the cosine similarity to the
-k-th nearest training embedding at three layers (``osr_train.feature_scores``), of the same with
-a bank small enough for an edge-sized ONNX file, and of the stored score plus half the kNN
-score (each standardised on 2,000 held-out training knowns). The bank is made of training
-images of the known classes only; no test image and no unknown is used to fit anything.
+For MNIST checkpoints: the AUROC of the model's stored score, of the registered ``prototype``
+score (nearest of 10 k-means centres a class), of the cosine similarity to the 10th nearest of
+18,000 training embeddings at three layers (``osr_train.feature_scores``), and of the stored
+score plus the prototype score (each standardised on 2,000 held-out training knowns). Banks,
+centres and standardisation come from training images of the known classes only; no test
+image and no unknown is used to fit anything.
 
     export OSR_DATA_DIR=../shared/datasets
     # the standard protocol's five split checkpoints (benchmarks/mnist_protocol.py's output):
@@ -33,36 +34,41 @@ from osr_infer.data.mnist import load_mnist
 from osr_infer.metrics import auroc
 from osr_train.checkpoint import load_checkpoint
 from osr_train.feature_scores import KnnScore, Standardised, hidden_features
-from osr_train.scoring import scores_of
+from osr_train.models import classifier_of
+from osr_train.scoring import fit_prototypes, prototype_score, scores_of
+from osr_train.training import Normalizer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HELD_OUT = 2_000  # training knowns kept out of the bank, to standardise the two scores before mixing
+HELD_OUT = 2_000  # training knowns kept out of the bank, to standardise two scores before adding them
 BANK = 18_000
-#: (layer, bank size, k): the kNN variants measured. 1,000 x 128 float32 is 0.5 MB, what an ONNX
-#: file of at most 1 MB could hold beside the 0.43 MB network.
-KNN_VARIANTS = (("hidden", BANK, 10), ("hidden_pre", BANK, 10), ("penultimate", BANK, 10), ("hidden", 1_000, 5))
-MIX_WEIGHT = 0.5
+#: (layer, k): the kNN variants measured, each on a bank of BANK training embeddings.
+KNN_VARIANTS = (("hidden_pre", 10), ("hidden", 10), ("penultimate", 10))
 
 
 def column_names(stored: str) -> list[str]:
-    knn = [f"kNN {layer}, bank {bank:,}, k={k}" for layer, bank, k in KNN_VARIANTS]
-    return [stored, *knn, f"{stored} + {MIX_WEIGHT} kNN hidden"]
+    knn = [f"kNN {layer} (k={k})" for layer, k in KNN_VARIANTS]
+    return [stored, "prototype", *knn, f"{stored} + prototype"]
 
 
 class FeatureScorer:
-    """Fits every score of :func:`column_names` on one checkpoint's training knowns."""
+    """Fits every score of :func:`column_names` on one checkpoint's training knowns: the kNN
+    banks and the prototypes (``osr_train.scoring.fit_prototypes``, as osr-train fits them) on
+    BANK images, the standardisation of the sum on HELD_OUT others."""
 
-    def __init__(self, checkpoint: Path, train_images: np.ndarray, seed: int = 0) -> None:
+    def __init__(self, checkpoint: Path, train_images: np.ndarray, train_labels: np.ndarray, seed: int = 0) -> None:
         self.model, self.spec, _ = load_checkpoint(checkpoint)
         self.contract = self.spec.preprocessing
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(train_images))[: BANK + HELD_OUT]
-        features = self.features(train_images[order])
+        order = np.random.default_rng(seed).permutation(len(train_images))[: BANK + HELD_OUT]
+        images = self.contract.conform(train_images[order])
+        features = self.features(images, conform=False)
         bank = {name: values[:BANK] for name, values in features.items()}
         held = {name: values[BANK:] for name, values in features.items()}
-        self.knn = [KnnScore(k=k, bank_size=size, seed=seed).fit(bank[layer]) for layer, size, k in KNN_VARIANTS]
+        self.knn = [KnnScore(k=k).fit(bank[layer]) for layer, k in KNN_VARIANTS]
+        labels = np.array([self.spec.class_names.index(str(digit)) for digit in train_labels[order][:BANK]])  # class indices
+        params = fit_prototypes(classifier_of(self.model), torch.from_numpy(images[:BANK]), torch.from_numpy(labels), Normalizer(self.contract))
+        self.prototypes = torch.tensor(params["prototypes"])
         self.stored_z = Standardised().fit(self._stored(held))
-        self.knn_z = Standardised().fit(self.knn[0].score(held["hidden"]))
+        self.prototype_z = Standardised().fit(self._prototype(held))
 
     def features(self, images: np.ndarray, conform: bool = True) -> dict[str, np.ndarray]:
         """``conform``: lay raw images out first (MNIST arrays); decoded folders already are."""
@@ -72,11 +78,14 @@ class FeatureScorer:
         logits = torch.from_numpy(features["logits"])
         return scores_of(logits, torch.from_numpy(features["penultimate"]), {}, self.spec.temperature)[self.spec.score]
 
+    def _prototype(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        return prototype_score(torch.from_numpy(features["hidden_pre"]), self.prototypes).numpy()
+
     def scores(self, images: np.ndarray, conform: bool = True) -> list[np.ndarray]:
         features = self.features(images, conform)
-        stored = self._stored(features)
-        knn = [scorer.score(features[layer]) for scorer, (layer, _, _) in zip(self.knn, KNN_VARIANTS)]
-        return [stored, *knn, self.stored_z(stored) + MIX_WEIGHT * self.knn_z(knn[0])]
+        stored, prototype = self._stored(features), self._prototype(features)
+        knn = [scorer.score(features[layer]) for scorer, (layer, _) in zip(self.knn, KNN_VARIANTS)]
+        return [stored, prototype, *knn, self.stored_z(stored) + self.prototype_z(prototype)]
 
 
 def known_digits(spec) -> list[int]:  # noqa: ANN001 - a ModelSpec
@@ -92,7 +101,8 @@ def protocol(root: Path, train, test) -> dict:  # noqa: ANN001 - ImageSets
     for checkpoint in sorted(root.glob("split-*/model.pt")):
         _, spec, _ = load_checkpoint(checkpoint)
         known = known_digits(spec)
-        scorer = FeatureScorer(checkpoint, train.images[np.isin(train.labels, known)])
+        mask = np.isin(train.labels, known)
+        scorer = FeatureScorer(checkpoint, train.images[mask], train.labels[mask])
         is_known = np.isin(test.labels, known)
         scores = scorer.scores(test.images)
         splits.append({"split": checkpoint.parent.name, "known": known,
@@ -110,7 +120,8 @@ def unknown_sets(checkpoint: Path, folders: list[Path], train, test) -> dict:  #
     """A model of all its known digits against each unknown folder (AUROC against the test digits)."""
     _, spec, _ = load_checkpoint(checkpoint)
     known = known_digits(spec)
-    scorer = FeatureScorer(checkpoint, train.images[np.isin(train.labels, known)])
+    mask = np.isin(train.labels, known)
+    scorer = FeatureScorer(checkpoint, train.images[mask], train.labels[mask])
     known_scores = scorer.scores(test.images[np.isin(test.labels, known)])
     rows = []
     for folder in folders:
@@ -158,8 +169,7 @@ def main() -> None:
         parser.error("--model needs --unknown folders")
     torch.set_num_threads(args.threads)
     train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
-    report: dict = {"command": "python benchmarks/feature_scores.py " + " ".join(sys.argv[1:]), "bank": BANK, "held_out": HELD_OUT,
-                    "mix_weight": MIX_WEIGHT}
+    report: dict = {"command": "python benchmarks/feature_scores.py " + " ".join(sys.argv[1:]), "bank": BANK, "held_out": HELD_OUT}
     if args.protocol is not None:
         report["protocol"] = protocol(args.protocol, train, test)
     if args.model is not None:

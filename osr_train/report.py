@@ -173,8 +173,9 @@ def evaluate_command(
         train = TensorSplit.from_imageset(data.train, dev)
         fitted = {**fitted, **{name: TORCH_SCORES[name].fit(classifier, train.x, train.y, normalize) for name in missing}}
     t0 = time.perf_counter()
-    known = run_model(classifier, data.test, normalize, dev, fitted)
-    unknowns = [run_model(classifier, u, normalize, dev, fitted) for u in data.unknown_test]
+    # The msp at the model's softmax temperature, as the exported graph computes it and training reported it.
+    known = run_model(classifier, data.test, normalize, dev, fitted, temperature=spec.temperature)
+    unknowns = [run_model(classifier, u, normalize, dev, fitted, temperature=spec.temperature) for u in data.unknown_test]
     metrics = evaluate_outputs(known, unknowns, spec.score, spec.threshold, spec.n_classes)
     metrics.update(checkpoint=str(checkpoint), dataset=spec.dataset.reference, recipe=config.get("recipe", "seed"),
                    model=config.get("model"), architecture=spec.architecture,

@@ -237,6 +237,12 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
     assert len(metrics["confusion_matrix"]) == 10 and len(metrics["confusion_matrix_open_set"]) == 11
     assert "| kl_uniform (stored) | pooled |" in report
     assert metrics["architecture"] == "WideLeakyConvNet" and metrics["epochs"] == 15
+    # The same figures as training reported, every score's: msp at the model's fitted temperature
+    # (what the exported graph computes), fitted scores from the checkpoint's own statistics.
+    trained = json.loads((best_digits / "metrics.json").read_text())
+    assert torch.load(best_digits / "model.pt", weights_only=True)["spec"]["temperature"] != 1.0
+    for score, report_of_score in trained["ood_pooled"].items():
+        assert metrics["ood_pooled"][score]["auroc"] == pytest.approx(report_of_score["auroc"], abs=1e-9), score
 
 
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
