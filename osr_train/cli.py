@@ -137,6 +137,29 @@ def evaluate(
         fail(cli_support.file_error_message(exc))
 
 
+@app.command()
+@interruptible
+def rescore(
+    checkpoint: Path = typer.Argument(Path("artifacts/siamese/model.pt"), help="A model.pt written by osr-train."),
+    score: Score = typer.Option(..., "--score", help="The score to store instead (its statistics are fitted on the training knowns)."),
+    target_tpr: Optional[float] = typer.Option(None, "--target-tpr", help="Calibrate the threshold to accept this fraction of validation knowns [default: the model's own].", show_default=False),
+    data_dir: Optional[Path] = DataDirOpt,
+    out: Optional[Path] = typer.Option(None, "--out", help="The new checkpoint [default: model-<score>.pt beside the checkpoint].", show_default=False),
+    device: Device = DeviceOpt,
+) -> None:
+    """Store another known-vs-unknown score in a trained model, without training again (then osr-export it)."""
+    from osr_train.pipeline import TrainingFailed
+    from osr_train.report import rescore_command
+
+    try:
+        rescore_command(checkpoint, getattr(score, "value", score), target_tpr=target_tpr, data_dir=data_dir, out=out,
+                        device=getattr(device, "value", device), console=console)
+    except TrainingFailed as exc:
+        fail(str(exc), exc.exit_code)
+    except (OSError, ValueError) as exc:  # a full disk, a refused output path
+        fail(cli_support.file_error_message(exc))
+
+
 @app.command("sample-images")
 @interruptible
 def sample_images(

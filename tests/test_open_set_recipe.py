@@ -245,6 +245,34 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
         assert metrics["ood_pooled"][score]["auroc"] == pytest.approx(report_of_score["auroc"], abs=1e-9), score
 
 
+def test_rescore_stores_another_score_with_its_own_calibrated_threshold(best_digits, tmp_path):
+    from osr_train.checkpoint import load_checkpoint
+
+    out = tmp_path / "proto.pt"
+    result = runner.invoke(app, ["rescore", str(best_digits / "model.pt"), "--score", "prototype", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "prototype stored (was kl_uniform)" in result.output
+    model, spec, record = load_checkpoint(out)
+    before, old_spec, _ = load_checkpoint(best_digits / "model.pt")
+    assert spec.score == "prototype" and len(spec.score_params["prototypes"]) == 10 * 10  # 10 centres for each digit
+    assert spec.calibration["target_tpr"] == old_spec.calibration["target_tpr"] == 0.95  # the model's own, by default
+    assert spec.calibration["rescored_from"] == "kl_uniform" and spec.calibration["val_known_acceptance"] >= 0.95
+    assert -1 < spec.threshold < 1 and spec.temperature == old_spec.temperature
+    for name, tensor in before.state_dict().items():  # the same network
+        assert torch.equal(tensor, model.state_dict()[name]), name
+    # The stored score is what evaluation reports as stored, at the new threshold.
+    result = runner.invoke(app, ["evaluate", str(out), "--out", str(tmp_path / "ev"), "--no-tsne"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["score"] == "prototype" and metrics["threshold"] == pytest.approx(spec.threshold)
+    # Refused: writing over the checkpoint itself, an unknown score, a target outside (0, 1).
+    result = runner.invoke(app, ["rescore", str(out), "--score", "energy", "--out", str(out)])
+    assert result.exit_code == 2 and "the checkpoint itself" in result.output
+    assert runner.invoke(app, ["rescore", str(out), "--score", "nope"]).exit_code == 2
+    result = runner.invoke(app, ["rescore", str(out), "--score", "energy", "--target-tpr", "1.5", "--out", str(tmp_path / "e.pt")])
+    assert result.exit_code == 2 and "(0, 1)" in result.output
+
+
 def test_evaluate_missing_checkpoint_is_one_line(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path / "none.pt")])
     assert result.exit_code == 2 and "checkpoint not found" in result.output
