@@ -21,10 +21,11 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark_support import write_table
+from osr_infer.scores import SCORES as REGISTERED_SCORES
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
-SCORES = ("msp", "max_logit", "energy", "kl_uniform", "mahalanobis")
+SCORES = tuple(REGISTERED_SCORES)  # every registered score
 
 
 def label(row: dict) -> str:
