@@ -51,6 +51,7 @@ def test_evaluation_on_cuda_reports_what_the_cpu_computes(cuda_trained):
     np.testing.assert_allclose(gpu.scores["msp"], cpu.scores["msp"], atol=1e-5)
     np.testing.assert_allclose(gpu.scores["energy"], cpu.scores["energy"], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(gpu.scores["mahalanobis"], cpu.scores["mahalanobis"], atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(gpu.scores["prototype"], cpu.scores["prototype"], atol=1e-4)  # centres fitted on the GPU-side features
 
 
 def test_full_fp32_turns_tf32_off_inside_and_restores_it():
