@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from conftest import REPO, shared_data_dir
 from export_testing import cifar_like_rgb, run_export
-from infer_testing import digit_images
+from infer_testing import digit_images, write_pngs
 from osr_infer.io import current_umask
 from osr_infer.metadata import ModelMetadata
 from osr_infer.preprocess import load_image
@@ -201,6 +201,35 @@ def test_page_runs_an_rgb_model_of_another_data_set(trained_rgb, tmp_path):
         assert entry["exact"], entry
         page_pixels = np.frombuffer(base64.b64decode(entry["pixels"]), dtype=np.uint8).reshape(pixels[i].shape)
         assert np.array_equal(page_pixels, pixels[i]), files[i].name
+        assert abs(entry["score"] - float(outputs["score"][i])) <= SCORE_ATOL, files[i].name
+        known = float(outputs["score"][i]) >= metadata.threshold
+        assert entry["label"] == (metadata.class_names[int(np.argmax(outputs["logits"][i]))] if known else "unknown")
+
+
+def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_path):
+    """The prototype score (normalisation and products on fc1's output, inside the graph) runs in
+    ONNX Runtime Web as in Python: the same scores and decisions."""
+    require_browser()
+    model, spec, record = load_checkpoint(trained_digits / "model.pt")
+    params = record["fitted_scores"]["prototype"]  # fitted by osr-train on the training knowns
+    spec = spec.replace(score="prototype", score_params=params, threshold=0.9, calibration={"method": "fixed"})
+    checkpoint = save_checkpoint(tmp_path / "model.pt", model, spec, record)
+    site = tmp_path / "site"
+    result = run_export(checkpoint, "--format", "web", "--out", site, "--probe-size", "64")
+    assert result.exit_code == 0, result.output
+    images, _ = digit_images(40, seed=3)
+    files = write_pngs(site / "images", images)
+    driver = start_browser()
+    try:
+        with serve(site) as base:
+            info = open_page(driver, f"{base}/web/index.html")
+            in_page = classify_in_page(driver, [f"../images/{p.name}" for p in files])
+    finally:
+        driver.quit()
+    _, outputs, metadata = _python_reference(site, files)
+    assert info["score"] == metadata.score == "prototype"
+    assert len(set(np.round(outputs["score"], 4))) > 10  # real scores, not one constant
+    for i, entry in enumerate(in_page):
         assert abs(entry["score"] - float(outputs["score"][i])) <= SCORE_ATOL, files[i].name
         known = float(outputs["score"][i]) >= metadata.threshold
         assert entry["label"] == (metadata.class_names[int(np.argmax(outputs["logits"][i]))] if known else "unknown")
