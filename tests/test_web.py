@@ -117,6 +117,17 @@ def _python_reference(site: Path, paths: list[Path]) -> tuple[list[np.ndarray], 
     return pixels, {"logits": logits, "probs": probs, "score": score}, metadata
 
 
+def _classify_in_browser(site: Path, files: list[Path]) -> tuple[dict, list[dict]]:
+    """The page's model information and its results for ``files`` (in ``site``/images/)."""
+    driver = start_browser()
+    try:
+        with serve(site) as base:
+            info = open_page(driver, f"{base}/web/index.html")
+            return info, classify_in_page(driver, [f"../images/{p.name}" for p in files])
+    finally:
+        driver.quit()
+
+
 def _osr_infer_labels(folder: Path, model: Path, out: Path) -> dict[str, dict]:
     from osr_infer.cli import InferOptions, infer_command
     from osr_infer.results import read_results
@@ -188,13 +199,7 @@ def test_page_runs_an_rgb_model_of_another_data_set(trained_rgb, tmp_path):
     for k, rgb in enumerate(cifar_like_rgb(20, seed=9)):  # JPEGs, and sizes other than 32x32
         Image.fromarray(rgb).resize((45, 37)).save(site / "images" / f"photo{k:02d}.jpg", quality=88)
     files = sorted((site / "images").iterdir())
-    driver = start_browser()
-    try:
-        with serve(site) as base:
-            info = open_page(driver, f"{base}/web/index.html")
-            in_page = classify_in_page(driver, [f"../images/{p.name}" for p in files])
-    finally:
-        driver.quit()
+    info, in_page = _classify_in_browser(site, files)
     pixels, outputs, metadata = _python_reference(site, files)
     assert metadata.contract.channels == 3 and len(info["classes"]) == len(metadata.class_names) == 12
     for i, entry in enumerate(in_page):
@@ -219,13 +224,7 @@ def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_pa
     assert result.exit_code == 0, result.output
     images, _ = digit_images(40, seed=3)
     files = write_pngs(site / "images", images)
-    driver = start_browser()
-    try:
-        with serve(site) as base:
-            info = open_page(driver, f"{base}/web/index.html")
-            in_page = classify_in_page(driver, [f"../images/{p.name}" for p in files])
-    finally:
-        driver.quit()
+    info, in_page = _classify_in_browser(site, files)
     _, outputs, metadata = _python_reference(site, files)
     assert info["score"] == metadata.score == "prototype"
     assert len(set(np.round(outputs["score"], 4))) > 10  # real scores, not one constant
