@@ -21,11 +21,9 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmark_support import write_table
-from osr_infer.scores import SCORES as REGISTERED_SCORES
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent
-SCORES = tuple(REGISTERED_SCORES)  # every registered score
 
 
 def label(row: dict) -> str:
@@ -80,8 +78,8 @@ def main() -> None:
         per_set = {}
         for set_name, result in metrics["per_unknown_set"].items():
             per_set[set_name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],
-                             "auroc": {s: result["ood"][s]["auroc"] for s in SCORES if s in result["ood"]},
-                             "fpr_at_95_tpr": {s: result["ood"][s]["fpr_at_95_tpr"] for s in SCORES if s in result["ood"]}}
+                             "auroc": {s: r["auroc"] for s, r in result["ood"].items()},  # every registered score
+                             "fpr_at_95_tpr": {s: r["fpr_at_95_tpr"] for s, r in result["ood"].items()}}
         rows.append({"checkpoint": str(checkpoint), "name": name, "model": metrics["model"], "recipe": metrics["recipe"], "score": metrics["score"],
                      "architecture": metrics["architecture"], "epochs": metrics["epochs"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],

@@ -149,11 +149,14 @@ def rescore(
 ) -> None:
     """Store another known-vs-unknown score in a trained model, without training again (then osr-export it)."""
     from osr_train.pipeline import TrainingFailed
-    from osr_train.report import rescore_command
+    from osr_train.report import RescoreOptions, rescore_command
 
     try:
-        rescore_command(checkpoint, getattr(score, "value", score), target_tpr=target_tpr, data_dir=data_dir, out=out,
-                        device=getattr(device, "value", device), console=console)
+        options = RescoreOptions(getattr(score, "value", score), target_tpr)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        rescore_command(checkpoint, options, data_dir=data_dir, out=out, device=getattr(device, "value", device), console=console)
     except TrainingFailed as exc:
         fail(str(exc), exc.exit_code)
     except (OSError, ValueError) as exc:  # a full disk, a refused output path

@@ -28,24 +28,21 @@ LAYERS = ("hidden_pre", "hidden", "penultimate")
 @full_fp32()
 def hidden_features(model: nn.Module, images: np.ndarray, contract: PreprocessContract, batch_size: int = 2048) -> dict[str, np.ndarray]:
     """Logits and the features of :data:`LAYERS` for uint8 ``images`` already in the contract's
-    pixel shape (``contract.conform``), from hooks on ``fc1`` and ``fc2``."""
+    pixel shape (``contract.conform``): ``forward_with_layers``' outputs, and ``fc2``'s input from
+    a hook (the activation differs between the networks)."""
     normalize = Normalizer(contract)
-    captured: dict[str, torch.Tensor] = {}
-    hooks = [
-        model.fc1.register_forward_hook(lambda _m, _i, out: captured.__setitem__("hidden_pre", out)),
-        model.fc2.register_forward_pre_hook(lambda _m, args: captured.__setitem__("hidden", args[0])),
-    ]
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in (*LAYERS, "logits")}
+    captured: list[torch.Tensor] = []
+    hook = model.fc2.register_forward_pre_hook(lambda _m, args: captured.append(args[0].float().cpu()))
+    parts: dict[str, list[torch.Tensor]] = {"logits": [], "penultimate": [], "hidden_pre": []}
     try:
         model.eval()
         for start in range(0, len(images), batch_size):
-            logits, penultimate = model.forward_with_features(normalize(torch.from_numpy(images[start : start + batch_size])))
-            for name, value in (("logits", logits), ("penultimate", penultimate), *captured.items()):
+            outputs = model.forward_with_layers(normalize(torch.from_numpy(images[start : start + batch_size])))
+            for name, value in zip(parts, outputs):
                 parts[name].append(value.float().cpu())
     finally:
-        for hook in hooks:
-            hook.remove()
-    return {name: torch.cat(values).numpy() for name, values in parts.items()}
+        hook.remove()
+    return {**{name: torch.cat(values).numpy() for name, values in parts.items()}, "hidden": torch.cat(captured).numpy()}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -151,7 +151,6 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     data = load_data(source, contract, options.download, console)
 
     from osr_infer.io import write_json
-    from osr_train.calibration import threshold_for_tpr
     from osr_train.checkpoint import save_checkpoint
     from osr_train.evaluation import evaluate, run_model
     from osr_train.plots import plot_confusion, plot_history
@@ -214,10 +213,7 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     calibration: dict[str, Any]
     if options.threshold is None and (options.target_tpr is not None or rec.threshold is None):
         tpr = options.target_tpr if options.target_tpr is not None else rec.target_tpr
-        val_scores = run_model(classifier, data.val, normalize, trainer.device, fitted, temperature=temperature).scores[score]
-        threshold = threshold_for_tpr(val_scores, tpr)
-        calibration = {"method": "target_tpr", "target_tpr": tpr, "on": data.val.name, "n": len(val_scores),
-                       "val_known_acceptance": float((val_scores >= threshold).mean())}
+        threshold, calibration = calibrate_threshold(classifier, data.val, normalize, trainer.device, fitted, temperature, score, tpr)
     else:
         threshold = options.threshold if options.threshold is not None else rec.threshold
         calibration = {"method": "fixed"}
@@ -244,6 +240,32 @@ def train_command(options: TrainOptions, console: Console | None = None) -> dict
     print_summary(console, metrics)
     console.print(f"model:   {model_path}\nmetrics: {out_dir / 'metrics.json'}\nplots:   {out_dir}/*.png", highlight=False, markup=False)
     return metrics
+
+
+def calibrate_threshold(classifier, val, normalize, device, fitted: dict[str, Any], temperature: float, score: str,  # noqa: ANN001
+                        tpr: float) -> tuple[float, dict[str, Any]]:
+    """The threshold on ``score`` that accepts ``tpr`` of the validation knowns ``val``, and the
+    calibration record the model spec keeps of it."""
+    from osr_train.calibration import threshold_for_tpr
+    from osr_train.evaluation import run_model
+
+    val_scores = run_model(classifier, val, normalize, device, fitted, temperature=temperature).scores[score]
+    threshold = threshold_for_tpr(val_scores, tpr)
+    return threshold, {"method": "target_tpr", "target_tpr": tpr, "on": val.name, "n": len(val_scores),
+                       "val_known_acceptance": float((val_scores >= threshold).mean())}
+
+
+def fit_scores(names, classifier, train, device, normalize, fitted: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN001
+    """``fitted`` plus the statistics, fitted on the training knowns ``train``, of those scores of
+    ``names`` that need them and lack them (a checkpoint older than the score)."""
+    from osr_train.scoring import TORCH_SCORES
+    from osr_train.training import TensorSplit
+
+    missing = [name for name in names if TORCH_SCORES[name].fit and name not in fitted]
+    if not missing:
+        return dict(fitted)
+    split = TensorSplit.from_imageset(train, device)
+    return {**fitted, **{name: TORCH_SCORES[name].fit(classifier, split.x, split.y, normalize) for name in missing}}
 
 
 def _device_name(device: object) -> str:

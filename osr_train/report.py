@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.console import Console
 
+from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.scores import SCORES
 from osr_infer.spec import ModelSpec
 from osr_train.evaluation import SetOutputs
 
@@ -147,10 +150,10 @@ def evaluate_command(
     from osr_train.checkpoint import CheckpointError, load_checkpoint
     from osr_train.evaluation import evaluate_outputs, run_model
     from osr_train.models import classifier_of
-    from osr_train.pipeline import TrainingFailed, load_data, print_summary
+    from osr_train.pipeline import TrainingFailed, fit_scores, load_data, print_summary
     from osr_train.plots import plot_confusion
     from osr_train.scoring import TORCH_SCORES
-    from osr_train.training import Normalizer, TensorSplit, resolve_device
+    from osr_train.training import Normalizer, resolve_device
 
     try:
         model, spec, config = load_checkpoint(checkpoint)
@@ -167,11 +170,8 @@ def evaluate_command(
         raise TrainingFailed("no unknown set: pass --ood-dir, or put CIFAR-10 in the data folder")
     classifier = classifier_of(model.to(dev))
     normalize = Normalizer(spec.preprocessing)
-    fitted = config.get("fitted_scores") or {}
-    missing = [name for name, s in TORCH_SCORES.items() if s.fit and name not in fitted]
-    if missing:  # older checkpoints: fit the statistics on the training knowns now
-        train = TensorSplit.from_imageset(data.train, dev)
-        fitted = {**fitted, **{name: TORCH_SCORES[name].fit(classifier, train.x, train.y, normalize) for name in missing}}
+    # Older checkpoints: the statistics of scores registered since are fitted on the training knowns now.
+    fitted = fit_scores(TORCH_SCORES, classifier, data.train, dev, normalize, config.get("fitted_scores") or {})
     t0 = time.perf_counter()
     # The msp at the model's softmax temperature, as the exported graph computes it and training reported it.
     known = run_model(classifier, data.test, normalize, dev, fitted, temperature=spec.temperature)
@@ -196,11 +196,26 @@ def evaluate_command(
     return metrics
 
 
+@dataclass(frozen=True)
+class RescoreOptions:
+    """``osr-train rescore``'s choices, validated once where they enter (as TrainOptions')."""
+
+    score: str
+    target_tpr: float | None = None
+
+    constraints: ClassVar[dict[str, list[Constraint]]] = {
+        "score": [OneOf(tuple(SCORES))],
+        "target_tpr": [Interval(float, 0, 1, closed="neither"), NONE],
+    }
+
+    def __post_init__(self) -> None:
+        validate(self, self.constraints)
+
+
 def rescore_command(
     checkpoint: Path,
-    score: str,
+    options: RescoreOptions,
     *,
-    target_tpr: float | None = None,
     data_dir: Path | None = None,
     out: Path | None = None,
     device: str = "auto",
@@ -208,51 +223,40 @@ def rescore_command(
 ) -> Path:
     """Store another score in a trained model, without training again: the score's statistics
     (if it has any) are fitted on the training knowns of the model's own split, its threshold
-    calibrated on the validation knowns at ``target_tpr`` (default: the one the model was
+    calibrated on the validation knowns at ``options.target_tpr`` (default: the one the model was
     calibrated at), and the checkpoint written to ``out``. Training does not depend on the
     stored score, so this is the model ``osr-train ... --score SCORE`` makes, except that the
     statistics are fitted without the drawn glyph digits that training adds to its knowns."""
     console = console or Console(stderr=True, emoji=False)
     from osr_infer.data import open_set_source
-    from osr_infer.scores import score_spec
-    from osr_train.calibration import threshold_for_tpr
     from osr_train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from osr_train.evaluation import run_model
     from osr_train.models import classifier_of
-    from osr_train.pipeline import TrainingFailed, load_data
-    from osr_train.scoring import TORCH_SCORES
-    from osr_train.training import Normalizer, TensorSplit, resolve_device
+    from osr_train.pipeline import TrainingFailed, calibrate_threshold, fit_scores, load_data
+    from osr_train.training import Normalizer, resolve_device
 
+    score = options.score
     try:
-        score_spec(score)
         model, spec, config = load_checkpoint(checkpoint)
         dev = resolve_device(device)
     except (CheckpointError, RuntimeError, ValueError) as exc:
         raise TrainingFailed(str(exc)) from None
-    tpr = target_tpr if target_tpr is not None else spec.calibration.get("target_tpr")
-    if tpr is None or not 0 < tpr < 1:
-        raise TrainingFailed(f"--target-tpr must be in (0, 1); {checkpoint} has a fixed threshold, so give one" if tpr is None
-                             else f"--target-tpr must be in (0, 1), not {tpr}")
+    tpr = options.target_tpr if options.target_tpr is not None else spec.calibration.get("target_tpr")
+    if tpr is None:
+        raise TrainingFailed(f"{checkpoint} has a fixed threshold: give --target-tpr, a number in (0, 1)")
     out = Path(out) if out is not None else Path(checkpoint).with_name(f"model-{score}.pt")
     if out.resolve() == Path(checkpoint).resolve():
         raise TrainingFailed(f"--out is the checkpoint itself ({checkpoint}); write the re-scored model beside it")
     data = load_data(open_set_source(spec.dataset, data_dir, []), spec.preprocessing, False, console)
     classifier = classifier_of(model.to(dev))
     normalize = Normalizer(spec.preprocessing)
-    fitted = dict(config.get("fitted_scores") or {})
-    torch_score = TORCH_SCORES[score]
-    if torch_score.fit is not None and score not in fitted:
-        train = TensorSplit.from_imageset(data.train, dev)
-        fitted[score] = torch_score.fit(classifier, train.x, train.y, normalize)
-    val_scores = run_model(classifier, data.val, normalize, dev, fitted, temperature=spec.temperature).scores[score]
-    threshold = threshold_for_tpr(val_scores, tpr)
-    calibration = {**spec.calibration, "method": "target_tpr", "target_tpr": tpr, "on": data.val.name, "n": len(val_scores),
-                   "val_known_acceptance": float((val_scores >= threshold).mean()), "rescored_from": spec.score}
+    fitted = fit_scores([score], classifier, data.train, dev, normalize, config.get("fitted_scores") or {})
+    threshold, calibration = calibrate_threshold(classifier, data.val, normalize, dev, fitted, spec.temperature, score, tpr)
+    calibration = {**spec.calibration, **calibration, "rescored_from": spec.score}
     try:
         new_spec = spec.replace(score=score, score_params=fitted.get(score, {}), threshold=threshold, calibration=calibration)
     except ValueError as exc:
         raise TrainingFailed(f"the re-scored model cannot be described: {exc}") from None
     path = save_checkpoint(out, model.cpu(), new_spec, dict(config, fitted_scores=fitted))
     console.print(f"{score} stored (was {spec.score}): threshold {threshold:.6g} accepts {calibration['val_known_acceptance']:.2%} "
-                  f"of {len(val_scores):,} validation knowns\nmodel: {path}", highlight=False, markup=False)
+                  f"of {calibration['n']:,} validation knowns\nmodel: {path}", highlight=False, markup=False)
     return path
