@@ -35,7 +35,8 @@ HELD_OUT = "mnist-test-unknown-classes"
 
 
 def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False,
-              network: str | None = None, device: str = "auto", threads: int | None = None, evaluate: bool = False) -> dict:
+              network: str | None = None, device: str = "auto", threads: int | None = None, evaluate: bool = False,
+              rotation_weight: float | None = None) -> dict:
     """Train split ``index`` (or, with ``reuse``, read the metrics a previous run left; with
     ``evaluate``, evaluate its checkpoint again) and summarise it."""
     known = ",".join(str(d) for d in SPLITS[index])
@@ -54,7 +55,8 @@ def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, re
         from osr_train.pipeline import TrainOptions, train_command
 
         metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
-                                             known_classes=known, out=out, network=network, device=device, threads=threads))
+                                             known_classes=known, out=out, network=network, device=device, threads=threads,
+                                             rotation_weight=rotation_weight))
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],
@@ -101,11 +103,18 @@ def main() -> None:
     parser.add_argument("--evaluate", action="store_true",
                         help="evaluate the checkpoints of earlier runs again (osr-train evaluate; scores added since are fitted) instead of training")
     parser.add_argument("--network", default=None, help="osr-train --network (default: the recipe's); named in the output files")
+    parser.add_argument("--rotation-weight", type=float, default=None,
+                        help="osr-train --rotation-weight (default: the recipe's); named in the output files")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--jobs", type=int, default=1, help="splits trained at once, in processes of one CPU thread each")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's CPU threads for one split at a time (osr-train --threads; default: one per core)")
     args = parser.parse_args()
     name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
-    work = [(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network, args.device, 1 if args.jobs > 1 else None, args.evaluate)
+    if args.rotation_weight is not None:
+        name += f"-rotation{args.rotation_weight:g}"
+    work = [(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network, args.device, 1 if args.jobs > 1 else args.threads, args.evaluate,
+             args.rotation_weight)
             for i in args.splits]
     if args.jobs > 1 and not (args.reuse or args.evaluate):
         import multiprocessing
@@ -116,9 +125,13 @@ def main() -> None:
         runs = [run_split(*job) for job in work]
     summary = summarise(runs)
     network = "" if args.network is None else f" --network {args.network}"
+    if args.rotation_weight is not None:
+        network += f" --rotation-weight {args.rotation_weight:g}"
     device = "" if args.device == "auto" else f" --device {args.device}"
     jobs = "" if args.jobs == 1 else f" --jobs {args.jobs}"
-    report = {"recipe": args.recipe, "network": args.network, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
+    if args.jobs == 1 and args.threads is not None:
+        jobs += f" --threads {args.threads}"
+    report = {"recipe": args.recipe, "network": args.network, "rotation_weight": args.rotation_weight, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
               "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
               "training_devices": sorted({r["training_device"] for r in runs})}
     RESULTS.mkdir(exist_ok=True)

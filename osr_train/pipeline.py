@@ -57,6 +57,7 @@ class TrainOptions:
     resume: bool = False
     threads: int | None = None  # torch's CPU threads; None: torch's default (one per core)
     network: str | None = None  # the layers; None: the recipe's
+    rotation_weight: float | None = None  # the rotation-prediction task's weight; None: the recipe's
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(("baseline", "siamese"))],
@@ -75,6 +76,7 @@ class TrainOptions:
         "score": [OneOf(tuple(SCORES)), NONE],
         "threads": [Interval(int, 1, 1024), NONE],
         "network": [OneOf(tuple(NETWORKS)), NONE],
+        "rotation_weight": [Interval(float, 0, 100), NONE],
     }
 
     def __post_init__(self) -> None:
@@ -99,6 +101,7 @@ class TrainOptions:
             margin=self.margin, seed=self.seed, device=self.device, schedule=rec.schedule, augment=rec.augment,
             outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch, use_photo_outliers=use_photo_outliers,
             drawn_knowns=rec.drawn_knowns, network=self.network or rec.network,
+            rotation_weight=self.rotation_weight if self.rotation_weight is not None else rec.rotation_weight,
         )
 
 

@@ -42,6 +42,9 @@ class Recipe:
     drawn_knowns: int = 0
     # The layers (NETWORKS below): "seed" (the notebook's CNN), "wide" or "wide-relu".
     network: str = "seed"
+    # Weight of rotation prediction as an auxiliary task (a training-only head names the quarter
+    # turn of turned knowns, see training.Trainer._rotation_loss); 0: off.
+    rotation_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -31,6 +31,10 @@ from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.spec import ModelSpec
 
 MODELS = ("baseline", "siamese")
+#: Rotation prediction's classes: quarter turns (torch.rot90's k) 0, 1, 2 and 3.
+ROTATION_TURNS = (0, 90, 180, 270)
+#: The rotation head reads the first hidden layer through the leaky ReLU of the wide network's head.
+ROTATION_SLOPE = 0.1
 
 
 @dataclass
@@ -52,6 +56,7 @@ class TrainConfig:
     use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
     drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
     network: str = "seed"  # the layers (recipes.NETWORKS): the seed's CNN, or the wider edge-sized one
+    rotation_weight: float = 0.0  # rotation prediction as an auxiliary task (see Trainer._rotation_loss); 0: off
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(MODELS)],
@@ -67,6 +72,7 @@ class TrainConfig:
         "outlier_batch": [Interval(int, 0, 1 << 20)],
         "drawn_knowns": [Interval(int, 0, 1 << 20)],
         "network": [OneOf(tuple(NETWORKS))],
+        "rotation_weight": [Interval(float, 0, None)],
     }
 
     def __post_init__(self) -> None:
@@ -207,6 +213,9 @@ class Trainer:
         scale_px = spec.preprocessing.size / PREPROCESSING.size
         self.augment = RandomAffine(fill=spec.preprocessing.background, scale_px=scale_px) if config.augment else None
         self.outliers = self._outlier_pool() if config.outlier_weight > 0 else None
+        # Training only: it is not part of the model, the checkpoint's weights or the export.
+        self.rotation_head = (torch.nn.Linear(self.model.fc1.out_features, len(ROTATION_TURNS)).to(self.device)
+                              if config.rotation_weight > 0 else None)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self._resume: dict[str, Any] | None = None  # an interrupted run's state, set by restore()
 
@@ -247,7 +256,10 @@ class Trainer:
 
     def _optimizer(self, epochs: int) -> torch.optim.Optimizer:
         """A fresh Adam per stage (as the seed), with the recipe's schedule."""
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        params = list(self.model.parameters())
+        if self.rotation_head is not None:
+            params += list(self.rotation_head.parameters())
+        opt = torch.optim.Adam(params, lr=self.config.lr)
         if self.config.schedule == "onecycle":
             steps = len(self._batch_starts())
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr, total_steps=epochs * steps)
@@ -277,17 +289,50 @@ class Trainer:
             yield (self.augment(x, self.generator) if self.augment else x), self.train.y[idx]
 
     def _ce_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.outliers is None:
+        if self.outliers is None and self.rotation_head is None:
             return self._step(optimizer, F.cross_entropy(self.classifier(x), y))
-        # Outlier exposure (Hendrycks et al.): push the posterior of outliers towards uniform.
-        idx = torch.randint(0, len(self.outliers), (self.config.outlier_batch,), generator=self.generator).to(self.device)
-        out = self.normalize(self.outliers[idx])
-        if self.augment is not None:
-            out = self.augment(out, self.generator)
-        logits = self.classifier(torch.cat([x, out]))
-        known, outlier = logits[: len(x)], logits[len(x) :]
-        uniform = -(outlier.log_softmax(1)).mean(1).mean()
-        return self._step(optimizer, F.cross_entropy(known, y) + self.config.outlier_weight * uniform)
+        parts = [x]
+        if self.outliers is not None:
+            # Outlier exposure (Hendrycks et al.): push the posterior of outliers towards uniform.
+            idx = torch.randint(0, len(self.outliers), (self.config.outlier_batch,), generator=self.generator).to(self.device)
+            out = self.normalize(self.outliers[idx])
+            if self.augment is not None:
+                out = self.augment(out, self.generator)
+            parts.append(out)
+        if self.rotation_head is not None:
+            turned, turns = self._turned_half(x)
+            parts.append(turned)
+        # One pass for knowns, outliers and turned knowns (batch norm sees them together).
+        logits, _, hidden = self.classifier.forward_with_layers(torch.cat(parts))
+        loss = F.cross_entropy(logits[: len(x)], y)
+        start = len(x)
+        if self.outliers is not None:
+            outlier = logits[start : start + self.config.outlier_batch]
+            loss = loss + self.config.outlier_weight * -(outlier.log_softmax(1)).mean(1).mean()
+            start += self.config.outlier_batch
+        if self.rotation_head is not None:
+            loss = loss + self.config.rotation_weight * self._rotation_loss(hidden[start:], turns)
+        return self._step(optimizer, loss)
+
+    def _turned_half(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first half of a (normalised, augmented) known batch, each image turned by a random
+        multiple of 90 degrees, and the turn's index into :data:`ROTATION_TURNS`."""
+        half = x[: max(1, len(x) // 2)]
+        turns = torch.randint(0, len(ROTATION_TURNS), (len(half),), generator=self.generator).to(self.device)
+        turned = half.clone()
+        for k in range(1, len(ROTATION_TURNS)):
+            chosen = turns == k
+            turned[chosen] = torch.rot90(half[chosen], k, dims=(2, 3))
+        return turned, turns
+
+    def _rotation_loss(self, hidden: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+        """Rotation prediction as an auxiliary task (Hendrycks et al. 2019, "Using self-supervised
+        learning can improve model robustness and uncertainty"): a linear head on the first hidden
+        layer (through the head's leaky ReLU) names each turned known's turn. Telling which way up
+        a digit is needs its shape, not only what separates the known classes, so the hidden layer
+        keeps more of what an unknown digit lacks. Cross-entropy over the four turns."""
+        assert self.rotation_head is not None
+        return F.cross_entropy(self.rotation_head(F.leaky_relu(hidden, ROTATION_SLOPE)), turns)
 
     def _contrastive_step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, loss_fn: ContrastiveLoss) -> torch.Tensor:
         half = len(y) // 2
@@ -369,6 +414,8 @@ class Trainer:
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": history_to_json(history),
         }
+        if self.rotation_head is not None:  # training-only weights: not in the model's state dict
+            resume["rotation_head"] = {k: v.detach().cpu() for k, v in self.rotation_head.state_dict().items()}
         save_checkpoint(self.checkpoint_path, self.model, self.spec, dict(self.record, stage=stage, epoch=epoch, complete=False),
                         resume=resume)
         self.last_saved = (stage, epoch)
@@ -376,6 +423,10 @@ class Trainer:
     def restore(self, state_dict: dict[str, Any], resume: dict[str, Any]) -> None:
         """Continue from an interrupted run's checkpoint (see :meth:`_save_epoch`)."""
         self.model.load_state_dict(state_dict)
+        if self.rotation_head is not None:
+            if "rotation_head" not in resume:
+                raise ValueError("the interrupted run was trained without --rotation-weight: give the same options to resume")
+            self.rotation_head.load_state_dict(resume["rotation_head"])
         self._resume = resume
 
     def fit(self) -> TrainResult:

@@ -53,6 +53,27 @@ def test_a_resumed_run_ends_with_the_uninterrupted_model_bit_for_bit(uninterrupt
     assert not (out / "checkpoint.pt").exists()
 
 
+def test_a_resumed_run_with_the_rotation_task_ends_bit_for_bit(tmp_path, monkeypatch):
+    """The rotation head is training-only (not in the model's weights) but shapes every step:
+    its weights and its optimiser state travel in the resume state."""
+    args = dict(ARGS, pretrain_epochs=1, epochs=3, rotation_weight=0.5)
+    train_command(TrainOptions(**args, out=tmp_path / "whole"))
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _interrupt_after(patch, "finetune", 2)
+        with pytest.raises(TrainingFailed, match="--resume"):
+            train_command(TrainOptions(**args, out=out))
+    resume = torch.load(out / "checkpoint.pt", weights_only=True)["resume"]
+    assert set(resume["rotation_head"]) == {"weight", "bias"}
+    with pytest.raises(TrainingFailed, match="rotation_weight differ"):
+        train_command(TrainOptions(**ARGS, out=out, resume=True))
+    train_command(TrainOptions(**args, out=out, resume=True))
+    whole, _, _ = load_checkpoint(tmp_path / "whole" / "model.pt")
+    model, _, _ = load_checkpoint(out / "model.pt")
+    for (name, a), (_, b) in zip(model.state_dict().items(), whole.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_resume_refuses_other_options_and_a_missing_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
     with pytest.raises(TrainingFailed, match="nothing to resume"):

@@ -93,6 +93,7 @@ def test_missing_data_dir_is_one_clear_line(tmp_path):
     (["--device", "cuda"], "CUDA"),
     (["--lr", "nan"], "--lr must be a number in (0, 10], got nan"),
     (["--batch-size", "0"], "--batch-size must be an integer in [2, "),
+    (["--rotation-weight", "-1"], "--rotation-weight must be a number in [0, 100], got -1"),
 ])
 def test_bad_options_fail_clearly(tmp_path, args, message):
     if message == "CUDA" and torch.cuda.is_available():
@@ -107,6 +108,7 @@ def test_bad_options_fail_clearly(tmp_path, args, message):
     ("lr", math.nan, "--lr"),
     ("margin", math.nan, "--margin"),
     ("batch_size", 0, "--batch-size"),
+    ("rotation_weight", -0.5, "--rotation-weight"),
 ])
 def test_bad_hyperparameters_are_refused_with_one_line_naming_the_option(make, field, value, option):
     with pytest.raises(ValueError) as info:
