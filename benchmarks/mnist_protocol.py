@@ -12,6 +12,7 @@ split, their mean and standard deviation, beside the published figures (quoted, 
     python benchmarks/mnist_protocol.py                 # about 8.5 minutes a split on 2 CPU cores
     python benchmarks/mnist_protocol.py --splits 0 1    # some splits only
     python benchmarks/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
+    python benchmarks/mnist_protocol.py --threads 1 --rotation-weight 0.5   # with the rotation task (osr-train --rotation-weight)
     python benchmarks/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)
     python benchmarks/mnist_protocol.py --evaluate --device cuda --jobs 5   # the same checkpoints evaluated again (--device, --jobs: as trained)
 """

@@ -60,6 +60,15 @@ SCORES: dict[str, ScoreSpec] = {
         "prototype", "cosine similarity of the first hidden layer's output to the nearest class prototype", -1.0, 1.0,
         uses="hidden", fitted=True, params=("prototypes",),
     ),
+    # The two above, each standardised by its mean and standard deviation on training knowns held
+    # out of the prototypes' fit, added: kl_uniform knows what outlier exposure taught (letters,
+    # symbols, textures), the prototype score how far an input lies from every known class's
+    # centres (other digits); an unknown must look known to both to pass. Given in the prototype
+    # score's units: prototype + (s_p / s_kl) * (kl_uniform - m_kl), the standardised sum's ranking.
+    "kl_prototype": ScoreSpec(
+        "kl_prototype", "kl_uniform plus prototype, each standardised on held-out training knowns", None, None,
+        uses="hidden", fitted=True, params=("prototypes", "standardisation"),
+    ),
 }
 
 

@@ -56,8 +56,13 @@ def prototype_score(hidden: torch.Tensor, prototypes: torch.Tensor) -> torch.Ten
     """Cosine similarity of each row of ``hidden`` to the nearest row of ``prototypes`` (unit rows).
     The length is an rsqrt of a sum of squares, not ``norm``: ONNX Runtime's symbolic shape
     inference (run before INT8 quantisation) loses the shape of the ReduceL2 that ``norm`` exports to."""
+    return prototype_cosines(hidden, prototypes).max(dim=1).values
+
+
+def prototype_cosines(hidden: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``(N, K)``: the cosine similarity of each row of ``hidden`` to each (unit) prototype."""
     unit = hidden * torch.rsqrt((hidden * hidden).sum(dim=1, keepdim=True).clamp_min(1e-24))
-    return (unit @ prototypes.T).max(dim=1).values
+    return unit @ prototypes.T
 
 
 @torch.inference_mode()
@@ -91,6 +96,54 @@ def kl_from_uniform(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits - (logits.sum(dim=1, keepdim=True) / classes + math.log(classes)), dim=1)
 
 
+#: Training knowns held out of the prototypes' k-means to standardise kl_prototype's two terms
+#: (at most a fifth of them): scored on the centres' own members, the prototype term would
+#: look closer than it is for any new known.
+STANDARDISATION_HELD_OUT = 2_000
+
+
+def kl_prototype_score(logits: torch.Tensor, hidden: torch.Tensor, prototypes: torch.Tensor,
+                       standardisation: torch.Tensor) -> torch.Tensor:
+    """The two standardised scores added, ``(kl - m_kl) / s_kl + (prototype - m_p) / s_p`` with
+    ``standardisation = [m_kl, s_kl, m_p, s_p]``, given in the prototype score's units (times
+    ``s_p``, plus ``m_p``; the same ranking): ``prototype + (s_p / s_kl) * (kl - m_kl)``. Its
+    float32 rounding is then the cosine's (about 1e-6) plus the KL's scaled down (s_p is about
+    0.03 on MNIST, s_kl about 5); in standardised units, or in the KL's, the cosine's rounding
+    would be magnified 30 to 160 times, beyond the export parity tolerance.
+
+    Written for ONNX Runtime's symbolic shape inference (run before INT8 quantisation), which
+    loses the shape of a ReduceMax or ReduceLogSumExp output whenever arithmetic follows it: the
+    KL is ``-mean(log_softmax(logits)) - log(classes)`` (stable, no logsumexp), and it is added to
+    every prototype's cosine before the one max, ``max_j(cos_j + a) = max_j(cos_j) + a``."""
+    classes = logits.shape[1]
+    kl = -torch.log_softmax(logits, dim=1).mean(dim=1, keepdim=True) - math.log(classes)
+    s = standardisation
+    return (prototype_cosines(hidden, prototypes) + (kl - s[0]) * (s[3] / s[1])).max(dim=1).values
+
+
+@torch.inference_mode()
+@full_fp32()
+def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+                     held_out: int = STANDARDISATION_HELD_OUT, seed: int = 0) -> dict[str, Any]:
+    """Prototypes (:func:`fit_prototypes`) on the training knowns but ``held_out`` of them (a
+    seeded random draw, at most a fifth), and each term's mean and standard deviation on those."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).to(images.device)
+    n_held = max(1, min(held_out, len(images) // 5))
+    held, rest = order[:n_held], order[n_held:]
+    params = fit_prototypes(classifier, images[rest], labels[rest], normalize, batch_size)
+    prototypes = torch.tensor(params["prototypes"], device=images.device)
+    classifier.eval()
+    parts = [classifier.forward_with_layers(normalize(images[held[i : i + batch_size]])) for i in range(0, n_held, batch_size)]
+    logits = torch.cat([p[0] for p in parts])
+    hidden = torch.cat([p[2] for p in parts])
+    terms = [kl_from_uniform(logits).double().cpu().numpy(), prototype_score(hidden, prototypes).double().cpu().numpy()]
+    standardisation = []
+    for values in terms:
+        std = float(values.std())
+        standardisation += [float(values.mean()), std if std > 1e-6 else 1.0]
+    return {**params, "standardisation": standardisation}
+
+
 @dataclass(frozen=True)
 class TorchScore:
     """A score's torch implementation: ``compute(logits, probs, features, buffers)``, where the
@@ -110,6 +163,11 @@ TORCH_SCORES: dict[str, TorchScore] = {
         SCORES["mahalanobis"], lambda logits, probs, feats, p: mahalanobis_score(feats, p["means"], p["precision"]), fit_mahalanobis
     ),
     "prototype": TorchScore(SCORES["prototype"], lambda logits, probs, hidden, p: prototype_score(hidden, p["prototypes"]), fit_prototypes),
+    "kl_prototype": TorchScore(
+        SCORES["kl_prototype"],
+        lambda logits, probs, hidden, p: kl_prototype_score(logits, hidden, p["prototypes"], p["standardisation"]),
+        fit_kl_prototype,
+    ),
 }
 assert set(TORCH_SCORES) == set(SCORES), "every registered score needs its torch implementation"
 

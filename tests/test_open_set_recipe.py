@@ -14,7 +14,8 @@ from osr_train.checkpoint import load_checkpoint
 from osr_train.cli import app
 from osr_train.models import ConvNet
 from osr_train.outliers import OutlierGenerator, photo_crop_pool
-from osr_train.scoring import TORCH_SCORES, ScoredClassifier, fit_mahalanobis, fit_prototypes, mahalanobis_score, prototype_score
+from osr_train.scoring import (TORCH_SCORES, ScoredClassifier, fit_kl_prototype, fit_mahalanobis, fit_prototypes, kl_from_uniform,
+                               mahalanobis_score, prototype_score)
 from osr_train.training import Normalizer
 
 runner = CliRunner()
@@ -194,6 +195,42 @@ def test_prototype_score_of_a_prototype_is_one_and_ignores_length():
     torch.testing.assert_close(prototype_score(-prototypes[:1], prototypes[:1]), -torch.ones(1))
 
 
+def test_kl_prototype_adds_the_two_scores_standardised_on_knowns_held_out_of_the_centres():
+    from osr_train.models import ARCHITECTURES, classifier_of
+
+    torch.manual_seed(0)
+    model = classifier_of(ARCHITECTURES["WideLeakySiameseNet"](3, PREPROCESSING.input_shape).eval())
+    images = torch.randint(0, 256, (150, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(150) % 3
+    normalize = Normalizer(PREPROCESSING)
+    assert TORCH_SCORES["kl_prototype"].fit is fit_kl_prototype
+    params = fit_kl_prototype(model, images, labels, normalize, held_out=40)
+    assert len(params["prototypes"]) == 3 * 10 and len(params["standardisation"]) == 4
+    # The held-out draw: the same 30 images (a fifth of 150, below 40) whatever the call.
+    held = torch.randperm(150, generator=torch.Generator().manual_seed(0))[:30]
+    rest = torch.randperm(150, generator=torch.Generator().manual_seed(0))[30:]
+    assert params["prototypes"] == fit_prototypes(model, images[rest], labels[rest], normalize)["prototypes"]
+    with torch.no_grad():
+        logits, _, hidden = model.forward_with_layers(normalize(images[held]))
+    kl = kl_from_uniform(logits).double().numpy()
+    proto = prototype_score(hidden, torch.tensor(params["prototypes"])).double().numpy()
+    np.testing.assert_allclose(params["standardisation"], [kl.mean(), kl.std(), proto.mean(), proto.std()], rtol=1e-5)
+    # Inside the exported module: the sum of the two standardised scores, on any input.
+    scored = ScoredClassifier(model, "kl_prototype", params)
+    x = normalize(torch.randint(0, 256, (9, 28, 28), dtype=torch.uint8))
+    with torch.no_grad():
+        logits, _, score = scored(x)
+        _, _, hidden = model.forward_with_layers(x)
+    m_kl, s_kl, m_p, s_p = params["standardisation"]
+    standardised = (kl_from_uniform(logits).numpy() - m_kl) / s_kl + (prototype_score(hidden, torch.tensor(params["prototypes"])).numpy() - m_p) / s_p
+    np.testing.assert_allclose(score.numpy(), m_p + s_p * standardised, rtol=1e-4, atol=1e-5)  # in the prototype's units
+    # On the held-out knowns themselves the sum is centred at the prototype score's mean.
+    with torch.no_grad():
+        assert float(scored(normalize(images[held]))[2].mean()) == pytest.approx(m_p, abs=1e-3 * s_p)
+    with pytest.raises(ValueError, match="standardisation"):
+        ScoredClassifier(model, "kl_prototype", {"prototypes": params["prototypes"]})
+
+
 def test_mahalanobis_of_the_means_is_zero():
     means = torch.randn(3, 4)
     assert torch.allclose(mahalanobis_score(means, means, torch.eye(4)), torch.zeros(3))
@@ -222,7 +259,8 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     assert metrics["calibration"] == cal
     assert metrics["closed_set_accuracy"] > 0.8
     assert metrics["training_device"].startswith("CPU (") and "torch thread" in metrics["training_device"]  # no GPU in CI
-    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype"}
+    assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype",
+                                           "kl_prototype"}
 
 
 def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
