@@ -211,13 +211,15 @@ def test_page_runs_an_rgb_model_of_another_data_set(trained_rgb, tmp_path):
         assert entry["label"] == (metadata.class_names[int(np.argmax(outputs["logits"][i]))] if known else "unknown")
 
 
-def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_path):
-    """The prototype score (normalisation and products on fc1's output, inside the graph) runs in
-    ONNX Runtime Web as in Python: the same scores and decisions."""
+@pytest.mark.parametrize("score", ["prototype", "kl_prototype"])
+def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_path, score):
+    """The prototype score (normalisation and products on fc1's output, inside the graph), and
+    kl_prototype (with a log-softmax of the logits added before the max), run in ONNX Runtime
+    Web as in Python: the same scores and decisions."""
     require_browser()
     model, spec, record = load_checkpoint(trained_digits / "model.pt")
-    params = record["fitted_scores"]["prototype"]  # fitted by osr-train on the training knowns
-    spec = spec.replace(score="prototype", score_params=params, threshold=0.9, calibration={"method": "fixed"})
+    params = record["fitted_scores"][score]  # fitted by osr-train on the training knowns
+    spec = spec.replace(score=score, score_params=params, threshold=0.9, calibration={"method": "fixed"})
     checkpoint = save_checkpoint(tmp_path / "model.pt", model, spec, record)
     site = tmp_path / "site"
     result = run_export(checkpoint, "--format", "web", "--out", site, "--probe-size", "64")
@@ -226,7 +228,7 @@ def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_pa
     files = write_pngs(site / "images", images)
     info, in_page = _classify_in_browser(site, files)
     _, outputs, metadata = _python_reference(site, files)
-    assert info["score"] == metadata.score == "prototype"
+    assert info["score"] == metadata.score == score
     assert len(set(np.round(outputs["score"], 4))) > 10  # real scores, not one constant
     for i, entry in enumerate(in_page):
         assert abs(entry["score"] - float(outputs["score"][i])) <= SCORE_ATOL, files[i].name
