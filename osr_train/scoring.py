@@ -46,6 +46,14 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
 
+def logits_and_hidden(classifier: nn.Module, images: torch.Tensor, normalize, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and the first hidden layer's output (``forward_with_layers``) of uint8 images,
+    in batches, in eval mode: what the fitted hidden-layer scores are fitted on."""
+    classifier.eval()
+    parts = [classifier.forward_with_layers(normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[2] for p in parts])
+
+
 #: k-means centres per class of the prototype score: on the MNIST protocol's five splits, 10 per
 #: class and the nearest one did as well as the 10th nearest of 18,000 training embeddings (mean
 #: AUROC 99.42 against 99.40 %, README); 100 x 128 numbers for ten classes.
@@ -73,8 +81,7 @@ def fit_prototypes(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
     normalised hidden features (``forward_with_layers``' third output)."""
     from sklearn.cluster import KMeans
 
-    classifier.eval()
-    hidden = torch.cat([classifier.forward_with_layers(normalize(images[i : i + batch_size]))[2] for i in range(0, len(images), batch_size)])
+    _, hidden = logits_and_hidden(classifier, images, normalize, batch_size)
     hidden_np = hidden.double().cpu().numpy()
     hidden_np /= np.maximum(np.linalg.norm(hidden_np, axis=1, keepdims=True), 1e-12)
     labels_np = labels.cpu().numpy()
@@ -132,10 +139,7 @@ def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.
     held, rest = order[:n_held], order[n_held:]
     params = fit_prototypes(classifier, images[rest], labels[rest], normalize, batch_size)
     prototypes = torch.tensor(params["prototypes"], device=images.device)
-    classifier.eval()
-    parts = [classifier.forward_with_layers(normalize(images[held[i : i + batch_size]])) for i in range(0, n_held, batch_size)]
-    logits = torch.cat([p[0] for p in parts])
-    hidden = torch.cat([p[2] for p in parts])
+    logits, hidden = logits_and_hidden(classifier, images[held], normalize, batch_size)
     terms = [kl_from_uniform(logits).double().cpu().numpy(), prototype_score(hidden, prototypes).double().cpu().numpy()]
     standardisation = []
     for values in terms:

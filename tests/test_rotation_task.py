@@ -11,7 +11,7 @@ import torch
 from osr_train.checkpoint import load_checkpoint
 from osr_train.pipeline import TrainOptions, train_command
 from osr_train.recipes import RECIPES
-from osr_train.training import ROTATION_TURNS, Trainer
+from osr_train.training import ROTATION_SLOPE, ROTATION_TURNS, Trainer
 
 
 def test_the_turned_half_is_each_image_turned_by_its_label():
@@ -55,7 +55,7 @@ def test_the_rotation_head_learns_and_stays_out_of_the_model(tmp_path, monkeypat
     images = torch.stack([torch.rot90(img, int(t), dims=(1, 2)) for img, t in zip(val, k)])
     with torch.no_grad():
         _, _, hidden = turned.classifier.forward_with_layers(images)
-        accuracy = (turned.rotation_head(torch.nn.functional.leaky_relu(hidden, 0.1)).argmax(1) == k).float().mean()
+        accuracy = (turned.rotation_head(torch.nn.functional.leaky_relu(hidden, ROTATION_SLOPE)).argmax(1) == k).float().mean()
     assert accuracy > 0.6
 
     # Training-only: the model file has the same weights' names as without it, and says how it was trained.
