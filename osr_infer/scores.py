@@ -69,6 +69,15 @@ SCORES: dict[str, ScoreSpec] = {
         "kl_prototype", "kl_uniform plus prototype, each standardised on held-out training knowns", None, None,
         uses="hidden", fitted=True, params=("prototypes", "standardisation"),
     ),
+    # OpenMax (Bendale & Boult 2016), which the seed notebook cites after contrastive training: per
+    # class, the mean logit vector of the correctly classified training knowns and a Weibull fitted
+    # to the largest distances from it; an input's top-ranked logits are discounted by how far out
+    # in their class's tail it lies, the discount goes to an "unknown" logit, and the score is the
+    # highest known probability of the revised softmax (the unknown's share lowers it). In (0, 1).
+    "openmax": ScoreSpec(
+        "openmax", "OpenMax: the highest known-class probability after Weibull recalibration of the logits", 0.0, 1.0,
+        fitted=True, params=("mean_logits", "weibull"),
+    ),
 }
 
 

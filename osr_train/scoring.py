@@ -148,6 +148,78 @@ def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.
     return {**params, "standardisation": standardisation}
 
 
+#: OpenMax's settings, as in Bendale & Boult's paper and its common re-implementations: the Weibull
+#: is fitted to each class's 20 largest distances; the "eucos" distance is the Euclidean distance
+#: divided by 200 plus the cosine distance.
+OPENMAX_TAIL = 20
+OPENMAX_EUCLIDEAN_SCALE = 200.0
+
+
+def openmax_distances(logits: torch.Tensor, mean_logits: torch.Tensor) -> torch.Tensor:
+    """``(N, C)``: each row's "eucos" distance to each class's mean logit vector (no norm or
+    cdist: plain sums of squares, which every exporter and ONNX Runtime's shape inference keep)."""
+    diff = logits.unsqueeze(1) - mean_logits.unsqueeze(0)  # (N, C, C)
+    euclidean = torch.sqrt((diff * diff).sum(-1).clamp_min(1e-12))
+    dot = logits @ mean_logits.T
+    lengths = torch.sqrt((logits * logits).sum(1, keepdim=True).clamp_min(1e-12)) * torch.sqrt((mean_logits * mean_logits).sum(1).clamp_min(1e-12))
+    return euclidean / OPENMAX_EUCLIDEAN_SCALE + (1 - dot / lengths)
+
+
+def weibull_cdf(distances: torch.Tensor, weibull: torch.Tensor) -> torch.Tensor:
+    """Each class's fitted Weibull CDF at the distances; ``weibull`` rows are (shape, scale, shift):
+    ``1 - exp(-((d - shift) / scale) ** shape)``, 0 up to the shift."""
+    shape, scale, shift = weibull[:, 0], weibull[:, 1], weibull[:, 2]
+    return 1 - torch.exp(-torch.pow((distances - shift).clamp_min(0) / scale, shape))
+
+
+def openmax_score(logits: torch.Tensor, mean_logits: torch.Tensor, weibull: torch.Tensor) -> torch.Tensor:
+    """OpenMax's recalibration with every class revised (alpha = the number of classes): the logit
+    ranked r-th (0 the highest) keeps ``1 - (C - r) / C * cdf`` of itself and gives the rest to an
+    unknown logit; the score is the highest known probability of the softmax over the C + 1. The
+    ranks are counted by pairwise comparison (no sort or TopK in the graph)."""
+    classes = logits.shape[1]
+    ranks = (logits.unsqueeze(2) < logits.unsqueeze(1)).to(logits.dtype).sum(2)  # how many logits are higher
+    discount = (classes - ranks) / classes * weibull_cdf(openmax_distances(logits, mean_logits), weibull)
+    revised = logits * (1 - discount)
+    unknown = (logits * discount).sum(1, keepdim=True)
+    return torch.softmax(torch.cat([unknown, revised], dim=1), dim=1)[:, 1:].max(dim=1).values
+
+
+def fit_weibull_tail(distances: np.ndarray, tail: int = OPENMAX_TAIL) -> list[float]:
+    """(shape, scale, shift) of a Weibull fitted (scipy, maximum likelihood) to the ``tail``
+    largest distances, shifted so that the smallest of them sits at 1 (libMR's FitHigh). Too few
+    or identical distances give a step at the largest one."""
+    from scipy.stats import weibull_min
+
+    largest = np.sort(np.asarray(distances, dtype=np.float64))[-tail:]
+    shift = float(largest[0]) - 1.0
+    if len(largest) < 3 or np.ptp(largest) < 1e-9:
+        return [50.0, float(largest[-1]) - shift, shift]
+    shape, _, scale = weibull_min.fit(largest - shift, floc=0)
+    return [float(shape), float(scale), shift]
+
+
+@torch.inference_mode()
+@full_fp32()
+def fit_openmax(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+                tail: int = OPENMAX_TAIL) -> dict[str, Any]:
+    """Per class, the mean logit vector of the training knowns it classifies correctly (all of
+    the class's knowns where none is) and a Weibull of their largest distances to it."""
+    logits, _ = logits_and_hidden(classifier, images, normalize, batch_size)
+    logits = logits.double().cpu()
+    labels = labels.cpu()
+    correct = logits.argmax(1) == labels
+    means, weibulls = [], []
+    for c in range(logits.shape[1]):
+        members = logits[(labels == c) & correct]
+        if len(members) == 0:
+            members = logits[labels == c] if bool((labels == c).any()) else logits
+        mean = members.mean(0)
+        means.append(mean)
+        weibulls.append(fit_weibull_tail(openmax_distances(members, mean.unsqueeze(0))[:, 0].numpy(), tail))
+    return {"mean_logits": torch.stack(means).float().tolist(), "weibull": weibulls}
+
+
 @dataclass(frozen=True)
 class TorchScore:
     """A score's torch implementation: ``compute(logits, probs, features, buffers)``, where the
@@ -171,6 +243,9 @@ TORCH_SCORES: dict[str, TorchScore] = {
         SCORES["kl_prototype"],
         lambda logits, probs, hidden, p: kl_prototype_score(logits, hidden, p["prototypes"], p["standardisation"]),
         fit_kl_prototype,
+    ),
+    "openmax": TorchScore(
+        SCORES["openmax"], lambda logits, probs, feats, p: openmax_score(logits, p["mean_logits"], p["weibull"]), fit_openmax
     ),
 }
 assert set(TORCH_SCORES) == set(SCORES), "every registered score needs its torch implementation"

@@ -47,12 +47,13 @@ def test_evaluation_on_cuda_reports_what_the_cpu_computes(cuda_trained):
     gpu = run_model(classifier_of(model.to("cuda")), test, normalize, "cuda", fitted)
     np.testing.assert_allclose(gpu.logits, cpu.logits, atol=1e-4, rtol=1e-4)
     assert np.array_equal(gpu.pred, cpu.pred)
-    assert set(gpu.scores) == set(cpu.scores) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype", "kl_prototype"}
+    assert set(gpu.scores) == set(cpu.scores) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype", "kl_prototype", "openmax"}
     np.testing.assert_allclose(gpu.scores["msp"], cpu.scores["msp"], atol=1e-5)
     np.testing.assert_allclose(gpu.scores["energy"], cpu.scores["energy"], atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(gpu.scores["mahalanobis"], cpu.scores["mahalanobis"], atol=1e-3, rtol=1e-4)
     np.testing.assert_allclose(gpu.scores["prototype"], cpu.scores["prototype"], atol=1e-4)  # centres fitted on the GPU-side features
     np.testing.assert_allclose(gpu.scores["kl_prototype"], cpu.scores["kl_prototype"], atol=1e-3)
+    np.testing.assert_allclose(gpu.scores["openmax"], cpu.scores["openmax"], atol=1e-3)
 
 
 def test_full_fp32_turns_tf32_off_inside_and_restores_it():

@@ -14,8 +14,9 @@ from osr_train.checkpoint import load_checkpoint
 from osr_train.cli import app
 from osr_train.models import ConvNet
 from osr_train.outliers import OutlierGenerator, photo_crop_pool
-from osr_train.scoring import (TORCH_SCORES, ScoredClassifier, fit_kl_prototype, fit_mahalanobis, fit_prototypes, kl_from_uniform,
-                               mahalanobis_score, prototype_score)
+from osr_train.scoring import (OPENMAX_EUCLIDEAN_SCALE, TORCH_SCORES, ScoredClassifier, fit_kl_prototype, fit_mahalanobis, fit_openmax,
+                               fit_prototypes, fit_weibull_tail, kl_from_uniform, mahalanobis_score, openmax_score, prototype_score,
+                               weibull_cdf)
 from osr_train.training import Normalizer
 
 runner = CliRunner()
@@ -231,6 +232,86 @@ def test_kl_prototype_adds_the_two_scores_standardised_on_knowns_held_out_of_the
         ScoredClassifier(model, "kl_prototype", {"prototypes": params["prototypes"]})
 
 
+def _openmax_reference(logits: np.ndarray, means: np.ndarray, weibull: np.ndarray) -> np.ndarray:
+    """OpenMax as Bendale & Boult write it, with a sort and loops: the reference for the graph form."""
+    from scipy.stats import weibull_min
+
+    out = []
+    classes = logits.shape[1]
+    for v in logits.astype(np.float64):
+        revised, unknown = v.copy(), 0.0
+        for rank, c in enumerate(np.argsort(-v, kind="stable")):
+            mean = means[c].astype(np.float64)
+            distance = np.linalg.norm(v - mean) / OPENMAX_EUCLIDEAN_SCALE + 1 - v @ mean / (np.linalg.norm(v) * np.linalg.norm(mean))
+            shape, scale, shift = weibull[c]
+            cdf = weibull_min.cdf(distance - shift, shape, scale=scale)
+            weight = 1 - (classes - rank) / classes * cdf
+            unknown += v[c] * (1 - weight)
+            revised[c] = v[c] * weight
+        full = np.exp(np.concatenate([[unknown], revised]) - max(unknown, revised.max()))
+        out.append((full / full.sum())[1:].max())
+    return np.array(out)
+
+
+def test_openmax_score_is_bendale_and_boults_recalibration():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(4, 4)) * 3
+    weibull = np.array([[3.0, 0.5, 0.1], [1.5, 0.8, 0.0], [6.0, 0.3, 0.2], [2.0, 1.0, -0.5]])
+    logits = np.concatenate([rng.normal(size=(50, 4)) * 4, means])  # random inputs, then the means themselves
+    score = openmax_score(torch.tensor(logits, dtype=torch.float32), torch.tensor(means, dtype=torch.float32),
+                          torch.tensor(weibull, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(score, _openmax_reference(logits, means, weibull), rtol=1e-4, atol=1e-5)
+    assert 0 < score.min() and score.max() < 1
+    # Further out in every class's tail, the unknown takes more: a class's mean (positive logits, its
+    # own the highest) scaled up, in the same direction, scores lower than the mean itself.
+    positive = torch.tensor(np.abs(means) + 5 * np.eye(4), dtype=torch.float32)
+    near, far = (openmax_score(x, positive, torch.tensor(weibull, dtype=torch.float32)) for x in (positive, positive * 30))
+    assert bool((far < 0.01).all()) and bool((near > 0.5).all())
+
+
+def test_weibull_is_fitted_to_the_largest_distances():
+    from scipy.stats import weibull_min
+
+    distances = np.concatenate([np.linspace(0, 1, 500), weibull_min.rvs(2.5, scale=0.5, size=20, random_state=1) + 3])
+    shape, scale, shift = fit_weibull_tail(distances, tail=20)
+    assert shift == pytest.approx(np.sort(distances)[-20] - 1)  # the smallest of the tail at 1, as libMR's FitHigh
+    cdf = weibull_cdf(torch.tensor([[np.sort(distances)[-20], np.median(distances[-20:]), 1.0, 100.0]]),
+                      torch.tensor([[shape, scale, shift]] * 4, dtype=torch.float64)).numpy()[0]
+    assert cdf[2] == 0.0 and cdf[3] == pytest.approx(1.0)  # the bulk is inside, far beyond the tail is out
+    assert 0.2 < cdf[1] < 0.8 and cdf[0] < cdf[1]  # the tail spans the CDF
+    # Degenerate tails (too few, or all equal) give a steep step at the largest distance, not an error.
+    for few in (np.array([0.3]), np.full(30, 0.3)):
+        shape, scale, shift = fit_weibull_tail(few)
+        assert shape >= 10 and shift + scale == pytest.approx(few.max())
+
+
+def test_fit_openmax_on_correct_training_knowns():
+    from osr_train.models import ARCHITECTURES, classifier_of
+
+    torch.manual_seed(0)
+    model = classifier_of(ARCHITECTURES["WideLeakySiameseNet"](3, PREPROCESSING.input_shape).eval())
+    images = torch.randint(0, 256, (90, 28, 28), dtype=torch.uint8)
+    normalize = Normalizer(PREPROCESSING)
+    with torch.no_grad():
+        logits = model(normalize(images)).double()
+    labels = logits.argmax(1)
+    labels[:6] = (labels[:6] + 1) % 3  # six wrongly classified knowns: left out of the means
+    assert TORCH_SCORES["openmax"].fit is fit_openmax
+    params = fit_openmax(model, images, labels, normalize)
+    assert np.array(params["mean_logits"]).shape == (3, 3) and np.array(params["weibull"]).shape == (3, 3)
+    for c in range(3):
+        members = logits[6:][labels[6:] == c]
+        if len(members):
+            np.testing.assert_allclose(params["mean_logits"][c], members.mean(0).numpy(), rtol=1e-5, atol=1e-5)
+    scored = ScoredClassifier(model, "openmax", params)
+    with torch.no_grad():
+        _, _, score = scored(normalize(images))
+    np.testing.assert_allclose(score.numpy(), openmax_score(logits.float(), torch.tensor(params["mean_logits"]),
+                                                            torch.tensor(params["weibull"])).numpy(), rtol=1e-5)
+    with pytest.raises(ValueError, match="weibull"):
+        ScoredClassifier(model, "openmax", {"mean_logits": params["mean_logits"]})
+
+
 def test_mahalanobis_of_the_means_is_zero():
     means = torch.randn(3, 4)
     assert torch.allclose(mahalanobis_score(means, means, torch.eye(4)), torch.zeros(3))
@@ -260,7 +341,7 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     assert metrics["closed_set_accuracy"] > 0.8
     assert metrics["training_device"].startswith("CPU (") and "torch thread" in metrics["training_device"]  # no GPU in CI
     assert set(metrics["ood_pooled"]) == {"msp", "max_logit", "energy", "kl_uniform", "mahalanobis", "prototype",
-                                           "kl_prototype"}
+                                           "kl_prototype", "openmax"}
 
 
 def test_evaluate_writes_report_and_figures(best_digits, tmp_path):

@@ -211,11 +211,12 @@ def test_page_runs_an_rgb_model_of_another_data_set(trained_rgb, tmp_path):
         assert entry["label"] == (metadata.class_names[int(np.argmax(outputs["logits"][i]))] if known else "unknown")
 
 
-@pytest.mark.parametrize("score", ["prototype", "kl_prototype"])
+@pytest.mark.parametrize("score", ["prototype", "kl_prototype", "openmax"])
 def test_page_computes_a_score_fitted_on_the_hidden_layer(trained_digits, tmp_path, score):
-    """The prototype score (normalisation and products on fc1's output, inside the graph), and
-    kl_prototype (with a log-softmax of the logits added before the max), run in ONNX Runtime
-    Web as in Python: the same scores and decisions."""
+    """The prototype score (normalisation and products on fc1's output, inside the graph),
+    kl_prototype (with a log-softmax of the logits added before the max) and openmax (pairwise
+    ranks, Weibull CDFs and a softmax over the revised logits) run in ONNX Runtime Web as in
+    Python: the same scores and decisions."""
     require_browser()
     model, spec, record = load_checkpoint(trained_digits / "model.pt")
     params = record["fitted_scores"][score]  # fitted by osr-train on the training knowns
