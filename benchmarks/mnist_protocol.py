@@ -15,6 +15,7 @@ split, their mean and standard deviation, beside the published figures (quoted, 
     python benchmarks/mnist_protocol.py --threads 1 --rotation-weight 0.5   # with the rotation task (osr-train --rotation-weight)
     python benchmarks/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)
     python benchmarks/mnist_protocol.py --evaluate --device cuda --jobs 5   # the same checkpoints evaluated again (--device, --jobs: as trained)
+    python benchmarks/mnist_protocol.py --splits 3 --results-name trial      # -> mnist_protocol_trial.{json,md}
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="splits trained at once, in processes of one CPU thread each")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's CPU threads for one split at a time (osr-train --threads; default: one per core)")
+    parser.add_argument("--results-name", default=None,
+                        help="write benchmarks/results/mnist_protocol_NAME.{json,md} (default: the recipe and options, as the "
+                             "checkpoints' folder): a trial run then leaves the quoted results alone")
     args = parser.parse_args()
     name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
     if args.rotation_weight is not None:
@@ -135,6 +139,9 @@ def main() -> None:
     report = {"recipe": args.recipe, "network": args.network, "rotation_weight": args.rotation_weight, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
               "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
               "training_devices": sorted({r["training_device"] for r in runs})}
+    if args.results_name is not None:
+        report["command"] += f" --results-name {args.results_name}"
+        name = args.results_name
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"mnist_protocol_{name}.json").write_text(json.dumps(report, indent=1) + "\n")
     (RESULTS / f"mnist_protocol_{name}.md").write_text(markdown(name, runs, summary))
