@@ -188,14 +188,19 @@ def openmax_score(logits: torch.Tensor, mean_logits: torch.Tensor, weibull: torc
 def fit_weibull_tail(distances: np.ndarray, tail: int = OPENMAX_TAIL) -> list[float]:
     """(shape, scale, shift) of a Weibull fitted (scipy, maximum likelihood) to the ``tail``
     largest distances, shifted so that the smallest of them sits at 1 (libMR's FitHigh). Too few
-    or identical distances give a step at the largest one."""
+    or identical distances, or a fit that fails, give a steep step at the largest one."""
     from scipy.stats import weibull_min
 
     largest = np.sort(np.asarray(distances, dtype=np.float64))[-tail:]
     shift = float(largest[0]) - 1.0
     if len(largest) < 3 or np.ptp(largest) < 1e-9:
         return [50.0, float(largest[-1]) - shift, shift]
-    shape, _, scale = weibull_min.fit(largest - shift, floc=0)
+    try:
+        shape, _, scale = weibull_min.fit(largest - shift, floc=0)
+    except (ValueError, RuntimeError):  # scipy's FitError is a RuntimeError
+        shape, scale = math.nan, math.nan
+    if not (math.isfinite(shape) and math.isfinite(scale) and shape > 0 and scale > 0):
+        return [50.0, float(largest[-1]) - shift, shift]
     return [float(shape), float(scale), shift]
 
 
