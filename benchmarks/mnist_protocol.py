@@ -38,7 +38,7 @@ HELD_OUT = "mnist-test-unknown-classes"
 
 def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, reuse: bool = False,
               network: str | None = None, device: str = "auto", threads: int | None = None, evaluate: bool = False,
-              rotation_weight: float | None = None) -> dict:
+              rotation_weight: float | None = None, script_outliers: float | None = None) -> dict:
     """Train split ``index`` (or, with ``reuse``, read the metrics a previous run left; with
     ``evaluate``, evaluate its checkpoint again) and summarise it."""
     known = ",".join(str(d) for d in SPLITS[index])
@@ -58,7 +58,7 @@ def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, re
 
         metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
                                              known_classes=known, out=out, network=network, device=device, threads=threads,
-                                             rotation_weight=rotation_weight))
+                                             rotation_weight=rotation_weight, script_outliers=script_outliers))
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],
@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--network", default=None, help="osr-train --network (default: the recipe's); named in the output files")
     parser.add_argument("--rotation-weight", type=float, default=None,
                         help="osr-train --rotation-weight (default: the recipe's); named in the output files")
+    parser.add_argument("--script-outliers", type=float, default=None,
+                        help="osr-train --script-outliers (default: the recipe's); named in the output files")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--jobs", type=int, default=1, help="splits trained at once, in processes of one CPU thread each")
     parser.add_argument("--threads", type=int, default=None,
@@ -118,8 +120,10 @@ def main() -> None:
     name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
     if args.rotation_weight is not None:
         name += f"-rotation{args.rotation_weight:g}"
+    if args.script_outliers is not None:
+        name += f"-scripts{args.script_outliers:g}"
     work = [(i, args.out / name, args.data_dir, args.recipe, args.reuse, args.network, args.device, 1 if args.jobs > 1 else args.threads, args.evaluate,
-             args.rotation_weight)
+             args.rotation_weight, args.script_outliers)
             for i in args.splits]
     if args.jobs > 1 and not (args.reuse or args.evaluate):
         import multiprocessing
@@ -132,11 +136,14 @@ def main() -> None:
     network = "" if args.network is None else f" --network {args.network}"
     if args.rotation_weight is not None:
         network += f" --rotation-weight {args.rotation_weight:g}"
+    if args.script_outliers is not None:
+        network += f" --script-outliers {args.script_outliers:g}"
     device = "" if args.device == "auto" else f" --device {args.device}"
     jobs = "" if args.jobs == 1 else f" --jobs {args.jobs}"
     if args.jobs == 1 and args.threads is not None:
         jobs += f" --threads {args.threads}"
-    report = {"recipe": args.recipe, "network": args.network, "rotation_weight": args.rotation_weight, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
+    report = {"recipe": args.recipe, "network": args.network, "rotation_weight": args.rotation_weight,
+              "script_outliers": args.script_outliers, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
               "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
               "training_devices": sorted({r["training_device"] for r in runs})}
     if args.results_name is not None:

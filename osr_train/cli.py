@@ -79,6 +79,7 @@ ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run i
 ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, fewer train faster, and osr-train says so].", show_default=False)
 NetworkOpt = typer.Option(None, "--network", help="The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image), wide (three 3x3 conv blocks with batch norm and a leaky-ReLU head, 102k parameters, 2.0 M multiply-adds) or wide-relu (the same with a ReLU head, the previous default) [default: the recipe's; best: wide, seed: seed].", show_default=False)
 RotationOpt = typer.Option(None, "--rotation-weight", help="Weight of rotation prediction as an auxiliary task (a training-only head names the quarter turn of turned known images; not exported) [default: the recipe's; best: 0, seed: 0].", show_default=False)
+ScriptsOpt = typer.Option(None, "--script-outliers", help="How often letters of other scripts (48 scripts that no near-OOD evaluation set uses, from a bank of outline-font glyphs shipped with the package) are drawn among the outliers, relative to a texture kind; 0: never [default: the recipe's; best: 0, seed: 0].", show_default=False)
 ScoreOpt = typer.Option(None, "--score", help="Known-vs-unknown score stored in the model [default: the recipe's; best: kl_uniform; seed: msp].", show_default=False)
 
 
@@ -93,6 +94,7 @@ def baseline(
     out: Optional[Path] = OutOpt, threshold: Optional[float] = ThresholdOpt, target_tpr: Optional[float] = TprOpt,
     score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt, threads: Optional[int] = ThreadsOpt,
     network: Optional[Network] = NetworkOpt, rotation_weight: Optional[float] = RotationOpt,
+    script_outliers: Optional[float] = ScriptsOpt,
 ) -> None:
     """The seed's baseline: the CNN trained with cross-entropy."""
     _train("baseline", **{k: v for k, v in locals().items()})
@@ -111,6 +113,7 @@ def siamese(
     out: Optional[Path] = OutOpt, threshold: Optional[float] = ThresholdOpt, target_tpr: Optional[float] = TprOpt,
     score: Optional[Score] = ScoreOpt, resume: bool = ResumeOpt, threads: Optional[int] = ThreadsOpt,
     network: Optional[Network] = NetworkOpt, rotation_weight: Optional[float] = RotationOpt,
+    script_outliers: Optional[float] = ScriptsOpt,
 ) -> None:
     """The seed's two-stage Siamese model: contrastive pre-training, then cross-entropy."""
     _train("siamese", **{k: v for k, v in locals().items()})

@@ -5,7 +5,7 @@ tuned to one data set: smooth random fields and textures (natural-image statisti
 gratings and shapes, noise, inverted and pixel-shuffled digits, the near unknowns drawn with pen
 strokes from the Hershey vector fonts (glyphs.py: Latin letters, 4.5 times as often as each
 texture kind; kana, kanji and symbols, and made-up characters joined from pieces of two glyphs,
-twice as often), and (optionally) crops of scikit-learn's two bundled sample
+twice as often), letters of 48 other scripts from outline fonts when asked (script_glyphs.py), and (optionally) crops of scikit-learn's two bundled sample
 photographs. The generator works in its own pixel scale, -1 black to +1 white, and hands out uint8 images of the model's pixel shape, which then go
 through the preprocessing contract's normalisation like any digit. For colour inputs the
 grey patterns are tinted or stacked per channel; digits and photos keep their own colours.
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
-KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "glyphs", "symbols", "pieces", "noise", "inverted",
-         "shuffled", "photo")
+KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "glyphs", "symbols", "pieces", "scripts", "noise",
+         "inverted", "shuffled", "photo")
 #: How often each kind is drawn, relative to the others (1): the near unknowns more often. Symbols
 #: and made-up characters at 2 raised the AUROC of all nine near-OOD sets of benchmarks/make_near_ood.py
 #: by 0.1-0.7 points, but took the Latin letters' share of the mix from 25 % to 19 %, and fewer
@@ -58,7 +58,7 @@ class OutlierGenerator:
     """Makes batches of outliers as uint8 images of the contract's pixel shape."""
 
     def __init__(self, known_images: torch.Tensor, contract: PreprocessContract, *, use_photos: bool = True, seed: int = 0,
-                 class_names: tuple[str, ...] = ()) -> None:
+                 class_names: tuple[str, ...] = (), script_weight: float = 0.0) -> None:
         self.known = known_images  # uint8 (N, *pixel_shape) on the device, for inverted/shuffled digits
         self.contract = contract
         self.size = contract.size
@@ -79,13 +79,20 @@ class OutlierGenerator:
         # Classes that are characters of another script (a kana reader): its own letters could be among
         # the symbol fonts' glyphs, which name no Unicode character to compare with, so none is drawn.
         if any(len(name) == 1 and not name.isascii() for name in class_names):
-            self.kinds = [k for k in self.kinds if k not in ("symbols", "pieces")]
+            self.kinds = [k for k in self.kinds if k not in ("symbols", "pieces", "scripts")]
+        if script_weight <= 0:  # letters of other scripts: only when the recipe or --script-outliers asks
+            self.kinds = [k for k in self.kinds if k != "scripts"]
         n = GLYPH_POOL if characters else 0
         self.glyph_pool = torch.from_numpy(render_glyphs(n, self.size, np.random.default_rng(seed + 2), characters))
         n_symbols = n if "symbols" in self.kinds else 0  # the pieces are made of symbols too: both or neither
         self.symbol_pool = torch.from_numpy(render_symbols(n_symbols, self.size, np.random.default_rng(seed + 3)))
         self.piece_pool = torch.from_numpy(render_pieces(n_symbols, self.size, np.random.default_rng(seed + 4), characters))
-        self.weights = torch.tensor([KIND_WEIGHTS.get(k, 1.0) for k in self.kinds])
+        from osr_train.script_glyphs import render_scripts
+
+        n_scripts = GLYPH_POOL if "scripts" in self.kinds else 0
+        self.script_pool = torch.from_numpy(render_scripts(n_scripts, self.size, np.random.default_rng(seed + 5)))
+        weights = {**KIND_WEIGHTS, "scripts": script_weight}
+        self.weights = torch.tensor([weights.get(k, 1.0) for k in self.kinds])
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen)
@@ -198,6 +205,10 @@ class OutlierGenerator:
     def pieces(self, n: int) -> torch.Tensor:
         """Made-up characters, pieces of two glyphs joined: handwriting of no script."""
         return self._from_pool(self.piece_pool, n)
+
+    def scripts(self, n: int) -> torch.Tensor:
+        """Letters of other scripts from outline fonts (see script_glyphs.py): scripts no evaluation set uses."""
+        return self._from_pool(self.script_pool, n)
 
     def noise(self, n: int) -> torch.Tensor:
         """Uniform or Gaussian pixel noise, sometimes lightly blurred."""

@@ -58,6 +58,7 @@ class TrainOptions:
     threads: int | None = None  # torch's CPU threads; None: torch's default (one per core)
     network: str | None = None  # the layers; None: the recipe's
     rotation_weight: float | None = None  # the rotation-prediction task's weight; None: the recipe's
+    script_outliers: float | None = None  # how often letters of other scripts are outliers; None: the recipe's
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(("baseline", "siamese"))],
@@ -77,6 +78,7 @@ class TrainOptions:
         "threads": [Interval(int, 1, 1024), NONE],
         "network": [OneOf(tuple(NETWORKS)), NONE],
         "rotation_weight": [Interval(float, 0, 100), NONE],
+        "script_outliers": [Interval(float, 0, 100), NONE],
     }
 
     def __post_init__(self) -> None:
@@ -102,6 +104,7 @@ class TrainOptions:
             outlier_weight=rec.outlier_weight, outlier_batch=rec.outlier_batch, use_photo_outliers=use_photo_outliers,
             drawn_knowns=rec.drawn_knowns, network=self.network or rec.network,
             rotation_weight=self.rotation_weight if self.rotation_weight is not None else rec.rotation_weight,
+            script_outliers=self.script_outliers if self.script_outliers is not None else rec.script_outliers,
         )
 
 

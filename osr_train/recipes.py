@@ -45,6 +45,9 @@ class Recipe:
     # Weight of rotation prediction as an auxiliary task (a training-only head names the quarter
     # turn of turned knowns, see training.Trainer._rotation_loss); 0: off.
     rotation_weight: float = 0.0
+    # How often letters of other scripts (osr_train/script_glyphs.py: outline fonts of 48 scripts
+    # that no near-OOD evaluation set uses) are drawn among the outliers, relative to a texture kind; 0: never.
+    script_outliers: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

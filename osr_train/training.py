@@ -57,6 +57,7 @@ class TrainConfig:
     drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
     network: str = "seed"  # the layers (recipes.NETWORKS): the seed's CNN, or the wider edge-sized one
     rotation_weight: float = 0.0  # rotation prediction as an auxiliary task (see Trainer._rotation_loss); 0: off
+    script_outliers: float = 0.0  # how often letters of other scripts are drawn among the outliers (outliers.py); 0: never
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "model": [OneOf(MODELS)],
@@ -73,6 +74,7 @@ class TrainConfig:
         "drawn_knowns": [Interval(int, 0, 1 << 20)],
         "network": [OneOf(tuple(NETWORKS))],
         "rotation_weight": [Interval(float, 0, None)],
+        "script_outliers": [Interval(float, 0, None)],
     }
 
     def __post_init__(self) -> None:
@@ -248,7 +250,7 @@ class Trainer:
 
         contract = self.spec.preprocessing
         gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7,
-                               class_names=self.spec.class_names)
+                               class_names=self.spec.class_names, script_weight=self.config.script_outliers)
         pool = torch.cat([gen(min(4096, n - i)) for i in range(0, n, 4096)])
         if contract.steps:  # the outliers go through the same steps (the layout) as every decoded image
             pool = torch.from_numpy(contract.conform(pool.cpu().numpy()))
