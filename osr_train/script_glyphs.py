@@ -86,14 +86,6 @@ TRAINING_SCRIPTS: dict[str, tuple[str, ...]] = {
     "KHAROSHTHI": ("NotoSansKharoshthi-Regular.ttf",),
     "TANGUT": ("NotoSerifTangut-Regular.ttf",),
 }
-#: Printed digits join the knowns beside the letters (:func:`render_printed`): without them, an outline font's
-#: clean stroke would itself tell the outliers from the handwritten and pen-drawn digits. Noto's Latin families,
-#: none of them a font of the realistic evaluation set (benchmarks/make_realistic.py draws matplotlib's).
-DIGIT_FONTS = tuple(f"Noto{family}-{style}.ttf" for family in ("Sans", "Serif", "SansDisplay", "SerifDisplay")
-                    for style in ("Regular", "Bold", "Italic", "BoldItalic"))
-DIGITS = "0123456789"
-#: Printed digits added per digit class (at most an eighth of its own images) when letters of other scripts are outliers.
-PRINTED_KNOWNS = 300
 #: At most this many letters of one script: Yi, Tangut and the syllabaries would otherwise be most of the bank.
 MAX_PER_SCRIPT = 120
 FONT_DIR = Path("/usr/share/fonts/truetype/noto")
@@ -281,11 +273,8 @@ def build(out: Path = BANK_PATH) -> dict[str, object]:
         views.append(mnist_views(char, font))
     keep = ~font_lookalike(np.stack(views))
     names = sorted(set(scripts))
-    digit_masks = np.stack([[_layout(_render(d, ImageFont.truetype(str(FONT_DIR / name), 96)), BANK_SIDE, BANK_INK) for d in DIGITS]
-                            for name in DIGIT_FONTS])
     np.savez_compressed(
         out,
-        digit_masks=digit_masks,
         masks=np.stack(masks)[keep],
         codepoints=np.asarray(codes, dtype=np.int32)[keep],
         script=np.asarray([names.index(s) for s in scripts], dtype=np.int16)[keep],
@@ -319,19 +308,6 @@ def _draw(mask: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
         image = image.filter(ImageFilter.MaxFilter(3))
     ink = np.asarray(image, dtype=np.float32) * (rng.uniform(180, 256) / 255)
     return np.asarray(Image.fromarray(ink.astype(np.uint8)).resize((side, side), Image.Resampling.BOX), dtype=np.uint8)
-
-
-@lru_cache(maxsize=1)
-def digit_bank() -> np.ndarray:
-    """The printed digits, uint8 ``(fonts, 10, 32, 32)``: ``[f, d]`` is digit ``d`` in ``DIGIT_FONTS[f]``."""
-    with np.load(BANK_PATH) as data:
-        return data["digit_masks"]
-
-
-def render_printed(n: int, side: int, rng: np.random.Generator, digit: str) -> np.ndarray:
-    """``n`` printed ``digit`` s in random :data:`DIGIT_FONTS`, drawn like the letters (:func:`_draw`)."""
-    masks = digit_bank()[:, DIGITS.index(digit)]
-    return np.stack([_draw(masks[int(rng.integers(len(masks)))], side, rng) for _ in range(n)]) if n else np.empty((0, side, side), np.uint8)
 
 
 def render_scripts(n: int, side: int, rng: np.random.Generator) -> np.ndarray:

@@ -203,7 +203,7 @@ class Trainer:
         self.record = record or {}
         self.normalize = Normalizer(spec.preprocessing)
         self.train = TensorSplit.from_imageset(data.train, self.device)
-        if config.drawn_knowns or config.script_outliers > 0:
+        if config.drawn_knowns:
             self.train = self._with_drawn_knowns(self.train)
         self.val = TensorSplit.from_imageset(data.val, self.device)
         torch.manual_seed(config.seed)
@@ -237,18 +237,6 @@ class Trainer:
                 glyphs = render_glyphs(n, contract.size, rng, name)
                 images.append(glyphs if contract.channels == 1 else np.repeat(glyphs[..., None], contract.channels, axis=-1))
                 labels.append(np.full(len(glyphs), label, dtype=np.int64))
-        if self.config.script_outliers > 0:
-            # With letters of outline fonts among the outliers, printed digits of other outline fonts join the
-            # knowns: the rendering itself is then no cue (script_glyphs.DIGIT_FONTS).
-            from osr_train.script_glyphs import DIGITS, PRINTED_KNOWNS, render_printed
-
-            printed_rng = np.random.default_rng(self.config.seed + 13)
-            for label, name in enumerate(self.spec.class_names):
-                n = min(PRINTED_KNOWNS, int((train.y == label).sum()) // 8)
-                if n and len(name) == 1 and name in DIGITS:
-                    printed = render_printed(n, contract.size, printed_rng, name)
-                    images.append(printed if contract.channels == 1 else np.repeat(printed[..., None], contract.channels, axis=-1))
-                    labels.append(np.full(len(printed), label, dtype=np.int64))
         if not images:
             return train
         drawn = contract.conform(np.concatenate(images))  # through the layout step like every image

@@ -408,7 +408,7 @@ def test_drawn_knowns_join_their_class_and_never_outweigh_it():
     spec = SimpleNamespace(preprocessing=contract, class_names=("7", "cat", "A"))
     labels = torch.tensor([0] * 40 + [1] * 40 + [2] * 4000)
     train = TensorSplit(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels)
-    stub = SimpleNamespace(spec=spec, config=SimpleNamespace(drawn_knowns=500, seed=0, script_outliers=0.0))
+    stub = SimpleNamespace(spec=spec, config=SimpleNamespace(drawn_knowns=500, seed=0))
     grown = Trainer._with_drawn_knowns(stub, train)
     added = grown.y[len(labels):]
     assert torch.equal(grown.y[: len(labels)], labels)

@@ -92,37 +92,3 @@ def test_script_outliers_option_is_validated_and_reaches_the_training_config():
     assert TrainOptions(model="siamese").train_config(use_photo_outliers=True).script_outliers == 0.0  # the recipe's
     with pytest.raises(ValueError, match="--script-outliers"):
         TrainOptions(model="siamese", script_outliers=-1)
-
-
-def test_printed_digits_are_each_digit_in_every_noto_latin_font_drawn_like_the_letters():
-    bank = script_glyphs.digit_bank()
-    assert bank.shape == (len(script_glyphs.DIGIT_FONTS), 10, script_glyphs.BANK_SIDE, script_glyphs.BANK_SIDE)
-    assert ((bank > 128).mean(axis=(2, 3)) > 0.02).all()
-    # a 1 has less ink than an 8 in every font: the masks are the digits named, in order
-    assert ((bank[:, 1] > 128).sum(axis=(1, 2)) < (bank[:, 8] > 128).sum(axis=(1, 2))).all()
-    sevens = script_glyphs.render_printed(12, 28, np.random.default_rng(2), "7")
-    assert sevens.shape == (12, 28, 28) and sevens.dtype == np.uint8
-    assert np.array_equal(sevens, script_glyphs.render_printed(12, 28, np.random.default_rng(2), "7"))
-    assert script_glyphs.render_printed(0, 28, np.random.default_rng(2), "7").shape == (0, 28, 28)
-    # none of the realistic evaluation set's fonts (matplotlib's) is a printed-digit font
-    assert not any(name.startswith(("DejaVu", "STIX", "cm")) for name in script_glyphs.DIGIT_FONTS)
-
-
-def test_with_script_outliers_printed_digits_join_each_digit_class_and_never_outweigh_it():
-    from types import SimpleNamespace
-
-    from osr_infer.preprocess import PreprocessContract
-    from osr_train.training import Trainer, TensorSplit
-
-    spec = SimpleNamespace(preprocessing=PreprocessContract(steps=("layout",)), class_names=("7", "cat", "3"))
-    labels = torch.tensor([0] * 80 + [1] * 80 + [2] * 8000)
-    train = TensorSplit(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels)
-
-    def grown(script_outliers: float) -> TensorSplit:
-        config = SimpleNamespace(drawn_knowns=0, seed=0, script_outliers=script_outliers)
-        return Trainer._with_drawn_knowns(SimpleNamespace(spec=spec, config=config), train)
-
-    assert len(grown(0.0).y) == len(labels)  # off: the knowns as they were
-    added = grown(3.0).y[len(labels):]
-    assert (added == 0).sum() == 10 and (added == 1).sum() == 0 and (added == 2).sum() == script_glyphs.PRINTED_KNOWNS
-    assert grown(3.0).x[len(labels):].float().amax(dim=(1, 2)).min() > 200  # laid out to full brightness
