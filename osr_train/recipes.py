@@ -47,6 +47,7 @@ class Recipe:
     rotation_weight: float = 0.0
     # How often letters of other scripts (osr_train/script_glyphs.py: outline fonts of 48 scripts
     # that no near-OOD evaluation set uses) are drawn among the outliers, relative to a texture kind; 0: never.
+    # At 3 (best) they are 15 % of the mix: every near-OOD set's AUROC rose (README, near-OOD).
     script_outliers: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ RECIPES: dict[str, Recipe] = {
         name="best", pretrain_epochs=8, epochs=40, batch_size_baseline=128, batch_size_siamese=128, lr=3e-3,
         schedule="onecycle", augment=True, outlier_weight=0.5, outlier_batch=64, score="kl_uniform",
         threshold=None, target_tpr=0.995, layout=True, msp_target_tpr=0.985, drawn_knowns=500, network="wide",
+        script_outliers=3.0,
     ),
 }
 

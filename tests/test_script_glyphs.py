@@ -89,6 +89,8 @@ def test_script_outliers_are_drawn_only_when_asked_and_never_for_a_reader_of_ano
 
 def test_script_outliers_option_is_validated_and_reaches_the_training_config():
     assert TrainOptions(model="siamese", script_outliers=2.5).train_config(use_photo_outliers=True).script_outliers == 2.5
-    assert TrainOptions(model="siamese").train_config(use_photo_outliers=True).script_outliers == 0.0  # the recipe's
+    assert TrainOptions(model="siamese").train_config(use_photo_outliers=True).script_outliers == 3.0  # the default recipe's
+    seed = TrainOptions(model="siamese", recipe="seed").train_config(use_photo_outliers=True)
+    assert seed.script_outliers == 0.0 and seed.outlier_weight == 0.0  # the notebook has no outliers
     with pytest.raises(ValueError, match="--script-outliers"):
         TrainOptions(model="siamese", script_outliers=-1)
