@@ -17,7 +17,10 @@ How this differs from what training sees: the training outliers (osr_train/outli
 glyphs.py) are Latin letters, Japanese kana and kanji and symbols drawn with the Hershey *vector*
 (centre-line) fonts, made-up characters from their pieces, and synthetic textures and shapes;
 these sets are *outline* fonts and scripts training never draws (Hershey's Greek and Cyrillic
-are left out of training for that reason), with a warp that training does not use. One overlap:
+are left out of training for that reason), with a warp that training does not use. Training also
+draws letters of 48 other scripts from Noto outline fonts (osr_train/script_glyphs.py): none of
+these sets' scripts nor a script descended from or shaped like them, drawn with an affine warp
+and dilations, never this blur-and-threshold or elastic warp. One overlap:
 many characters of the ``symbols`` set (maths, arrows, card suits, a note) are among Hershey's
 symbols that training draws, in another font and construction. Nothing here is used in training
 or calibration.
