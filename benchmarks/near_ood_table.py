@@ -8,7 +8,8 @@
 Each checkpoint is evaluated (``osr-train evaluate``) on its test knowns (MNIST test) against
 every set of ``make_near_ood.py``, the rendered Latin letters of ``make_letters.py`` and the
 CIFAR-10 test JPEGs. For each set: AUROC of every score, and the share rejected at the model's
-exported threshold on its stored score. Writes ``benchmarks/results/near_ood_table.{json,md}``.
+exported threshold on its stored score; with ``--per-score``, also each model's AUROC of every score
+on each set. Writes ``benchmarks/results/near_ood_table.{json,md}``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def score_table(row: dict) -> str:
+    """One model's AUROC of every registered score on each set (the stored score in bold), and the
+    share its exported threshold rejects."""
+    scores = list(next(iter(row["sets"].values()))["auroc"])
+    lines = [f"| {label(row)}: unknown set | " + " | ".join(f"AUROC {s}" + (" (stored)" if s == row["score"] else "") for s in scores)
+             + " | rejected at its threshold |",
+             "|---|" + "---|" * (len(scores) + 1)]
+    for name, result in row["sets"].items():
+        cells = [f"**{result['auroc'][s]:.2%}**" if s == row["score"] else f"{result['auroc'][s]:.2%}" for s in scores]
+        lines.append(f"| {name} ({result['n']:,}) | " + " | ".join(cells) + f" | {result['rejected']:.1%} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", type=Path)
@@ -60,6 +74,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
     parser.add_argument("--output", type=Path, default=HERE / "results" / "near_ood_table")
     parser.add_argument("--names", nargs="+", help="a column name per checkpoint (models of one network and recipe look alike)")
+    parser.add_argument("--per-score", action="store_true", help="also a table per model: every score's AUROC on each set")
     args = parser.parse_args()
     if args.names and len(args.names) != len(args.checkpoints):
         parser.error(f"--names: {len(args.names)} names for {len(args.checkpoints)} checkpoints")
@@ -84,7 +99,10 @@ def main() -> None:
                      "architecture": metrics["architecture"], "epochs": metrics["epochs"],
                      "threshold": metrics["threshold"], "closed_set_accuracy": metrics["closed_set_accuracy"],
                      "known_acceptance": metrics["known_acceptance"], "sets": per_set})
-    write_table(args.output, rows, table(rows))
+    markdown = table(rows)
+    if args.per_score:
+        markdown += "".join("\n\n" + score_table(row) for row in rows)
+    write_table(args.output, rows, markdown)
 
 
 if __name__ == "__main__":
