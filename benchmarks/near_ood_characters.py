@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 def character_of(path: Path) -> str:
     """The character a set's file name carries: ``_U05D3`` (a code point) or the character itself."""
-    tag = path.stem.split("_", 1)[1]
+    tag = path.stem.split("_", 1)[-1]
     return chr(int(tag[1:], 16)) if tag.startswith("U") and len(tag) > 1 else tag
 
 
