@@ -54,3 +54,15 @@ def test_table_and_gallery(characters, tmp_path):
     assert characters.table(result, top=5).splitlines()[-1] == "| hebrew (6) | 50.0% | 2, 1 never accepted | \u05e8 75% as 7 |"
     png = characters.gallery(result, tmp_path / "gallery.png", top=3)
     assert Image.open(png).size[0] > 200
+
+
+def test_the_lookalike_split_uses_the_banks_pixel_test_on_the_sets_own_fonts(characters, tmp_path):
+    """Armenian capital yi is drawn like a 3 and flagged; Hebrew shin is not (no model involved)."""
+    from osr_train import script_glyphs
+
+    fonts = ["NotoSansArmenian-Regular.ttf", "NotoSansHebrew-Regular.ttf"]
+    needed = [script_glyphs.FONT_DIR.parent / name for name in script_glyphs.REFERENCE_FONTS] + [script_glyphs.FONT_DIR / f for f in fonts]
+    if not all(path.is_file() for path in needed):
+        pytest.skip("needs fonts-noto-core and fonts-dejavu")
+    (tmp_path / "manifest.json").write_text('{"mixed": {"characters": "\u0545\u05e9", "fonts": %s, "n": 2}}' % str(fonts).replace("'", '"'))
+    assert characters.pixel_lookalikes(tmp_path) == {"mixed": ["\u0545"]}
