@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark_support import write_table
+from osr_infer.spec import UNKNOWN_NAME
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,7 +42,7 @@ def characters_of(rows: list[dict]) -> dict[str, dict]:
         by_char[character_of(Path(row["path"]))].append(row)
     out = {}
     for char, items in by_char.items():
-        accepted = [r for r in items if r["label"] != "unknown"]
+        accepted = [r for r in items if r["label"] != UNKNOWN_NAME]
         taken_for = Counter(r["label"] for r in accepted).most_common(1)
         out[char] = {"n": len(items), "accepted": len(accepted) / len(items),
                      "taken_for": taken_for[0][0] if taken_for else None,
@@ -145,7 +146,7 @@ def main() -> None:
     result: dict = {"model": str(args.model), "sets": {}}
     for folder in folders:
         rows = run_set(folder, args.model)
-        result["sets"][folder.name] = {"n": len(rows), "rejected": float(np.mean([r["label"] == "unknown" for r in rows])),
+        result["sets"][folder.name] = {"n": len(rows), "rejected": float(np.mean([r["label"] == UNKNOWN_NAME for r in rows])),
                                        "characters": characters_of(rows)}
     if args.lookalikes:
         result["lookalikes"] = pixel_lookalikes(args.near_ood)
