@@ -1,11 +1,12 @@
-"""What benchmarks share: the arguments and export of those that time an exported model, and
-the writing of a README table with its raw figures."""
+"""What benchmarks share: the arguments and export of those that time an exported model, a quiet
+``osr-infer`` run read back, and the writing of a README table with its raw figures."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,6 +33,18 @@ def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
     options = ExportOptions(checkpoint, formats=("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
     with open(os.devnull, "w") as devnull:
         export_command(options, console=Console(file=devnull))
+
+
+def infer_rows(inputs: list[Path], model: Path, **options: object) -> tuple[int, list[dict]]:
+    """``osr-infer INPUTS --model MODEL`` (the same code path, no progress bar) into a temporary results
+    file, read back: its exit status and one row per image. ``options``: more ``InferOptions`` fields."""
+    from osr_infer.cli import InferOptions, infer_command
+    from osr_infer.results import read_results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.csv"
+        status = infer_command(InferOptions([str(p) for p in inputs], model=model, output=out, progress=False, **options))
+        return status, read_results(out)
 
 
 def write_table(output: Path, rows: list[dict], markdown: str) -> None:

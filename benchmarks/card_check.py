@@ -55,15 +55,9 @@ def build(folder: Path, data_dir: Path, n_digits: int, n_cifar: int, n_letters: 
 
 
 def score(folder: Path, model: Path, threshold: float | None) -> dict:
-    import tempfile
+    from benchmark_support import infer_rows
 
-    from osr_infer.cli import InferOptions, infer_command
-    from osr_infer.results import read_results
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.csv"
-        status = infer_command(InferOptions([str(folder)], model=model, output=out, threshold=threshold, progress=False))
-        rows = read_results(out)
+    status, rows = infer_rows([folder], model, threshold=threshold)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         group = Path(row["path"]).parent.name

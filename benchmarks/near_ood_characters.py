@@ -17,13 +17,12 @@ set, one drawing of each of its most accepted characters, titled with the share 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from benchmark_support import write_table
+from benchmark_support import infer_rows, write_table
 from osr_infer.spec import UNKNOWN_NAME
 
 HERE = Path(__file__).resolve().parent
@@ -48,16 +47,6 @@ def characters_of(rows: list[dict]) -> dict[str, dict]:
                      "taken_for": taken_for[0][0] if taken_for else None,
                      "example": (max(accepted, key=lambda r: r["score"]) if accepted else items[0])["path"]}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["accepted"]))
-
-
-def run_set(folder: Path, model: Path) -> list[dict]:
-    from osr_infer.cli import InferOptions, infer_command
-    from osr_infer.results import read_results
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "results.csv"
-        infer_command(InferOptions([str(folder)], model=model, output=out, progress=False))
-        return read_results(out)
 
 
 def pixel_lookalikes(near_ood: Path) -> dict[str, list[str]]:
@@ -145,7 +134,7 @@ def main() -> None:
     folders = sorted(p for p in args.near_ood.iterdir() if p.is_dir()) + ([args.letters] if args.letters else [])
     result: dict = {"model": str(args.model), "sets": {}}
     for folder in folders:
-        rows = run_set(folder, args.model)
+        _, rows = infer_rows([folder], args.model)
         result["sets"][folder.name] = {"n": len(rows), "rejected": float(np.mean([r["label"] == UNKNOWN_NAME for r in rows])),
                                        "characters": characters_of(rows)}
     if args.lookalikes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,18 +20,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def evaluate(folder: Path, model: Path, threshold: float | None) -> dict:
-    from osr_infer.cli import InferOptions, infer_command
-    from osr_infer.results import read_results
+    from benchmark_support import infer_rows
 
     manifest = json.loads((folder / "manifest.json").read_text())
     entries = manifest["files"] if isinstance(manifest, dict) and "files" in manifest else manifest
     kinds = {str((folder / e["file"]).resolve()): e for e in entries}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.csv"
-        options = InferOptions([str(folder / "digits")], model=model, unknown=[str(folder / "letters")], output=out,
-                               threshold=threshold, progress=False)
-        status = infer_command(options)
-        rows = read_results(out)
+    status, rows = infer_rows([folder / "digits"], model, unknown=[str(folder / "letters")], threshold=threshold)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         path = Path(row["path"]).resolve()
