@@ -30,7 +30,7 @@ import torch
 
 from osr_infer.outputs import ModelOutputs
 from osr_infer.parity_rule import DEFAULT_ATOL, SCORE_RTOL, ParityRow, compare, merge_stats
-from osr_infer.errors import InferError
+from osr_infer.errors import ModelError, ParameterError
 from osr_infer.session import InferenceModel
 from osr_train.checkpoint import CheckpointError, file_sha256
 from osr_train.scoring import ScoredClassifier
@@ -41,7 +41,7 @@ DECISION_STATS = ("decision_disagree", "near_threshold", "near_threshold_disagre
 
 
 def _msp_as_score(outputs: ModelOutputs) -> ModelOutputs:
-    """The outputs with the top softmax probability in place of the score (the quantity ``--threshold`` is on)."""
+    """The outputs with the top softmax probability in place of the score (the quantity ``threshold`` is on)."""
     return ModelOutputs(outputs.logits, outputs.probs, outputs.probs.max(axis=1))
 
 
@@ -75,7 +75,7 @@ class ParityCheck:
         from osr_export.source import scored_from_checkpoint
 
         if not atol > 0:
-            raise InferError(f"--atol must be positive, not {atol}")
+            raise ParameterError("atol", f"atol must be positive, not {atol}")
         self.checkpoint, self.atol, self.threshold = Path(checkpoint), float(atol), model.threshold
         # The decision the run makes: on max(probs) (--threshold) or on the score, at self.threshold.
         self.on_probs, self.decision_rule = model.decides_on_probs, model.decision_rule
@@ -84,7 +84,7 @@ class ParityCheck:
         try:
             scored, spec, _ = scored_from_checkpoint(self.checkpoint)
         except CheckpointError as exc:
-            raise InferError(f"--parity: {exc}") from None
+            raise ModelError(f"`parity`: {exc}") from None
         meta = model.metadata
         if meta is not None:
             if (meta.score, meta.score_params, meta.spec.temperature) != (scored.score_name, scored.score_params, scored.temperature):
@@ -96,8 +96,8 @@ class ParityCheck:
                     "differences will be large"
                 )
         if spec.n_classes != len(model.class_names) or spec.input_shape != model.contract.input_shape:
-            raise InferError(
-                f"--parity: {self.checkpoint} takes {spec.input_shape} and has {spec.n_classes} classes; the ONNX model "
+            raise ModelError(
+                f"`parity`: {self.checkpoint} takes {spec.input_shape} and has {spec.n_classes} classes; the ONNX model "
                 f"takes {model.contract.input_shape} and has {len(model.class_names)}"
             )
         self.scored = scored.eval()

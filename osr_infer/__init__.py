@@ -1,11 +1,50 @@
 """osr_infer: the torch-free bottom layer of osr-toolkit, and the ``osr-infer`` command.
 
-It holds everything an edge install needs and everything the training and export layers
-share: the model spec and preprocessing contract (``spec``, ``preprocess``), image decoding
-(``decode``), the metadata schema (``metadata``), the score registry (``scores``), numpy
-metrics (``metrics``), the parity rule (``parity_rule``), atomic writes (``io``), the data
-set registry and readers (``data``), and the ONNX Runtime session (``session``). It never
-imports torch, ``osr_train`` or ``osr_export``; ``--parity`` loads the torch side on demand.
+The public API, importable from here::
+
+    from osr_infer import Model
+    model = Model.load()                      # the model shipped with the package
+    p = model.predict(["digit.png"])          # paths, PIL images, uint8 arrays, bytes
+    p.labels, p.class_index, p.score, p.probability, p.known
+
+* :class:`Model`, :class:`Predictions`, :class:`FileRun`: inference (``osr_infer.model``);
+* :class:`ModelSpec`, :class:`PreprocessContract`: what a model means and how an image becomes
+  its input;
+* the exception tree under :class:`OSRError` (``osr_infer.errors``).
+
+Below it: image decoding (``decode``), the metadata schema (``metadata``), the score registry
+(``scores``), numpy metrics (``metrics``), the parity rule (``parity_rule``), atomic writes
+(``io``), the data set registry and readers (``data``) and the ONNX Runtime session
+(``session``). It never imports torch, ``osr_train`` or ``osr_export``. Importing it changes
+nothing in the host program (Pillow's globals included); names load on first use.
 """
 
-__version__ = "0.2.0"
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.3.0"
+
+_WHERE = {
+    "Model": "model", "Predictions": "model", "FileRun": "model", "shipped_model_path": "model",
+    "ModelSpec": "spec", "PreprocessContract": "preprocess",
+    "OSRError": "errors", "ParameterError": "errors", "DataError": "errors", "ModelError": "errors",
+    "InputError": "errors", "OutputError": "errors", "InferenceError": "errors", "ExportError": "errors",
+    "VerificationError": "errors", "TrainingError": "errors", "TrainingInterrupted": "errors",
+}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

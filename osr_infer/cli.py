@@ -1,33 +1,41 @@
-"""``osr-infer``: classify images with an exported ONNX model (digit or unknown).
+"""``osr-infer``: classify images with an exported ONNX model (a known class, or unknown).
 
-Torch-free unless ``--parity`` is given: the parity module is imported only then.
+A thin client of :class:`osr_infer.Model`: it parses the options, picks the model (``--model``,
+else the card's ``artifacts/siamese/model.onnx`` where it exists, else the model shipped with
+the package), streams :meth:`Model.predict_files` into the results file and a progress bar,
+prints the report, and maps errors to exit codes. Torch-free unless ``--parity`` is given:
+the parity observer (from the training install's ``osr_export``) is found only then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, NoReturn, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from osr_infer import cli_support
-from osr_infer.cli_support import printable
-from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InferError
+from osr_infer.cli_support import printable, with_flags
+from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InputError, ModelError
+from osr_infer.model import DECODERS, MAX_BATCH_SIZE, MAX_WORKERS
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
-from osr_infer.session import BOTH_THRESHOLDS, DEFAULT_MODEL
-from osr_infer.workers import few_plain_files, small_run
+from osr_infer.session import BOTH_THRESHOLDS
 
-#: Bounds that keep memory and processes proportionate (a batch of 65,536 RGB 32x32 images is 800 MB of floats).
-MAX_BATCH_SIZE = 65_536
-MAX_WORKERS = 256
+#: The card's chain: ``osr-train siamese`` then ``osr-export`` write this; without ``--model``
+#: osr-infer uses it where it exists, and the model shipped with the package otherwise.
+CARD_MODEL = Path("artifacts/siamese/model.onnx")
+#: The flags of the library's parameters whose names differ from ``--`` and the name dashed.
+FLAGS = {"sources": "SOURCE", "parity": "--parity"}
 
 EPILOG = (
     "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
@@ -64,7 +72,10 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 @cli_support.interruptible(err, "no results file was written")
 def infer(
     sources: Optional[list[str]] = typer.Argument(None, metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
-    model: Path = typer.Option(DEFAULT_MODEL, "--model", help="ONNX model exported by osr-export."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help=f"ONNX model exported by osr-export [default: {CARD_MODEL} where it exists (the card's osr-train "
+        "then osr-export), else the model shipped with osr-toolkit (MNIST digits; docs/model-card.md)].", show_default=False,
+    ),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP, show_default=False),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help=SCORE_THRESHOLD_HELP, show_default=False),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per ONNX Runtime call."),
@@ -87,22 +98,17 @@ def infer(
         "everything (the reference; the pixels are the same)."
     ),
 ) -> None:
-    """Classify images with an exported model: each is a digit, or unknown."""
-    try:
-        options = InferOptions(
-            list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
-            workers=workers, output=output,
-            unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol, progress=progress, decoder=decoder,
-        )
-        code = infer_command(options)
-    except ValueError as exc:
-        fail(str(exc))
-    except InferError as exc:
-        fail(str(exc), exc.exit_code)
-    except OSError as exc:  # disk full, a file system gone read-only, ... while reading or writing
-        fail(cli_support.file_error_message(exc))
-    except MemoryError:
-        fail("out of memory: try a smaller --batch-size or fewer --workers")
+    """Classify images with an exported model: each is one of its classes, or unknown."""
+    with cli_support.library_errors(err, FLAGS):
+        try:
+            options = InferOptions(
+                list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
+                workers=workers, output=output, unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol,
+                progress=progress, decoder=decoder,
+            )
+            code = infer_command(options)
+        except MemoryError:
+            fail("out of memory: try a smaller --batch-size or fewer --workers")
     raise typer.Exit(code)
 
 
@@ -111,7 +117,7 @@ class InferOptions:
     """What ``osr-infer`` was asked for, validated once."""
 
     sources: list[str]
-    model: Path = DEFAULT_MODEL
+    model: Path | None = None  # None: CARD_MODEL where it exists, else the shipped model
     threshold: float | None = None  # on the top softmax probability
     score_threshold: float | None = None  # on the model's own score
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -125,7 +131,7 @@ class InferOptions:
     decoder: str = "fast"  # "pil": the reference decoding path only
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
-        "decoder": [OneOf(("fast", "pil"))],
+        "decoder": [OneOf(DECODERS)],
         "threshold": [Interval(float, 0, 1, closed="neither"), NONE],
         "score_threshold": [Interval(float, None, None), NONE],
         "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
@@ -137,84 +143,100 @@ class InferOptions:
         try:
             validate(self, self.constraints)
         except ValueError as exc:
-            if str(exc).startswith("--threshold "):
-                raise ValueError(
-                    f"{exc} (--threshold is on the top softmax probability; use --score-threshold for the model's own score)"
+            if getattr(exc, "parameter", None) == "threshold":
+                raise type(exc)("threshold", 
+                    f"{exc} (`threshold` is on the top softmax probability; use `score_threshold` for the model's own score)"
                 ) from None
             raise
         if self.threshold is not None and self.score_threshold is not None:
-            raise ValueError(BOTH_THRESHOLDS)
+            raise InputError(BOTH_THRESHOLDS)
         if not self.sources and not self.unknown:
-            raise ValueError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+            raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
 
 
-def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_files: int | None = None, ort_threads: int | None = None) -> int:
-    """The whole command as a function (tests and the benchmark call it); returns the exit status.
+def resolve_model_path(model: Path | None) -> Path | None:
+    """``--model``, else the card's chain's model where it exists, else None (the shipped one)."""
+    if model is not None:
+        return model
+    return CARD_MODEL if CARD_MODEL.is_file() else None
 
-    ``pool_kind``, ``chunk_files`` and ``ort_threads`` are tuning knobs for the benchmark.
-    """
-    from osr_infer.data import default_data_dir
-    from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, decode_files_pil, default_workers, prepare_workers
-    from osr_infer.pipeline import run_inference
+
+def infer_command(options: InferOptions) -> int:
+    """The whole command as a function (tests and benchmarks call it); returns the exit status."""
+    from osr_infer.model import Model
+    from osr_infer.pipeline import InferenceRun, Predictions
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
-    from osr_infer.session import InferenceModel
-    from osr_infer.sources import resolve_sources
+    from osr_infer.workers import prepare_workers
 
-    specs, unknown, output, batch_size = options.sources, options.unknown, options.output, options.batch_size
+    specs, unknown, output = options.sources, options.unknown, options.output
     if output is not None:
         check_output(output)
-    workers = default_workers() if options.workers is None else options.workers
-    data_dir = Path(options.data_dir) if options.data_dir is not None else default_data_dir()
-
-    if options.workers is None and few_plain_files([*specs, *unknown]):
-        workers = 0  # starting worker processes costs more than decoding a handful of files here
-    decoding = workers > 0 and _decodes_files([*specs, *unknown], data_dir)
-    if decoding and pool_kind == "process":
+    workers = Model.auto_workers([*specs, *unknown]) if options.workers is None else options.workers
+    if workers > 0 and _decodes_files([*specs, *unknown], options.data_dir):
         prepare_workers()  # boots while the model loads and the files are listed
-    threads, spin = ort_threading(workers if decoding else 0, batch_size)
-    session = InferenceModel(
-        options.model, options.threshold, score_threshold=options.score_threshold, threads=ort_threads or threads, spin=spin
+    path = resolve_model_path(options.model)
+    if path is not None and not path.is_file() and options.model is None:
+        raise ModelError(f"model not found: {path}")
+    model = Model.load(path, threshold=options.threshold, score_threshold=options.score_threshold)
+    run_files = model.predict_files(
+        specs, unknown=unknown, workers=options.workers if options.workers is not None else (None if workers else 0),
+        batch_size=options.batch_size, decoder=options.decoder, data_dir=options.data_dir,
     )
-    if session.fixed_batch is not None and session.fixed_batch != batch_size:
+    session = model.session
+    if session.fixed_batch is not None and session.fixed_batch != options.batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
-        batch_size = session.fixed_batch
-    resolved = resolve_sources(specs, unknown, data_dir, session.contract, session.spec, session.class_names)
-    err.print(f"model: {session.describe()}", markup=False)
-    for note in session.notes + [s.note for s in resolved if s.note]:
-        err.print(f"note: {note}", markup=False)
+    err.print(f"model: {model.describe(FLAGS_OF_THRESHOLDS)}", markup=False)
+    if model.shipped:
+        err.print(f"note: no --model and no {CARD_MODEL}: classifying with the model shipped with osr-toolkit "
+                  "(MNIST digits, the default recipe; see docs/model-card.md)", markup=False)
+    for note in session.notes + run_files.notes:
+        err.print(f"note: {with_flags(note, FLAGS_OF_THRESHOLDS)}", markup=False)
 
-    if options.workers is None and small_run([path for s in resolved if s.from_files for path in s.paths]):
-        workers = 0  # a small folder: in-process decoding is done before a worker would have started
-    decode = decode_files if options.decoder == "fast" else decode_files_pil
-    with DecodePool(session.contract, workers, kind=pool_kind, chunk_files=chunk_files or CHUNK_FILES, decode=decode) as pool:
-        if any(s.from_files for s in resolved):
-            pool.start()
-        observers = []
-        if options.parity is not None:
-            check = _parity_check(options.parity, session, [s.name for s in resolved], options.atol)
-            for note in check.notes:
-                err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
-            observers.append(check)
-        listed = 0
-
-        def report_failure(path: str, reason: str) -> None:
-            nonlocal listed
-            listed += 1
-            if listed <= LISTED_FAILURES:
-                err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
-
-        # The results file is committed only if the run completes with at least one row.
-        with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
-            run = run_inference(
-                resolved, session, pool, batch_size=batch_size, writer=writer, observers=observers, console=err,
-                progress=options.progress, on_failure=report_failure,
-            )
-            if not len(run.predictions):
-                n = len(run.failures)
-                raise InferError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
+    observers = []
+    if options.parity is not None:
+        check = _parity_check(options.parity, session, [s.name for s in run_files.sources], options.atol)
+        for note in check.notes:
+            err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
+        observers.append(check)
+        run_files.observe(check)
+    listed = 0
+    names = np.array([*model.classes, "unknown"], dtype=object)
+    parts: list[Predictions] = []
+    failures: list[tuple[str, str]] = []
+    failed_per_source = [0] * len(run_files.sources)
+    bar = _progress(err) if options.progress else None
+    task = bar.add_task("classifying", total=run_files.total) if bar else None
+    t0 = time.perf_counter()
+    # The results file is committed only if the run completes with at least one row.
+    with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
+        if bar:
+            bar.start()
+        try:
+            for batch in run_files:
+                if writer is not None and len(batch):
+                    writer.write(list(batch.paths), names[np.where(batch.known, batch.class_index, len(names) - 1)].tolist(),
+                                 batch.probability, batch.score)
+                for path, reason in batch.failures:
+                    listed += 1
+                    if listed <= LISTED_FAILURES:
+                        err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
+                failures.extend(batch.failures)
+                for s in batch.failure_sources:
+                    failed_per_source[s] += 1
+                parts.append(Predictions(batch.source, batch.index, batch.class_index, batch.probability, batch.score, batch.known))
+                if bar:
+                    bar.advance(task, len(batch) + len(batch.failures))
+        finally:
+            if bar:
+                bar.stop()
+        run = InferenceRun(run_files.sources, session, Predictions.concat(parts), failures, failed_per_source,
+                           time.perf_counter() - t0, writer.rows if writer else None)
+        if not len(run.predictions):
+            n = len(run.failures)
+            raise InputError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
     print_report(run, out, output=str(output) if output is not None else None)
-    for note in pool.notes():
+    for note in run_files.decode_notes():
         err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
     if run.failures:
         more = len(run.failures) - LISTED_FAILURES
@@ -231,41 +253,45 @@ def infer_command(options: InferOptions, *, pool_kind: str = "process", chunk_fi
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
 
 
+#: How osr-infer names the two thresholds in what it prints.
+FLAGS_OF_THRESHOLDS = {"threshold": "--threshold", "score_threshold": "--score-threshold"}
+
+
+def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, imported here: small runs start faster without it
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class _RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        _RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True, refresh_per_second=4,
+    )
+
+
 def _parity_check(checkpoint: Path, session, names: list[str], atol: float):  # noqa: ANN001, ANN202
     """The PyTorch side of ``--parity``, loaded only now: the edge install has no torch."""
     try:
         from osr_export.infer_parity import ParityCheck
     except ImportError as exc:
-        raise InferError(
+        raise ModelError(
             f"--parity runs the PyTorch model, which needs the training install (pip install 'osr-toolkit[train]'): {exc}"
         ) from None
     return ParityCheck(checkpoint, session, names, atol)
 
 
-def ort_threading(decode_workers: int, batch_size: int) -> tuple[int, bool]:
-    """ONNX Runtime intra-op threads and spinning for a run (measured in benchmarks/).
-
-    While worker processes decode, ONNX Runtime takes the cores they leave, and at least a
-    quarter of them, without busy-waiting (its idle threads then cost nothing). A single
-    inference thread starves a many-core machine: on 16 cores with 16 workers, end to end
-    went from 13.4k images/s with 1 thread to 23.8k with 4 (pipeline_threads_16core.json);
-    on 2 cores, 1 and 2 threads measure the same. One image per call is fastest on one
-    thread; in-memory data gets all cores.
-    """
-    from osr_infer.decode import default_workers
-
-    cores = default_workers()
-    if decode_workers > 0:
-        return max(1, cores - decode_workers, cores // 4), False
-    if batch_size <= 4:
-        return 1, False
-    return cores, True
-
-
-def _decodes_files(specs: list[str], data_dir: Path) -> bool:
+def _decodes_files(specs: list[str], data_dir: Path | None) -> bool:
     """Will any source need image decoding (files, folders, CIFAR-10 as JPEGs)?"""
+    from osr_infer.data import default_data_dir
     from osr_infer.data.registry import is_reference
 
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     for spec in specs:
         if not is_reference(spec) or spec.startswith("folder:"):
             return True

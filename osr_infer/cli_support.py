@@ -1,20 +1,68 @@
 """What the three command-line tools share: how they fail, and how they stop on Ctrl-C.
 
-Torch-free (osr-infer imports it). Typer turns Ctrl-C inside a command into a silent exit
+Torch-free (osr-infer imports it). The library raises :class:`~osr_infer.errors.OSRError` s
+whose messages name Python parameters; :func:`library_errors` turns them into the commands'
+one-line errors: the parameter becomes its flag, and the exception's branch its exit code
+(:data:`EXIT_CODES`, the one table). Typer turns Ctrl-C inside a command into a silent exit
 130, so a command that should say what an interruption left behind catches it itself,
 through :func:`interruptible`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Callable, NoReturn, TypeVar
+import re
+from typing import Callable, Iterator, Mapping, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+from osr_infer.errors import (
+    EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARITY_FAILED, OSRError, ParameterError, TrainingInterrupted, VerificationError,
+)
+from osr_infer.params import option_name
+
+#: Exit status by branch of the exception tree, most specific first.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (VerificationError, EXIT_PARITY_FAILED),
+    (TrainingInterrupted, EXIT_INTERRUPTED),
+    (OSRError, EXIT_ERROR),
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of a command that stopped on ``exc`` (:data:`EXIT_CODES`)."""
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), EXIT_ERROR)
+
+
+def with_flags(text: str, flags: Mapping[str, str] | None = None) -> str:
+    """A library message as a command says it: each parameter it names in backquotes
+    (```score_threshold```) becomes its flag (``flags``, else ``--`` and the name dashed)."""
+    return re.sub(r"`([a-z][a-z0-9_]*)`", lambda m: (flags or {}).get(m.group(1), option_name(m.group(1))), text)
+
+
+def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> str:
+    """The one line a command prints for ``exc``: the parameter at the start of a
+    ParameterError's message, and every parameter named in backquotes, become flags."""
+    message = str(exc)
+    if isinstance(exc, ParameterError) and message.startswith(exc.parameter):
+        flag = (flags or {}).get(exc.parameter, option_name(exc.parameter))
+        message = flag + message[len(exc.parameter):]
+    return with_flags(message, flags)
+
+
+@contextlib.contextmanager
+def library_errors(console: Console, flags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Run library code; what it raises about its inputs ends the command with one line and
+    the exit status of :data:`EXIT_CODES` (a full disk or a refused path: 2)."""
+    try:
+        yield
+    except OSRError as exc:
+        fail(console, error_line(exc, flags), exit_code(exc))
+    except OSError as exc:  # disk full, a file system gone read-only, ... while reading or writing
+        fail(console, file_error_message(exc))
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
-from osr_infer.errors import InferError
+from osr_infer.errors import InferenceError, ParameterError
 from osr_infer.workers import _noop, _worker_init, prepare_workers
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, image_of, load_converted, load_stackable
@@ -133,7 +133,7 @@ class DecodePool:
         self.contract = contract
         self.workers = default_workers() if workers is None else int(workers)
         if self.workers < 0:
-            raise InferError(f"--workers must be 0 or more, not {self.workers}")
+            raise ParameterError("workers", f"workers must be 0 or more, not {self.workers}")
         self.kind = kind
         self.chunk_files = max(1, int(chunk_files))
         self.decode = decode
@@ -163,8 +163,8 @@ class DecodePool:
                     self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
                 except BrokenExecutor:
                     self.close()
-                    raise InferError(
-                        "the decoding worker processes could not start (see the error above); rerun with --workers 0 to decode in-process"
+                    raise InferenceError(
+                        "the decoding worker processes could not start (see the error above); rerun with `workers` 0 to decode in-process"
                     ) from None
         return self
 
@@ -174,7 +174,7 @@ class DecodePool:
             self._executor = None
 
     def notes(self) -> list[str]:
-        """What the user should know about the decoding (printed by the CLI)."""
+        """What the user should know about the decoding (the commands print them)."""
         if not self.crashes:
             return []
         return [
@@ -231,8 +231,8 @@ class DecodePool:
             self._executor = None
         if self.crashes > self.max_crashes:
             last = f" (the last while decoding {culprit})" if culprit else ""
-            raise InferError(
-                f"decoding worker processes died {self.crashes} times{last}: giving up; check memory, or rerun with --workers 0 to decode in-process"
+            raise InferenceError(
+                f"decoding worker processes died {self.crashes} times{last}: giving up; check memory, or rerun with `workers` 0 to decode in-process"
             )
         self.start()
 

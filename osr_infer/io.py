@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from osr_infer.errors import OutputError
+
 
 def current_umask() -> int:
     """The process umask, read without changing it where the system says (Linux), else by a swap."""
@@ -55,7 +57,7 @@ def escape_undecodable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-class OutputPathError(ValueError):
+class OutputPathError(OutputError):
     """An output path that must not be replaced by a regular file (a link, a FIFO, a device, a folder)."""
 
 

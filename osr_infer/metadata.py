@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from osr_infer.errors import ModelError
 from osr_infer.preprocess import PreprocessContract
 from osr_infer.spec import SCHEMA_VERSION, ModelSpec, SpecError, finite_json
 
@@ -23,7 +24,7 @@ TORCHSCRIPT_EXTRA_FILE = "osr.json"
 EXPORT_FIELDS = ("input_shape", "checkpoint_sha256", "toolkit_version", "export_time", "quantization")
 
 
-class MetadataError(ValueError):
+class MetadataError(ModelError, ValueError):
     """Metadata is missing, incomplete, inconsistent or too new."""
 
 

@@ -2,9 +2,10 @@
 
 Modelled on scikit-learn's ``_parameter_constraints``: a typed configuration (a dataclass)
 lists, per field, the constraints one of which the value must satisfy, and calls
-:func:`validate` in ``__post_init__``. The error names the command-line option
-(``batch_size`` -> ``--batch-size``) and what was expected, in one line:
-``--lr must be a number in (0, inf), got nan``. NaN and infinities never pass an interval.
+:func:`validate` in ``__post_init__``. The error is a :class:`~osr_infer.errors.ParameterError`
+(a ValueError) that names the parameter and what was expected, in one line:
+``lr must be a number in (0, inf), got nan``; the command-line tools map the parameter to their
+flag (``--lr``). NaN and infinities never pass an interval.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from osr_infer.errors import ParameterError
 
 class Constraint:
     def accepts(self, value: Any) -> bool:
@@ -86,16 +88,20 @@ NONE = _NoneConstraint()
 
 
 def option_name(field: str) -> str:
+    """The command-line flag of a parameter: ``batch_size`` -> ``--batch-size``."""
     return "--" + field.replace("_", "-")
 
 
+def check(parameter: str, value: Any, *allowed: Constraint) -> None:
+    """Raise ParameterError naming ``parameter`` unless one of ``allowed`` accepts ``value``."""
+    if not any(c.accepts(value) for c in allowed):
+        expected = " or ".join(c.describe() for c in allowed if c is not NONE)
+        raise ParameterError(parameter, f"{parameter} must be {expected}, got {value!r}")
+
+
 def validate(config: Any, constraints: dict[str, list[Constraint]]) -> None:
-    """Raise ValueError naming the first field of ``config`` that no constraint of its list accepts."""
+    """Raise ParameterError naming the first field of ``config`` that no constraint of its list accepts."""
     for f in fields(config):
         allowed = constraints.get(f.name)
-        if allowed is None:
-            continue
-        value = getattr(config, f.name)
-        if not any(c.accepts(value) for c in allowed):
-            expected = " or ".join(c.describe() for c in allowed if c is not NONE)
-            raise ValueError(f"{option_name(f.name)} must be {expected}, got {value!r}")
+        if allowed is not None:
+            check(f.name, getattr(config, f.name), *allowed)

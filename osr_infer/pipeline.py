@@ -9,16 +9,16 @@ model's contract, classified, and the rows are streamed to the results file and,
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
-from rich.console import Console
 
 from osr_infer.decode import DecodePool, Piece
-from osr_infer.errors import InferError
+from osr_infer.errors import InferenceError, ParameterError
 from osr_infer.results import ResultsWriter
 from osr_infer.spec import UNKNOWN_NAME, UNLABELLED
 from osr_infer.outputs import DEFAULT_BATCH_SIZE, ModelOutputs
@@ -136,24 +136,6 @@ class InferenceRun:
         return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
 
 
-def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, imported here: small runs start faster without it
-    from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class _RateColumn(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            return Text(f"{task.speed:,.0f} img/s" if task.speed else "", style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        _RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True, refresh_per_second=4,
-    )
-
-
 #: Classify on a thread of its own, fed by a bounded queue, while the main thread collects decoded
 #: pieces and batches them (ONNX Runtime releases the GIL while it runs).
 OVERLAP = True
@@ -203,7 +185,7 @@ class _ClassifierThread:
         self._raise()
         if not self._put(batch):
             self._raise()
-            raise InferError("the classifier thread stopped unexpectedly")
+            raise InferenceError("the classifier thread stopped unexpectedly")
 
     def finish(self) -> None:
         """Wait until every submitted batch is classified; raise the classifier's error if any."""
@@ -223,34 +205,35 @@ class _ClassifierThread:
         self._thread.join(timeout=10)
 
 
-def run_inference(
+@dataclass
+class ClassifiedBatch:
+    """One batch as classified: its rows (in input order) and the files that failed since the
+    previous batch, (path, reason)."""
+
+    rows: Predictions
+    failures: list[tuple[str, str]]
+    failure_sources: list[int]  # the source of each failure
+
+
+def iter_batches(
     sources: list[Source],
     model: InferenceModel,
     pool: DecodePool,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    writer: ResultsWriter | None = None,
     observers: list[BatchObserver] | None = None,
-    console: Console | None = None,
-    progress: bool = True,
-    on_failure: Callable[[str, str], None] | None = None,
-) -> InferenceRun:
-    """Classify every item of ``sources``; unreadable files are reported and skipped."""
+) -> Iterator[ClassifiedBatch]:
+    """Classify every item of ``sources``, streaming: batches come out in input order, each
+    with the unreadable files (reported and skipped) met since the one before. Decoding,
+    batching and classifying overlap; at most a few batches are held at once."""
     if batch_size < 1:
-        raise InferError(f"--batch-size must be at least 1, not {batch_size}")
+        raise ParameterError("batch_size", f"batch_size must be at least 1, not {batch_size}")
     fixed = model.fixed_batch
     if fixed is not None:
-        batch_size = fixed  # the CLI says so; a fixed-batch model gets exactly that (the last batch padded)
+        batch_size = fixed  # a fixed-batch model gets exactly that (the last batch padded)
     contract = model.contract
-    names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
     observers = observers or []
-    parts: list[Predictions] = []
-    failures: list[tuple[str, str]] = []
-    failed_per_source = [0] * len(sources)
-    total = sum(len(s) for s in sources)
-    console = console or Console(stderr=True, emoji=False)
-    bar = _progress(console) if progress else None
-    task = bar.add_task("classifying", total=total) if bar else None
+    done: deque[Predictions] = deque()  # classified, not yet handed out (appended by the classifier thread)
 
     def classify(batch: Batch) -> None:
         pixels, n = batch.pixels, len(batch.index)
@@ -263,38 +246,70 @@ def run_inference(
         pred = out.logits.argmax(axis=1)
         probability = out.probs.max(axis=1)
         known = model.decide(out)
-        if writer is not None:
-            ids = [sources[s].item_id(i) for s, i in zip(batch.source.tolist(), batch.index.tolist())]
-            writer.write(ids, names[np.where(known, pred, len(names) - 1)].tolist(), probability, out.score)
         for observer in observers:
             observer.observe(x, out, batch.source)
-        parts.append(Predictions(batch.source, batch.index, pred, probability, out.score.astype(np.float32, copy=False), known))
+        done.append(Predictions(batch.source, batch.index, pred, probability, out.score.astype(np.float32, copy=False), known))
 
-    t0 = time.perf_counter()
-    if bar:
-        bar.start()
+    failures: list[tuple[str, str]] = []
+    failure_sources: list[int] = []
+
+    def ready() -> Iterator[ClassifiedBatch]:
+        nonlocal failures, failure_sources
+        while done:
+            rows = done.popleft()
+            yield ClassifiedBatch(rows, failures, failure_sources)
+            failures, failure_sources = [], []
+
     classifier = _ClassifierThread(classify) if OVERLAP else None
     submit = classifier.submit if classifier else classify
     try:
         batcher = Batcher(batch_size, contract.pixel_shape)
         for piece in pool.pieces(sources):
-            failed_per_source[piece.source] += len(piece.failures)
-            for path, reason in piece.failures:
-                failures.append((path, reason))
-                if on_failure:
-                    on_failure(path, reason)
+            failures.extend(piece.failures)
+            failure_sources.extend([piece.source] * len(piece.failures))
             for batch in batcher.add(piece):
                 submit(batch)
-            if bar:
-                bar.advance(task, len(piece.index) + len(piece.failures))
+            yield from ready()
         for batch in batcher.flush():
             submit(batch)
         if classifier:
             classifier.finish()
+        yield from ready()
+        if failures:  # files that failed after the last batch
+            yield ClassifiedBatch(Predictions.concat([]), failures, failure_sources)
     finally:
         if classifier:
             classifier.stop()
-        if bar:
-            bar.stop()
+
+
+def run_inference(
+    sources: list[Source],
+    model: InferenceModel,
+    pool: DecodePool,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    writer: ResultsWriter | None = None,
+    observers: list[BatchObserver] | None = None,
+    on_batch: Callable[[ClassifiedBatch], None] | None = None,
+) -> InferenceRun:
+    """Classify every item of ``sources`` (:func:`iter_batches`) and keep every row: the run
+    that ``osr-infer`` reports on. Rows are streamed to ``writer``; ``on_batch`` sees each
+    batch as it is classified (progress, failures)."""
+    names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
+    parts: list[Predictions] = []
+    failures: list[tuple[str, str]] = []
+    failed_per_source = [0] * len(sources)
+    t0 = time.perf_counter()
+    for batch in iter_batches(sources, model, pool, batch_size=batch_size, observers=observers):
+        rows = batch.rows
+        if writer is not None and len(rows):
+            ids = [sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist())]
+            writer.write(ids, names[np.where(rows.known, rows.pred, len(names) - 1)].tolist(), rows.probability, rows.score)
+        failures.extend(batch.failures)
+        for s in batch.failure_sources:
+            failed_per_source[s] += 1
+        parts.append(rows)
+        if on_batch is not None:
+            on_batch(batch)
     seconds = time.perf_counter() - t0
     return InferenceRun(sources, model, Predictions.concat(parts), failures, failed_per_source, seconds, writer.rows if writer else None)

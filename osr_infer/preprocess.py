@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageOps
 
+from osr_infer.errors import InputError
 from osr_infer.layout import SMALL_SIDE, WORK_SIDE, layout, layout_small
 from osr_infer.pillow_numpy import resize_stack
 
@@ -36,7 +37,7 @@ _RESAMPLING = {
 }
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(InputError):
     """An input file is not a usable image (corrupt, truncated, empty, too large...)."""
 
 
@@ -431,21 +432,56 @@ def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSIN
             raise ImageDecodeError("empty file (0 bytes)")
         if fast and (pixels := _fast_pixels(str(path), contract)) is not None:
             return contract.convert(image_of(pixels))
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise _too_large(width, height)
-                if width < 1 or height < 1:
-                    raise ImageDecodeError(f"degenerate image size {width}x{height}")
-                if contract.draft:  # JPEG: DCT downscale of big photos (contract step 1)
-                    img.draft(None, (contract.draft_size, contract.draft_size))
-                img.load()
-                if contract.exif:  # step 2: a photo stored sideways is upright (in place: no copy when upright)
-                    ImageOps.exif_transpose(img, in_place=True)
-                return contract.convert(img)
+        return _open_converted(path, contract)
     raise AssertionError("unreachable")  # _decode_errors re-raises every exception it catches
+
+
+def load_converted_bytes(data: bytes, contract: PreprocessContract = PREPROCESSING) -> Image.Image:
+    """:func:`load_converted` of an encoded image held in memory (the bytes of a file): the
+    same steps, through PIL (whose pixels the fast decoders reproduce bit for bit)."""
+    import io
+
+    with _decode_errors():
+        if not data:
+            raise ImageDecodeError("empty (0 bytes)")
+        return _open_converted(io.BytesIO(data), contract)
+    raise AssertionError("unreachable")
+
+
+def convert_decoded(image: Image.Image, contract: PreprocessContract = PREPROCESSING) -> Image.Image:
+    """Steps 2-3 on an image decoded elsewhere (a PIL image a program holds): upright by its
+    EXIF orientation, then alpha and colour as the contract says; the caller's image is not
+    changed. The pixel limit applies as to files."""
+    with _decode_errors():
+        width, height = image.size
+        _check_size(width, height)
+        image.load()
+        if contract.exif:
+            image = ImageOps.exif_transpose(image)  # a copy where it turns, the image itself otherwise
+        return contract.convert(image)
+    raise AssertionError("unreachable")
+
+
+def _check_size(width: int, height: int) -> None:
+    """The toolkit's own pixel limit, per image (Pillow's global limit is the host program's)."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(width, height)
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"degenerate image size {width}x{height}")
+
+
+def _open_converted(file: Path | Any, contract: PreprocessContract) -> Image.Image:
+    """Steps 1-3 through PIL, on a path or a binary file object."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(file) as img:
+            _check_size(*img.size)
+            if contract.draft:  # JPEG: DCT downscale of big photos (contract step 1)
+                img.draft(None, (contract.draft_size, contract.draft_size))
+            img.load()
+            if contract.exif:  # step 2: a photo stored sideways is upright (in place: no copy when upright)
+                ImageOps.exif_transpose(img, in_place=True)
+            return contract.convert(img)
 
 
 @contextmanager
@@ -533,6 +569,3 @@ def _collect_images(folder: str, found: list[str], left_out: LeftOut) -> None:
         else:
             left_out.special += 1
 
-
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -22,6 +22,8 @@ from osr_infer.pipeline import InferenceRun
 from osr_infer.metrics import ood_report, open_set_report
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
 
+#: The flags of osr-infer's parameters, where a message names one.
+FLAGS = {"threshold": "--threshold", "score_threshold": "--score-threshold"}
 #: Runs up to this many images get one table row per image.
 TABLE_ROWS = 50
 
@@ -86,7 +88,7 @@ def _pct(value: float | None) -> str:
 
 def decision_text(run: InferenceRun) -> str:
     """``known when msp >= 0.999 (--threshold)``: the rule behind every label of the run."""
-    return f"known when {run.model.decision_rule} ({run.model.threshold_origin})"
+    return f"known when {run.model.decision_rule} ({run.model.origin_label(FLAGS)})"
 
 
 def print_report(run: InferenceRun, console: Console, *, output: str | None = None) -> None:
@@ -150,6 +152,6 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
         column = "probability" if run.model.decides_on_probs else "score"
         console.print(
             f"results: {output} ({run.output_rows:,} rows); label = the class where {column} >= {run.model.threshold:g} "
-            f"({run.model.decision_score}, {run.model.threshold_origin}), else unknown",
+            f"({run.model.decision_score}, {run.model.origin_label(FLAGS)}), else unknown",
             highlight=False, markup=False,
         )

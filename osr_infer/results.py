@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from osr_infer.errors import InferError
+from osr_infer.errors import OutputError, ParameterError
 from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir, escape_undecodable
 
 FIELDS = ("path", "label", "probability", "score")
@@ -29,20 +29,20 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 
 
 def check_output(path: str | Path) -> Path:
-    """Validate ``--output`` before any work: a known suffix in a writable folder."""
+    """Validate ``output`` before any work: a known suffix in a writable folder."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise InferError(f"--output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv or .jsonl")
+        raise ParameterError("output", f"output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv or .jsonl")
     if path.is_dir():
-        raise InferError(f"--output {path} is a folder; give a file name ending in .csv or .jsonl")
+        raise ParameterError("output", f"output {path} is a folder; give a file name ending in .csv or .jsonl")
     try:
         check_output_target(path)
     except OutputPathError as exc:
-        raise InferError(f"--output {exc}") from None
+        raise OutputError(f"`output` {exc}") from None
     try:
         check_writable_dir(path.parent if str(path.parent) else Path("."))
     except PermissionError as exc:
-        raise InferError(f"--output: {exc}") from None
+        raise OutputError(f"`output`: {exc}") from None
     return path
 
 

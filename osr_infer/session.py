@@ -5,10 +5,12 @@ preprocessing contract, the class names, the score and its threshold. The graph 
 ``logits``, ``probs`` and ``score`` itself, so a decision is one comparison, on one of two
 quantities:
 
-* by default, and with ``score_threshold`` (``--score-threshold``), the model's own score:
-  ``score >= threshold`` (the ``score`` output; a model without one decides on msp);
-* with ``threshold`` (``--threshold``), on any model, the top softmax probability (msp, the
-  maximum of ``probs``): ``max(probs) >= threshold``, the seed notebook's rule.
+* by default, and with ``score_threshold``, the model's own score: ``score >= threshold``
+  (the ``score`` output; a model without one decides on msp);
+* with ``threshold``, on any model, the top softmax probability (msp, the maximum of
+  ``probs``): ``max(probs) >= threshold``, the seed notebook's rule.
+
+:class:`osr_infer.Model` is the public face of this session; this module is its engine.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from osr_infer.errors import InferenceError, ModelError, ParameterError
 from osr_infer.metadata import MetadataError, ModelMetadata
-from osr_infer.errors import InferError
 from osr_infer.outputs import ModelOutputs
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.scores import score_spec
 from osr_infer.spec import ModelSpec, is_finite_number
 
-DEFAULT_MODEL = Path("artifacts/siamese/model.onnx")
 REQUIRED_OUTPUTS = ("logits", "probs")
-#: The quantity ``--threshold`` is on: the top softmax probability.
+#: The quantity ``threshold`` is on: the top softmax probability.
 MSP = "msp"
+#: Where a run's threshold came from (:attr:`InferenceModel.threshold_origin`): the
+#: ``threshold`` or ``score_threshold`` parameter, or the model's own stored threshold.
+ORIGINS = ("threshold", "score_threshold", "model")
 #: The name of a model's ``score`` output when no osr.* metadata names its score.
 SCORE_OUTPUT = "score"
 
@@ -65,22 +69,24 @@ class InferenceModel:
         spin: bool = True,
     ) -> None:
         """``threshold``: decide on the top softmax probability, ``max(probs) >= threshold``
-        (``--threshold``, in (0, 1)); ``score_threshold``: decide on the model's own score at
-        this threshold instead of its stored one (``--score-threshold``). At most one of them."""
+        (in (0, 1)); ``score_threshold``: decide on the model's own score at this threshold
+        instead of its stored one. At most one of them."""
         self.path = Path(path)
-        self.notes: list[str] = []  # things the user should know (printed by the CLI)
+        self.threads, self.spin = max(1, threads or os.cpu_count() or 1), spin
+        #: What a user of this model should know about how it decides or what it lacks (the
+        #: commands print them as notes; a program may log them).
+        self.notes: list[str] = []
         if threshold is not None and score_threshold is not None:
-            raise InferError(BOTH_THRESHOLDS)
+            raise ParameterError("threshold", BOTH_THRESHOLDS)
         if not self.path.is_file():
-            hint = " (export one with `osr-export --format onnx`, or pass --model)" if self.path == DEFAULT_MODEL else ""
-            raise InferError(f"model not found: {self.path}{hint}")
+            raise ModelError(f"model not found: {self.path}")
         try:
             self._session = ort.InferenceSession(
-                str(self.path), session_options(threads or os.cpu_count() or 1, spin=spin), providers=["CPUExecutionProvider"]
+                str(self.path), session_options(self.threads, spin=spin), providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for foreign files
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InferError(f"{self.path} is not a loadable ONNX model ({reason})") from None
+            raise ModelError(f"{self.path} is not a loadable ONNX model ({reason})") from None
         self.metadata = self._read_metadata(threshold is not None or score_threshold is not None)
         self.spec: ModelSpec | None = self.metadata.spec if self.metadata else None
         self.contract: PreprocessContract = self.metadata.contract if self.metadata else PREPROCESSING
@@ -98,8 +104,8 @@ class InferenceModel:
             )
         elif self.decides_on_probs and self.score_name != MSP:
             self.notes.append(
-                f"--threshold is on the top softmax probability (msp), not on {self.path.name}'s own {self.score_name} score "
-                f"(threshold {self.metadata.threshold:g}); --score-threshold sets that one"
+                f"`threshold` is on the top softmax probability (msp), not on {self.path.name}'s own {self.score_name} score "
+                f"(threshold {self.metadata.threshold:g}); `score_threshold` sets that one"
             )
         if self.metadata is not None and self.decides_on_probs and self.metadata.spec.temperature != 1.0:
             fit = self.metadata.spec.calibration.get("temperature")
@@ -112,10 +118,10 @@ class InferenceModel:
         if self.metadata:
             self.class_names = tuple(self.metadata.class_names)
             if isinstance(n_classes, int) and n_classes != len(self.class_names):
-                raise InferError(f"{self.path}: the model has {n_classes} outputs but its metadata names {len(self.class_names)} classes")
+                raise ModelError(f"{self.path}: the model has {n_classes} outputs but its metadata names {len(self.class_names)} classes")
         else:
             if not isinstance(n_classes, int):
-                raise InferError(f"{self.path}: without osr.* metadata the number of classes must be fixed in the graph")
+                raise ModelError(f"{self.path}: without osr.* metadata the number of classes must be fixed in the graph")
             self.class_names = tuple(str(i) for i in range(n_classes))
 
     def _read_metadata(self, threshold_given: bool) -> ModelMetadata | None:
@@ -124,11 +130,11 @@ class InferenceModel:
             return ModelMetadata.from_props(props)
         except MetadataError as exc:
             if any(k.startswith("osr.") for k in props):
-                raise InferError(f"{self.path}: invalid osr.* metadata ({exc})") from None
+                raise ModelError(f"{self.path}: invalid osr.* metadata ({exc})") from None
             if not threshold_given:
-                raise InferError(
-                    f"{self.path} carries no osr.* metadata, so its threshold is unknown: pass --threshold (on the top "
-                    "softmax probability) or --score-threshold (on its score output); osr-export embeds threshold, score "
+                raise ModelError(
+                    f"{self.path} carries no osr.* metadata, so its threshold is unknown: give `threshold` (on the top "
+                    "softmax probability) or `score_threshold` (on its score output); osr-export embeds threshold, score "
                     "and preprocessing"
                 ) from None
             return None
@@ -136,20 +142,24 @@ class InferenceModel:
     def _resolve_decision(self, threshold: float | None, score_threshold: float | None) -> tuple[bool, str, float, str]:
         """``(on probs, score name, threshold, origin)`` of the decision ``score >= threshold``."""
         if threshold is not None:
-            self._check_threshold("--threshold", MSP, threshold)
-            return True, MSP, float(threshold), "--threshold"
+            self._check_threshold("threshold", MSP, threshold)
+            return True, MSP, float(threshold), "threshold"
         # The model's own score: its metadata's, else the graph's score output, else msp.
         name = self.score_name or (SCORE_OUTPUT if self._has_score else MSP)
         on_probs = not self._has_score  # run() then fills the score with max(probs)
         if score_threshold is not None:
-            self._check_threshold("--score-threshold", name, score_threshold)
-            return on_probs, name, float(score_threshold), "--score-threshold"
+            self._check_threshold("score_threshold", name, score_threshold)
+            return on_probs, name, float(score_threshold), "score_threshold"
         assert self.metadata is not None  # _read_metadata demands a threshold otherwise
-        calibrated = self.metadata.spec.calibration.get("method") not in (None, "fixed")
-        return on_probs, name, float(self.metadata.threshold), f"the model's {'calibrated ' if calibrated else ''}threshold"
+        return on_probs, name, float(self.metadata.threshold), "model"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the model's stored threshold was calibrated (not fixed) in training."""
+        return self.metadata is not None and self.metadata.spec.calibration.get("method") not in (None, "fixed")
 
     @staticmethod
-    def _check_threshold(option: str, score: str, value: float) -> None:
+    def _check_threshold(parameter: str, score: str, value: float) -> None:
         try:
             if score == SCORE_OUTPUT:  # an unnamed score: any finite number
                 if not is_finite_number(value):
@@ -157,15 +167,15 @@ class InferenceModel:
             else:
                 score_spec(score).check_threshold(value)
         except ValueError as exc:
-            raise InferError(f"{option}: {exc}") from None
+            raise ParameterError(parameter, f"{parameter}: {exc}") from None
 
     def _check_input(self) -> str:
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise InferError(f"{self.path}: expected one input, the model has {len(inputs)}")
+            raise ModelError(f"{self.path}: expected one input, the model has {len(inputs)}")
         shape, want = inputs[0].shape, list(self.contract.input_shape)
         if inputs[0].type != "tensor(float)" or len(shape) != 4 or [d for d in shape[1:]] != want:
-            raise InferError(
+            raise ModelError(
                 f"{self.path}: input {inputs[0].name} is {inputs[0].type} {shape}, but the preprocessing makes float [N, {', '.join(map(str, want))}]"
             )
         if isinstance(shape[0], int) and shape[0] != 1:
@@ -176,11 +186,11 @@ class InferenceModel:
         names = [o.name for o in self._session.get_outputs()]
         missing = [n for n in REQUIRED_OUTPUTS if n not in names]
         if missing:
-            raise InferError(f"{self.path}: outputs are {names}; osr-infer needs 'logits', 'probs' and 'score' (export with osr-export)")
+            raise ModelError(f"{self.path}: outputs are {names}; osr-infer needs 'logits', 'probs' and 'score' (export with osr-export)")
         if "score" in names:
             return [*REQUIRED_OUTPUTS, "score"], True
         if self.score_name not in (None, "msp"):
-            raise InferError(
+            raise ModelError(
                 f"{self.path} has no 'score' output and its metadata score is {self.score_name!r}, which osr-infer "
                 "will not recompute outside the graph: re-export the model with osr-export"
             )
@@ -199,10 +209,10 @@ class InferenceModel:
             out = self._session.run(self._output_names, {self.input_name: x})
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (Fail, RuntimeException...)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InferError(f"{self.path}: the model failed to run on a batch of {len(x)} ({reason})") from None
+            raise InferenceError(f"{self.path}: the model failed to run on a batch of {len(x)} ({reason})") from None
         logits, probs = out[0], out[1]
         if logits.ndim != 2 or probs.shape != logits.shape or not len(logits) == len(x):
-            raise InferError(f"{self.path}: the model returned logits {logits.shape} and probs {probs.shape} for {len(x)} images")
+            raise InferenceError(f"{self.path}: the model returned logits {logits.shape} and probs {probs.shape} for {len(x)} images")
         score = out[2] if self._has_score else probs.max(axis=1)
         return ModelOutputs(logits, probs, score)
 
@@ -212,21 +222,30 @@ class InferenceModel:
         return f"{self.decision_score} >= {self.threshold:g}"
 
     def decision_values(self, outputs: ModelOutputs) -> np.ndarray:
-        """The quantity compared with :attr:`threshold`: ``max(probs)`` with ``--threshold``, else the score."""
+        """The quantity compared with :attr:`threshold`: ``max(probs)`` with ``threshold``, else the score."""
         return outputs.probs.max(axis=1) if self.decides_on_probs else outputs.score
 
     def decide(self, outputs: ModelOutputs) -> np.ndarray:
         """Known (True) or unknown, per image."""
         return self.decision_values(outputs) >= self.threshold
 
-    def describe(self) -> str:
-        """``PATH (SiameseNet, 10 classes, 1x28x28; decides on energy >= 4.36612, the model's calibrated threshold)``."""
+    def describe(self, flags: dict[str, str] | None = None) -> str:
+        """``PATH (SiameseNet, 10 classes, 1x28x28; decides on energy >= 4.36612, the model's calibrated threshold)``;
+        a threshold that was given is named by its parameter, or by its flag in ``flags``."""
         shape = "x".join(map(str, self.contract.input_shape))
         what = self.metadata.spec.architecture if self.metadata else "no osr.* metadata"
-        origin = f" ({self.threshold_origin})" if self.threshold_origin.startswith("--") else f", {self.threshold_origin}"
-        return f"{self.path} ({what}, {len(self.class_names)} classes, {shape}; decides on {self.decision_rule}{origin})"
+        return f"{self.path} ({what}, {len(self.class_names)} classes, {shape}; decides on {self.decision_rule}{self.origin_text(flags)})"
+
+    def origin_text(self, flags: dict[str, str] | None = None) -> str:
+        """`` (--threshold)`` or ``, the model's calibrated threshold``: where the threshold came from."""
+        label = self.origin_label(flags)
+        return f", {label}" if self.threshold_origin == "model" else f" ({label})"
+
+    def origin_label(self, flags: dict[str, str] | None = None) -> str:
+        """``threshold`` (or its flag in ``flags``) or ``the model's calibrated threshold``."""
+        if self.threshold_origin == "model":
+            return f"the model's {'calibrated ' if self.calibrated else ''}threshold"
+        return (flags or {}).get(self.threshold_origin, self.threshold_origin)
 
 
-BOTH_THRESHOLDS = (
-    "give --threshold (on the top softmax probability) or --score-threshold (on the model's own score), not both"
-)
+BOTH_THRESHOLDS = "give `threshold` (on the top softmax probability) or `score_threshold` (on the model's own score), not both"

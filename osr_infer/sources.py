@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from osr_infer.errors import InferError
+from osr_infer.errors import DataError, InputError
 from osr_infer.preprocess import IMAGE_SUFFIXES, LeftOut, PreprocessContract, find_images
 from osr_infer.spec import UNKNOWN, UNLABELLED, ModelSpec
 
@@ -67,13 +67,13 @@ def resolve_sources(
 ) -> list[Source]:
     """Resolve every SOURCE (and ``--unknown`` SOURCE) up front, so a typo fails before any work."""
     if not specs and not unknown_specs:
-        raise InferError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+        raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
     resolve = lambda s, unknown=False: resolve_source(s, data_dir, contract, model_spec, class_names, unknown=unknown)  # noqa: E731
     sources = [resolve(s) for s in specs] + [resolve(s, True) for s in unknown_specs]
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise InferError(f"source given more than once: {', '.join(duplicates)}")
+        raise InputError(f"source given more than once: {', '.join(duplicates)}")
     return sources
 
 
@@ -110,16 +110,16 @@ def resolve_source(
         if ":" in spec or prefix in ("mnist", "cifar10", "folder", "idx"):
             from osr_infer.data.registry import reference_examples
 
-            raise InferError(f"no such file, folder or data set reference: {spec} (references: {reference_examples()})")
-        raise InferError(f"no such file or folder: {spec}")
+            raise InputError(f"no such file, folder or data set reference: {spec} (references: {reference_examples()})")
+        raise InputError(f"no such file or folder: {spec}")
     left_out = LeftOut()
     try:
         files = find_images(path, left_out)
     except OSError as exc:
-        raise InferError(f"cannot list {spec}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot list {spec}: {exc.strerror or exc}") from None
     skipped = left_out.describe()
     if not files:
-        raise InferError(f"no image files under {spec} (looked recursively for {', '.join(IMAGE_SUFFIXES)})"
+        raise InputError(f"no image files under {spec} (looked recursively for {', '.join(IMAGE_SUFFIXES)})"
                          + (f"; left out {skipped}" if skipped else ""))
     note = f"{spec}: left out {skipped}" if skipped else None
     return Source(spec, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files, note=note)
@@ -128,16 +128,15 @@ def resolve_source(
 def _reference(spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,
                class_names: tuple[str, ...]) -> Source:
     """A data set reference, read through the registry with the model's preprocessing."""
-    from osr_infer.data import DataError, IdxFormatError
     from osr_infer.data.registry import reference_source
 
     # The digits split depends on the seed: use the model's, so its training digits are never scored as test digits.
     seed = model_spec.dataset.split_seed if model_spec is not None and model_spec.dataset.name == "digits" else 0
     try:
         ref = reference_source(spec, data_dir, contract, seed)
-    except (DataError, IdxFormatError) as exc:
+    except DataError as exc:
         message = str(exc)
-        raise InferError(message if message.startswith(f"{spec}:") else f"{spec}: {message}") from None
+        raise DataError(message if message.startswith(f"{spec}:") else f"{spec}: {message}") from None
     labels = map_labels(ref.labels, ref.class_names, class_names)
     note = None
     if ref.class_names is not None:

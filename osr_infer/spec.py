@@ -26,6 +26,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from osr_infer.errors import ModelError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.scores import score_spec
 
@@ -37,7 +38,7 @@ UNLABELLED = -2
 UNKNOWN_NAME = "unknown"
 
 
-class SpecError(ValueError):
+class SpecError(ModelError, ValueError):
     """A model spec is missing, incomplete, inconsistent or too new."""
 
 

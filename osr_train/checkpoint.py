@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import osr_infer
+from osr_infer.errors import ModelError
 from osr_infer.io import atomic_path
 from osr_infer.spec import ModelSpec, SpecError
 from osr_train.models import ConvNet, build_model
@@ -21,7 +22,7 @@ FORMAT = "osr-toolkit/checkpoint"
 FORMAT_VERSION = 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelError, ValueError):
     """A file is missing or is not a usable osr-toolkit checkpoint."""
 
 

@@ -24,7 +24,7 @@ from infer_testing import (
     write_pngs,
 )
 from osr_infer.decode import DecodePool, Piece
-from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_SOME_INPUTS_FAILED, InferError
+from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_SOME_INPUTS_FAILED, InferenceError, InputError
 from osr_infer.pipeline import Batcher, run_inference
 from osr_infer.results import ResultsWriter, read_results
 from osr_infer.session import InferenceModel
@@ -156,7 +156,7 @@ def test_digits_source_reproduces_the_training_metrics(onnx_model, trained_digit
     assert model.spec is not None and model.spec.dataset.name == "digits" and model.class_names == DIGITS
     sources = resolve_sources(["digits"], [], Path("unused"), model.contract, model.spec, model.class_names)
     with DecodePool(model.contract, 0) as pool:
-        run = run_inference(sources, model, pool, progress=False)
+        run = run_inference(sources, model, pool)
     got = run_metrics(run)["digits"]
     want = json.loads((trained_digits / "metrics.json").read_text())
     assert (got["n_known"], got["n_unknown"]) == (want["n_known"], want["n_unknown"]) == (360, 500)
@@ -181,7 +181,7 @@ def test_unknown_option_labels_a_folder_as_unknowns(onnx_model, digit_folder, tm
     assert sources[0].labels.tolist() == [UNLABELLED] * 150 and sources[1].labels.tolist() == [UNKNOWN] * 20
     assert not sources[0].labelled and sources[1].labelled
     with DecodePool(model.contract, 0) as pool:
-        run = run_inference(sources, model, pool, progress=False)
+        run = run_inference(sources, model, pool)
     metrics = run_metrics(run)
     assert list(metrics) == [str(photos)]  # the unlabelled folder has no metrics
     assert metrics[str(photos)]["unknown_rejection"] == pytest.approx(np.mean(run.predictions.score[run.predictions.source == 1] < model.threshold))
@@ -255,7 +255,7 @@ def test_folder_reference_maps_subfolders_onto_the_model_classes_by_name(onnx_mo
     assert source.labels.tolist() == [3] * n3 + [7] * n7 + [UNKNOWN] * 4  # sorted: 3/, 7/, cat/
     assert source.note == f"folder:{root}: classes the model does not know count as unknowns: cat"
     with DecodePool(model.contract, 0) as pool:
-        run = run_inference([source], model, pool, progress=False)
+        run = run_inference([source], model, pool)
     metrics = run_metrics(run)[source.name]
     assert (metrics["n_known"], metrics["n_unknown"]) == (n3 + n7, 4)
     result = invoke([f"folder:{root}", "--model", onnx_model])
@@ -303,17 +303,17 @@ def test_infer_command_is_the_cli_as_a_function(onnx_model, digit_folder, tmp_pa
     from osr_infer.cli import InferOptions, infer_command
 
     out = tmp_path / "r.jsonl"
-    options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=2, output=out, progress=False)
-    assert infer_command(options, pool_kind="thread", chunk_files=16, ort_threads=1) == EXIT_OK
+    options = InferOptions([str(digit_folder[0])], model=onnx_model, workers=2, output=out)
+    assert infer_command(options) == EXIT_OK
     assert len(read_results(out)) == 150
     bad_options = (
         dict(batch_size=0), dict(batch_size=True), dict(workers=257), dict(atol=2.0), dict(threshold=float("nan")),
         dict(threshold=1.0), dict(threshold=4.4), dict(score_threshold=float("inf")),
     )
     for bad in bad_options:
-        with pytest.raises(ValueError, match=f"^--{next(iter(bad)).replace('_', '-')} must be "):
+        with pytest.raises(ValueError, match=f"^{next(iter(bad))} must be "):  # the parameter, not the flag
             InferOptions([str(digit_folder[0])], model=onnx_model, **bad)
-    with pytest.raises(ValueError, match="^give --threshold .* or --score-threshold .*, not both$"):
+    with pytest.raises(ValueError, match="^give `threshold` .* or `score_threshold` .*, not both$"):
         InferOptions([str(digit_folder[0])], model=onnx_model, threshold=0.5, score_threshold=0.5)
     with pytest.raises(ValueError, match="nothing to classify"):
         InferOptions([], model=onnx_model)
@@ -410,13 +410,25 @@ def test_empty_folder(onnx_model, tmp_path):
     assert result.exit_code == EXIT_ERROR and "no image files under" in result.stderr
 
 
-def test_missing_model_and_default_model_hint(digit_folder, tmp_path, monkeypatch):
+def test_missing_model_and_the_default_models(onnx_model, digit_folder, tmp_path, monkeypatch):
+    """--model that is missing is an error; without --model the card's chain's model is used
+    where it exists, and the model shipped with the package otherwise; each run says which."""
+    import shutil
+
+    from osr_infer.model import shipped_model_path
+
     result = invoke([digit_folder[0], "--model", tmp_path / "nope.onnx"])
     assert result.exit_code == EXIT_ERROR and f"model not found: {tmp_path / 'nope.onnx'}" in result.stderr
     monkeypatch.chdir(tmp_path)
-    result = invoke([digit_folder[0]])
-    assert result.exit_code == EXIT_ERROR
-    assert "model not found: artifacts/siamese/model.onnx" in result.stderr and "osr-export" in result.stderr
+    result = invoke([digit_folder[0], "--no-progress"])
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert f"model: {shipped_model_path()} (" in result.stderr and "[the model shipped with osr-toolkit]" in result.stderr
+    assert "classifying with the model shipped with osr-toolkit" in result.stderr
+    (tmp_path / "artifacts" / "siamese").mkdir(parents=True)
+    shutil.copy(onnx_model, tmp_path / "artifacts" / "siamese" / "model.onnx")
+    result = invoke([digit_folder[0], "--no-progress"])
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "model: artifacts/siamese/model.onnx (" in result.stderr and "shipped" not in result.stderr
 
 
 def test_a_file_that_is_not_onnx(digit_folder, tmp_path):
@@ -429,8 +441,8 @@ def test_model_without_osr_metadata_needs_an_explicit_threshold(onnx_model, digi
     bare = edit_onnx(onnx_model, tmp_path / "bare.onnx", drop_metadata=True)
     result = invoke([digit_folder[0], "--model", bare])
     assert result.exit_code == EXIT_ERROR
-    assert "carries no osr.* metadata" in result.stderr and "pass --threshold" in result.stderr
-    assert "pass --threshold (on the top softmax probability) or --score-threshold" in result.stderr
+    assert "carries no osr.* metadata" in result.stderr and "give --threshold" in result.stderr
+    assert "give --threshold (on the top softmax probability) or --score-threshold" in result.stderr
     reference = tmp_path / "ref.csv"
     invoke([digit_folder[0], "--model", onnx_model, "-o", reference])
     for option, decides_on in (("--threshold", "msp"), ("--score-threshold", "score")):
@@ -571,7 +583,7 @@ def test_decoding_gives_up_after_too_many_worker_deaths(tmp_path):
         paths[i].rename(paths[i].with_name(f"crash-{i}.png"))
     source = Source("a", np.full(20, UNLABELLED), paths=sorted(str(p) for p in (tmp_path / "a").iterdir()))
     with DecodePool(PREPROCESSING, 2, chunk_files=4, decode=crashing_decode, max_crashes=1) as pool:
-        with pytest.raises(InferError, match=r"died 2 times .*crash-.*--workers 0"):
+        with pytest.raises(InferenceError, match=r"died 2 times .*crash-.*`workers` 0"):
             list(pool.pieces([source]))
 
 
@@ -581,7 +593,7 @@ def test_ctrl_c_says_so_exits_130_and_leaves_no_results_file(tmp_path, onnx_mode
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(osr_infer.pipeline, "run_inference", interrupted)
+    monkeypatch.setattr(osr_infer.pipeline, "iter_batches", interrupted)
     write_pngs(tmp_path / "in", digit_images(3)[0])
     result = invoke([tmp_path / "in", "--model", onnx_model, "--output", tmp_path / "r.csv", "--workers", "0"])
     assert result.exit_code == 130
@@ -609,9 +621,9 @@ def test_results_are_written_atomically(tmp_path):
 
 def test_sources_reject_duplicates_and_nothing(tmp_path):
     write_pngs(tmp_path / "f", digit_images(2)[0])
-    with pytest.raises(InferError, match="given more than once"):
+    with pytest.raises(InputError, match="given more than once"):
         resolve_sources([str(tmp_path / "f"), str(tmp_path / "f")], [], tmp_path, PREPROCESSING, None, DIGITS)
-    with pytest.raises(InferError, match="nothing to classify"):
+    with pytest.raises(InputError, match="nothing to classify"):
         resolve_sources([], [], tmp_path, PREPROCESSING, None, DIGITS)
 
 
@@ -641,8 +653,8 @@ def test_card_commands_in_a_clean_folder(trained_digits, digit_folder, tmp_path,
     [(2, 2, 256, (1, False)), (16, 16, 256, (4, False)), (16, 8, 256, (8, False)), (16, 0, 256, (16, True)), (16, 0, 1, (1, False))],
 )
 def test_onnx_runtime_threads_leave_the_cores_to_decoding_but_never_starve(monkeypatch, cores, workers, batch, expected):
-    import osr_infer.decode
-    from osr_infer.cli import ort_threading
+    import osr_infer.model
+    from osr_infer.model import ort_threading
 
-    monkeypatch.setattr(osr_infer.decode, "default_workers", lambda: cores)
+    monkeypatch.setattr(osr_infer.model, "default_cores", lambda: cores)
     assert ort_threading(workers, batch) == expected

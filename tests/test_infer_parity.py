@@ -66,7 +66,7 @@ def test_parity_compares_the_same_batches_the_model_saw(onnx_model, trained_digi
             seen.append((x.copy(), outputs.logits.copy()))
 
     with DecodePool(model.contract, 0) as pool:
-        run_inference(sources, model, pool, batch_size=16, observers=[check, Spy()], progress=False)
+        run_inference(sources, model, pool, batch_size=16, observers=[check, Spy()])
     assert [len(x) for x, _ in seen] == [16, 16, 8] and check.passed
     with torch.inference_mode():
         worst = max(float(np.abs(check.scored(torch.from_numpy(x))[0].numpy() - logits).max()) for x, logits in seen)

@@ -34,7 +34,7 @@ def energy_model(tmp_path_factory, trained_digits) -> dict:
 
     model, spec, record = load_checkpoint(trained_digits / "model.pt")
     scored = ScoredClassifier(classifier_of(model), "energy", {}).eval()
-    _, val, _, _ = open_set_source(spec.dataset).known_splits(spec.preprocessing, progress=False)
+    _, val, _, _ = open_set_source(spec.dataset).known_splits(spec.preprocessing)
     with torch.inference_mode():
         energies = scored(torch.from_numpy(spec.preprocessing.normalize(val.images)))[2].numpy()
     threshold = float(np.quantile(energies, 0.1))
@@ -170,11 +170,11 @@ def test_score_threshold_is_checked_against_the_score_range(trained_digits, tmp_
 
 
 def test_the_api_refuses_both_thresholds_and_out_of_range_values(energy_model):
-    from osr_infer.errors import InferError
+    from osr_infer.errors import ParameterError
 
-    with pytest.raises(InferError, match="not both"):
+    with pytest.raises(ParameterError, match="not both"):
         InferenceModel(energy_model["onnx"], 0.9, score_threshold=3.0)
-    with pytest.raises(InferError, match=r"^--threshold: threshold 4.4 is outside \(0, 1\), the range of the msp score$"):
+    with pytest.raises(ParameterError, match=r"^threshold: threshold 4.4 is outside \(0, 1\), the range of the msp score$"):
         InferenceModel(energy_model["onnx"], 4.4)
     model = InferenceModel(energy_model["onnx"], score_threshold=-1e6)  # energy is unbounded
     assert (model.decision_score, model.threshold, model.decides_on_probs) == ("energy", -1e6, False)
@@ -192,7 +192,7 @@ def test_metrics_are_measured_on_the_decision_quantity(energy_model):
         model = InferenceModel(energy_model["onnx"], **kwargs)
         sources = resolve_sources(["digits"], [], Path("unused"), model.contract, model.spec, model.class_names)
         with DecodePool(model.contract, 0) as pool:
-            run = run_inference(sources, model, pool, progress=False)
+            run = run_inference(sources, model, pool)
         p, labels = run.predictions, run.true_labels()
         values = p.probability if name == "msp" else p.score
         np.testing.assert_array_equal(p.known, values >= model.threshold)

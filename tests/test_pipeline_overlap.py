@@ -72,7 +72,7 @@ def test_results_are_the_same_with_and_without_the_classifier_thread(tmp_path, t
     for overlap in (True, False):
         monkeypatch.setattr(pipeline, "OVERLAP", overlap)
         out = tmp_path / f"r{overlap}.csv"
-        assert infer_command(InferOptions([str(folder)], model=model, output=out, batch_size=32, workers=0, progress=False)) == 0
+        assert infer_command(InferOptions([str(folder)], model=model, output=out, batch_size=32, workers=0)) == 0
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 301
 
@@ -122,7 +122,7 @@ def test_every_row_is_the_result_of_its_own_image_when_batches_are_packed_from_s
                 pixels[:, 0, 0] = index % n_classes
                 yield Piece(0, index, pixels, [])
 
-    run = pipeline.run_inference([Source()], SlowModel(), SmallPieces(), batch_size=8, progress=False)
+    run = pipeline.run_inference([Source()], SlowModel(), SmallPieces(), batch_size=8)
     assert pipeline.OVERLAP
     np.testing.assert_array_equal(run.predictions.index, np.arange(n_images))
     np.testing.assert_array_equal(run.predictions.pred, np.arange(n_images) % n_classes)

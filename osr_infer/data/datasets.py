@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from osr_infer.errors import DataError
 from osr_infer.preprocess import PreprocessContract
 
-
-class DataError(RuntimeError):
-    """A data set is missing or unusable; the message says what to do."""
 
 
 def default_data_dir() -> Path:

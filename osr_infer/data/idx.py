@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from osr_infer.errors import DataError
+
 # Third byte of the magic number -> dtype (the IDX spec; MNIST only uses 0x08).
 _IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -20,7 +22,7 @@ _IDX_DTYPES = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DataError, ValueError):
     """A file is not a valid IDX file (wrong magic number, truncated, wrong shape...)."""
 
 
