@@ -54,11 +54,14 @@ def run_split(index: int, out_root: Path, data_dir: Path | None, recipe: str, re
     elif reuse:
         metrics = json.loads((out / "metrics.json").read_text())
     else:
-        from osr_train.pipeline import TrainOptions, train_command
+        from osr_train import TrainConfig, train
 
-        metrics = train_command(TrainOptions(model="siamese", recipe=recipe, dataset="mnist", data_dir=data_dir,
-                                             known_classes=known, out=out, network=network, device=device, threads=threads,
-                                             rotation_weight=rotation_weight, script_outliers=script_outliers))
+        config = TrainConfig.from_recipe(recipe, model="siamese", network=network, device=device, rotation_weight=rotation_weight,
+                                         script_outliers=script_outliers)
+        trained = train(config, "mnist", data_dir=data_dir, known_classes=known, work_dir=out, threads=threads)
+        trained.save(out / "model.pt")
+        trained.save_report(out)
+        metrics = trained.metrics
     held_out = metrics["per_unknown_set"][HELD_OUT]
     return {
         "known": SPLITS[index], "closed_set_accuracy": metrics["closed_set_accuracy"],

@@ -120,3 +120,44 @@ def file_error_message(exc: BaseException) -> str:
         return f"{where}{exc.strerror or exc}"
     return str(exc)
 
+
+
+class ConsoleReporter:
+    """A :class:`~osr_infer.reporting.Reporter` that prints with rich: lines as they come,
+    progress as a bar (kept on screen with ``transient=False``)."""
+
+    def __init__(self, console: Console, *, flags: Mapping[str, str] | None = None, transient: bool = False) -> None:
+        self.console = console
+        self.flags = flags  # parameters named in messages become these flags (with_flags)
+        self.transient = transient
+
+    def info(self, text: str) -> None:
+        self.console.print(with_flags(text, self.flags), highlight=False, markup=False, soft_wrap=True)
+
+    def warning(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {escape(with_flags(text, self.flags))}", highlight=False, soft_wrap=True)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: float | None = None, completed: float = 0) -> Iterator["_RichTask"]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        with Progress(*columns, console=self.console, transient=self.transient, refresh_per_second=4) as bar:
+            yield _RichTask(bar, bar.add_task(description, total=total, completed=completed, status=""))
+
+    @contextlib.contextmanager
+    def status(self, description: str) -> Iterator[None]:
+        with self.console.status(description):
+            yield
+
+
+class _RichTask:
+    def __init__(self, bar: object, task: object) -> None:
+        self.bar, self.task = bar, task
+
+    def advance(self, n: float = 1) -> None:
+        self.bar.advance(self.task, n)  # type: ignore[attr-defined]
+
+    def update(self, **fields: object) -> None:
+        self.bar.update(self.task, **fields)  # type: ignore[attr-defined]

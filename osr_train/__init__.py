@@ -1,8 +1,37 @@
 """osr_train: models, losses, two-stage training, calibration and evaluation (needs torch).
 
-Built on :mod:`osr_infer` (the spec, the data sets, the metrics), never the reverse.
+The public API, importable from here::
+
+    from osr_train import TrainConfig, train
+    trained = train(TrainConfig.from_recipe("best", epochs=10), dataset="mnist")
+    trained.spec, trained.metrics
+    trained.save("artifacts/siamese/model.pt")          # what osr-export reads
+
+* :class:`TrainConfig`: the one training configuration (the seed notebook's defaults),
+  :data:`RECIPES` the named sets of overrides (``best``, ``seed``);
+* :func:`train` -> :class:`TrainedModel`; it prints nothing (pass a
+  :class:`osr_infer.reporting.Reporter` to hear from it).
+
+Built on :mod:`osr_infer` (the spec, the data sets, the metrics), never the reverse. Names
+load on first use: ``TrainConfig`` needs no torch.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from osr_infer import __version__
 
-__all__ = ["__version__"]
+_WHERE = {"TrainConfig": "config", "RECIPES": "recipes", "train": "pipeline", "TrainedModel": "pipeline"}
+
+__all__ = ["__version__", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

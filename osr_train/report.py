@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from rich.console import Console
+from osr_infer.errors import DataError, ModelError, OutputError, ParameterError, TrainingError
+from osr_infer.reporting import SILENT, Reporter
 
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.scores import SCORES
@@ -140,34 +141,30 @@ def evaluate_command(
     out: Path | None = None,
     tsne: bool = True,
     device: str = "auto",
-    console: Console | None = None,
+    reporter: Reporter = SILENT,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on its data set's test knowns and every unknown set (held-out
     classes included), with the preprocessing and splits of its model spec."""
-    console = console or Console(stderr=True, emoji=False)
     from osr_infer.data import open_set_source
     from osr_infer.io import check_writable_dir, write_json
     from osr_train.checkpoint import CheckpointError, load_checkpoint
     from osr_train.evaluation import evaluate_outputs, run_model
     from osr_train.models import classifier_of
-    from osr_train.pipeline import TrainingFailed, fit_scores, load_data, print_summary
+    from osr_train.pipeline import fit_scores, load_data
     from osr_train.plots import plot_confusion
     from osr_train.scoring import TORCH_SCORES
     from osr_train.training import Normalizer, resolve_device
 
-    try:
-        model, spec, config = load_checkpoint(checkpoint)
-        dev = resolve_device(device)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
-        raise TrainingFailed(str(exc)) from None
+    model, spec, config = _load(checkpoint, device)
+    dev = resolve_device(device)
     out_dir = Path(out) if out is not None else Path(checkpoint).parent / "evaluation"
     try:
         check_writable_dir(out_dir)
     except PermissionError as exc:
-        raise TrainingFailed(str(exc)) from None
-    data = load_data(open_set_source(spec.dataset, data_dir, ood_dirs), spec.preprocessing, False, console)
+        raise OutputError(str(exc)) from None
+    data = load_data(open_set_source(spec.dataset, data_dir, ood_dirs), spec.preprocessing, False, reporter)
     if not data.unknown_test:
-        raise TrainingFailed("no unknown set: pass --ood-dir, or put CIFAR-10 in the data folder")
+        raise DataError("no unknown set: give `ood_dirs`, or put CIFAR-10 in the data folder")
     classifier = classifier_of(model.to(dev))
     normalize = Normalizer(spec.preprocessing)
     # Older checkpoints: the statistics of scores registered since are fitted on the training knowns now.
@@ -188,17 +185,30 @@ def evaluate_command(
         "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_open_set"], spec.label_names(), out_dir / "confusion_open_set.png", f"Open-set confusion ({spec.score} >= {spec.threshold:.4g})").name,
     }
     if tsne:
-        with console.status("t-SNE of the embedding (subsample)..."):
+        with reporter.status("t-SNE of the embedding (subsample)..."):
             figures["t-SNE of the embedding"] = plot_tsne(known, unknowns, spec.class_names, out_dir / "tsne.png").name
     report = write_report(out_dir, Path(checkpoint), spec, config, metrics, figures)
-    print_summary(console, metrics)
-    console.print(f"report:  {report}  ({time.perf_counter() - t0:.0f} s)\nmetrics: {out_dir / 'metrics.json'}", highlight=False, markup=False)
+    metrics["report"] = str(report)
+    reporter.info(f"report:  {report}  ({time.perf_counter() - t0:.0f} s)\nmetrics: {out_dir / 'metrics.json'}")
     return metrics
+
+
+def _load(checkpoint: Path, device: str):  # noqa: ANN202 - (model, spec, config)
+    from osr_train.checkpoint import load_checkpoint
+    from osr_train.training import resolve_device
+
+    resolve_device(device)  # a device that is not there fails before the checkpoint loads
+    try:
+        return load_checkpoint(checkpoint)
+    except (RuntimeError, ValueError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class RescoreOptions:
-    """``osr-train rescore``'s choices, validated once where they enter (as TrainOptions')."""
+    """``osr-train rescore``'s choices, validated once where they enter."""
 
     score: str
     target_tpr: float | None = None
@@ -219,7 +229,7 @@ def rescore_command(
     data_dir: Path | None = None,
     out: Path | None = None,
     device: str = "auto",
-    console: Console | None = None,
+    reporter: Reporter = SILENT,
 ) -> Path:
     """Store another score in a trained model, without training again: the score's statistics
     (if it has any) are fitted on the training knowns of the model's own split, its threshold
@@ -227,26 +237,22 @@ def rescore_command(
     calibrated at), and the checkpoint written to ``out``. Training does not depend on the
     stored score, so this is the model ``osr-train ... --score SCORE`` makes, except that the
     statistics are fitted without the drawn glyph digits that training adds to its knowns."""
-    console = console or Console(stderr=True, emoji=False)
     from osr_infer.data import open_set_source
-    from osr_train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from osr_train.checkpoint import save_checkpoint
     from osr_train.models import classifier_of
-    from osr_train.pipeline import TrainingFailed, calibrate_threshold, fit_scores, load_data
+    from osr_train.pipeline import calibrate_threshold, fit_scores, load_data
     from osr_train.training import Normalizer, resolve_device
 
     score = options.score
-    try:
-        model, spec, config = load_checkpoint(checkpoint)
-        dev = resolve_device(device)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
-        raise TrainingFailed(str(exc)) from None
+    model, spec, config = _load(checkpoint, device)
+    dev = resolve_device(device)
     tpr = options.target_tpr if options.target_tpr is not None else spec.calibration.get("target_tpr")
     if tpr is None:
-        raise TrainingFailed(f"{checkpoint} has a fixed threshold: give --target-tpr, a number in (0, 1)")
+        raise ParameterError("target_tpr", f"{checkpoint} has a fixed threshold: give `target_tpr`, a number in (0, 1)")
     out = Path(out) if out is not None else Path(checkpoint).with_name(f"model-{score}.pt")
     if out.resolve() == Path(checkpoint).resolve():
-        raise TrainingFailed(f"--out is the checkpoint itself ({checkpoint}); write the re-scored model beside it")
-    data = load_data(open_set_source(spec.dataset, data_dir, []), spec.preprocessing, False, console)
+        raise ParameterError("out", f"`out` is the checkpoint itself ({checkpoint}); write the re-scored model beside it")
+    data = load_data(open_set_source(spec.dataset, data_dir, []), spec.preprocessing, False, reporter)
     classifier = classifier_of(model.to(dev))
     normalize = Normalizer(spec.preprocessing)
     fitted = fit_scores([score], classifier, data.train, dev, normalize, config.get("fitted_scores") or {})
@@ -255,8 +261,8 @@ def rescore_command(
     try:
         new_spec = spec.replace(score=score, score_params=fitted.get(score, {}), threshold=threshold, calibration=calibration)
     except ValueError as exc:
-        raise TrainingFailed(f"the re-scored model cannot be described: {exc}") from None
+        raise TrainingError(f"the re-scored model cannot be described: {exc}") from None
     path = save_checkpoint(out, model.cpu(), new_spec, dict(config, fitted_scores=fitted))
-    console.print(f"{score} stored (was {spec.score}): threshold {threshold:.6g} accepts {calibration['val_known_acceptance']:.2%} "
-                  f"of {calibration['n']:,} validation knowns\nmodel: {path}", highlight=False, markup=False)
+    reporter.info(f"{score} stored (was {spec.score}): threshold {threshold:.6g} accepts {calibration['val_known_acceptance']:.2%} "
+                  f"of {calibration['n']:,} validation knowns\nmodel: {path}")
     return path

@@ -17,83 +17,31 @@ from typing import Any, Callable, ClassVar, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
 from osr_train.models import ConvNet, TwoBranch, build_model, classifier_of
-from osr_train.recipes import NETWORKS
-from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.errors import ParameterError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.reporting import SILENT, Reporter
+from osr_train.config import MODELS, TrainConfig
 from osr_infer.spec import ModelSpec
 
-MODELS = ("baseline", "siamese")
 #: Rotation prediction's classes: quarter turns (torch.rot90's k) 0, 1, 2 and 3.
 ROTATION_TURNS = (0, 90, 180, 270)
 #: The rotation head reads the first hidden layer through the leaky ReLU of the wide network's head.
 ROTATION_SLOPE = 0.1
 
 
-@dataclass
-class TrainConfig:
-    """Hyper-parameters, validated once; the defaults are the seed notebook's."""
-
-    model: str = "siamese"
-    epochs: int = 30
-    pretrain_epochs: int = 40
-    batch_size: int | None = None  # seed: 64 for the baseline, 128 for the Siamese stages
-    lr: float = 1e-3
-    margin: float = 2.0
-    seed: int = 0
-    device: str = "auto"
-    schedule: str = "constant"  # or "onecycle"
-    augment: bool = False
-    outlier_weight: float = 0.0  # outlier exposure: weight of the uniform-posterior loss
-    outlier_batch: int = 64
-    use_photo_outliers: bool = True  # False where the sample photos are the test unknowns
-    drawn_knowns: int = 0  # per class named by one character: that many pen-drawn glyphs added to training
-    network: str = "seed"  # the layers (recipes.NETWORKS): the seed's CNN, or the wider edge-sized one
-    rotation_weight: float = 0.0  # rotation prediction as an auxiliary task (see Trainer._rotation_loss); 0: off
-    script_outliers: float = 0.0  # how often letters of other scripts are drawn among the outliers (outliers.py); 0: never
-
-    constraints: ClassVar[dict[str, list[Constraint]]] = {
-        "model": [OneOf(MODELS)],
-        "epochs": [Interval(int, 1, 100_000)],
-        "pretrain_epochs": [Interval(int, 0, 100_000)],
-        "batch_size": [Interval(int, 2, 1 << 20), NONE],
-        "lr": [Interval(float, 0, 10, closed="right")],
-        "margin": [Interval(float, 0, None, closed="neither")],
-        "seed": [Interval(int, 0, 2**32 - 1)],
-        "device": [OneOf(("auto", "cpu", "cuda"))],
-        "schedule": [OneOf(("constant", "onecycle"))],
-        "outlier_weight": [Interval(float, 0, None)],
-        "outlier_batch": [Interval(int, 0, 1 << 20)],
-        "drawn_knowns": [Interval(int, 0, 1 << 20)],
-        "network": [OneOf(tuple(NETWORKS))],
-        "rotation_weight": [Interval(float, 0, None)],
-        "script_outliers": [Interval(float, 0, None)],
-    }
-
-    def __post_init__(self) -> None:
-        validate(self, self.constraints)
-        if self.batch_size is None:
-            self.batch_size = 64 if self.model == "baseline" else 128
-
-    @property
-    def architecture(self) -> str:
-        return NETWORKS[self.network][self.model]
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but this PyTorch build sees no CUDA device")
+        raise ParameterError("device", "`device` cuda was asked for, but this PyTorch build sees no CUDA device")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
+        raise ParameterError("device", f"device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
 
 
@@ -191,13 +139,17 @@ class Trainer:
         data: OpenSetData,
         spec: ModelSpec,
         out_dir: Path,
-        console: Console | None = None,
+        reporter: Reporter = SILENT,
         record: dict[str, Any] | None = None,
+        *,
+        use_photo_outliers: bool = True,
     ) -> None:
+        """``use_photo_outliers``: False where the sample photos are the data set's own test unknowns."""
         self.config = config
         self.spec = spec
         self.device = resolve_device(config.device)
-        self.console = console or Console()
+        self.reporter = reporter
+        self.use_photo_outliers = use_photo_outliers
         self.out_dir = Path(out_dir)
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self.record = record or {}
@@ -249,7 +201,7 @@ class Trainer:
         from osr_train.outliers import OutlierGenerator
 
         contract = self.spec.preprocessing
-        gen = OutlierGenerator(self.train.x, contract, use_photos=self.config.use_photo_outliers, seed=self.config.seed + 7,
+        gen = OutlierGenerator(self.train.x, contract, use_photos=self.use_photo_outliers, seed=self.config.seed + 7,
                                class_names=self.spec.class_names, script_weight=self.config.script_outliers)
         pool = torch.cat([gen(min(4096, n - i)) for i in range(0, n, 4096)])
         if contract.steps:  # the outliers go through the same steps (the layout) as every decoded image
@@ -372,10 +324,6 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
     ) -> None:
         steps = len(self._batch_starts())
-        columns = (
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-        )
         first = 1
         resume = self._resume
         if resume is not None and resume["stage"] == stage:  # continue this stage where it stopped
@@ -386,10 +334,9 @@ class Trainer:
             torch.set_rng_state(resume["torch_rng"])
             first = int(resume["epoch"]) + 1
             self._resume = None
-        with Progress(*columns, console=self.console, transient=False, refresh_per_second=4) as progress:
-            task = progress.add_task(f"{stage} epoch {first}/{epochs}", total=epochs * steps, completed=(first - 1) * steps, status="")
+        with self.reporter.progress(f"{stage} epoch {first}/{epochs}", total=epochs * steps, completed=(first - 1) * steps) as task:
             for epoch in range(first, epochs + 1):
-                progress.update(task, description=f"{stage} epoch {epoch}/{epochs}")
+                task.update(description=f"{stage} epoch {epoch}/{epochs}")
                 t0 = time.perf_counter()
                 self.model.train()
                 total = torch.zeros((), device=self.device)
@@ -397,7 +344,7 @@ class Trainer:
                 for x, y in self._batches():
                     total += step(x, y)
                     n += 1
-                    progress.advance(task)
+                    task.advance(1)
                 train_loss = (total / max(n, 1)).item()
                 val_loss, val_acc = validate()
                 seconds = time.perf_counter() - t0
@@ -405,8 +352,8 @@ class Trainer:
                 result.history.append(log)
                 self._save_epoch(stage, epoch, optimizer, result.history)
                 status = f"loss {train_loss:.4f}  val loss {val_loss:.4f}  {acc_label} {val_acc:.2%}"
-                progress.update(task, status=status)
-                progress.console.print(f"  {stage} {epoch:>3}/{epochs}  {status}  ({seconds:.1f} s)", highlight=False)
+                task.update(status=status)
+                self.reporter.info(f"  {stage} {epoch:>3}/{epochs}  {status}  ({seconds:.1f} s)")
 
     def _save_epoch(self, stage: str, epoch: int, optimizer: torch.optim.Optimizer, history: list[EpochLog]) -> None:
         """An intermediate checkpoint with everything needed to continue bit for bit (``--resume``)."""

@@ -61,6 +61,24 @@ def fake_mnist(tmp_path: Path) -> Path:
     return write_fake_mnist(tmp_path / "data")
 
 
+#: Parameters of :func:`osr_train.train` that are not training hyper-parameters.
+RUN_PARAMETERS = ("dataset", "data_dir", "ood_dirs", "known_classes", "input_size", "channels", "download", "resume", "threads")
+
+
+def train_model(out: Path, *, recipe: str = "best", **parameters) -> dict:
+    """Train through the Python API (:func:`osr_train.train`) as ``osr-train`` does: the
+    configuration from ``recipe`` and the hyper-parameters among ``parameters``, the checkpoint
+    kept in ``out`` for resuming, then ``model.pt``, metrics, history and plots written there.
+    Returns the metrics."""
+    from osr_train import TrainConfig, train
+
+    run = {k: parameters.pop(k) for k in RUN_PARAMETERS if k in parameters}
+    trained = train(TrainConfig.from_recipe(recipe, **parameters), work_dir=out, **run)
+    trained.save(Path(out) / "model.pt")
+    trained.save_report(out)
+    return trained.metrics
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory) -> Path:
     """A Siamese model trained briefly on the bundled digits with the seed recipe (MSP at 0.999,
@@ -68,14 +86,8 @@ def trained_digits(tmp_path_factory) -> Path:
 
     Holds ``model.pt``, ``metrics.json``, ``history.json`` and the plots. Treat as read-only.
     """
-    from typer.testing import CliRunner
-
-    from osr_train.cli import app
-
     out = tmp_path_factory.mktemp("trained-digits")
-    args = ["siamese", "--recipe", "seed", "--dataset", "digits", "--epochs", "12", "--pretrain-epochs", "3", "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    train_model(out, recipe="seed", model="siamese", dataset="digits", epochs=12, pretrain_epochs=3)
     return out
 
 
@@ -86,15 +98,9 @@ def trained_rgb(tmp_path_factory) -> tuple[Path, Path]:
     The folder has ``train/`` and ``test/`` in the ImageFolder layout; the model folder holds
     ``model.pt`` and ``metrics.json``. Treat both as read-only.
     """
-    from typer.testing import CliRunner
-
     from dataset_testing import write_rgb_class_folder
-    from osr_train.cli import app
 
     root = write_rgb_class_folder(tmp_path_factory.mktemp("rgb") / "shapes")
     out = tmp_path_factory.mktemp("trained-rgb")
-    args = ["baseline", "--recipe", "seed", "--dataset", f"folder:{root}", "--epochs", "25", "--batch-size", "32", "--lr", "3e-3",
-            "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    train_model(out, recipe="seed", model="baseline", dataset=f"folder:{root}", epochs=25, batch_size=32, lr=3e-3)
     return root, out

@@ -12,7 +12,7 @@ from osr_infer.data import load_open_set_data
 from osr_train.checkpoint import load_checkpoint
 from osr_train.evaluation import run_model
 from osr_train.models import classifier_of
-from osr_train.pipeline import TrainOptions, train_command
+from conftest import train_model
 from osr_train.training import Normalizer, full_fp32
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -22,7 +22,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def cuda_trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cuda")
     # The same settings as conftest's trained_digits (seed recipe), which trains on the CPU in CI.
-    train_command(TrainOptions(model="siamese", recipe="seed", dataset="digits", epochs=12, pretrain_epochs=3, device="cuda", out=out))
+    train_model(out, recipe="seed", model="siamese", dataset="digits", epochs=12, pretrain_epochs=3, device="cuda")
     return out
 
 

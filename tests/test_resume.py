@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from osr_train.checkpoint import load_checkpoint
-from osr_train.pipeline import TrainingFailed, TrainOptions, train_command
+from conftest import train_model
+from osr_infer.errors import ModelError, ParameterError, TrainingInterrupted
 from osr_train.training import Trainer
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def _interrupt_after(monkeypatch, stage: str, epoch: int) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("whole")
-    train_command(TrainOptions(**ARGS, out=out))
+    train_model(out, **ARGS)
     return load_checkpoint(out / "model.pt")
 
 
@@ -40,10 +41,10 @@ def test_a_resumed_run_ends_with_the_uninterrupted_model_bit_for_bit(uninterrupt
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         _interrupt_after(patch, stage, epoch)
-        with pytest.raises(TrainingFailed, match="run the same command with --resume"):
-            train_command(TrainOptions(**ARGS, out=out))
+        with pytest.raises(TrainingInterrupted, match="run the same command with `resume`"):
+            train_model(out, **ARGS)
     assert (out / "checkpoint.pt").is_file() and not (out / "model.pt").exists()
-    train_command(TrainOptions(**ARGS, out=out, resume=True))
+    train_model(out, **ARGS, resume=True)
     model, spec, record = load_checkpoint(out / "model.pt")
     whole_model, whole_spec, whole_record = uninterrupted
     for (name, a), (_, b) in zip(model.state_dict().items(), whole_model.state_dict().items()):
@@ -57,17 +58,17 @@ def test_a_resumed_run_with_the_rotation_task_ends_bit_for_bit(tmp_path, monkeyp
     """The rotation head is training-only (not in the model's weights) but shapes every step:
     its weights and its optimiser state travel in the resume state."""
     args = dict(ARGS, pretrain_epochs=1, epochs=3, rotation_weight=0.5)
-    train_command(TrainOptions(**args, out=tmp_path / "whole"))
+    train_model(tmp_path / "whole", **args)
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
         _interrupt_after(patch, "finetune", 2)
-        with pytest.raises(TrainingFailed, match="--resume"):
-            train_command(TrainOptions(**args, out=out))
+        with pytest.raises(TrainingInterrupted, match="`resume`"):
+            train_model(out, **args)
     resume = torch.load(out / "checkpoint.pt", weights_only=True)["resume"]
     assert set(resume["rotation_head"]) == {"weight", "bias"}
-    with pytest.raises(TrainingFailed, match="rotation_weight differ"):
-        train_command(TrainOptions(**ARGS, out=out, resume=True))
-    train_command(TrainOptions(**args, out=out, resume=True))
+    with pytest.raises(ParameterError, match="rotation_weight differ"):
+        train_model(out, **ARGS, resume=True)
+    train_model(out, **args, resume=True)
     whole, _, _ = load_checkpoint(tmp_path / "whole" / "model.pt")
     model, _, _ = load_checkpoint(out / "model.pt")
     for (name, a), (_, b) in zip(model.state_dict().items(), whole.state_dict().items()):
@@ -76,14 +77,14 @@ def test_a_resumed_run_with_the_rotation_task_ends_bit_for_bit(tmp_path, monkeyp
 
 def test_resume_refuses_other_options_and_a_missing_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    with pytest.raises(TrainingFailed, match="nothing to resume"):
-        train_command(TrainOptions(**ARGS, out=out, resume=True))
+    with pytest.raises(ModelError, match="nothing to resume"):
+        train_model(out, **ARGS, resume=True)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, "pretrain", 1)
-        with pytest.raises(TrainingFailed):
-            train_command(TrainOptions(**ARGS, out=out))
-    with pytest.raises(TrainingFailed, match="other options \\(lr differ\\)"):
-        train_command(TrainOptions(**{**ARGS, "lr": 0.01}, out=out, resume=True))
+        with pytest.raises(TrainingInterrupted):
+            train_model(out, **ARGS)
+    with pytest.raises(ParameterError, match="other options \\(lr differ\\)"):
+        train_model(out, **{**ARGS, "lr": 0.01}, resume=True)
 
 
 def test_sigkill_mid_training_then_resume(uninterrupted, tmp_path):

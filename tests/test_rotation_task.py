@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from osr_train.checkpoint import load_checkpoint
-from osr_train.pipeline import TrainOptions, train_command
+from conftest import train_model
+from osr_train.config import TrainConfig
 from osr_train.recipes import RECIPES
 from osr_train.training import ROTATION_SLOPE, ROTATION_TURNS, Trainer
 
@@ -29,8 +30,8 @@ def test_the_turned_half_is_each_image_turned_by_its_label():
 
 
 def test_every_recipe_names_its_rotation_weight():
-    assert RECIPES["seed"].rotation_weight == 0.0  # the notebook has no such task
-    assert all(r.rotation_weight >= 0 for r in RECIPES.values())
+    assert TrainConfig.from_recipe("seed").rotation_weight == 0.0  # the notebook has no such task
+    assert all(TrainConfig.from_recipe(r).rotation_weight >= 0 for r in RECIPES)
 
 
 @pytest.mark.slow
@@ -44,8 +45,8 @@ def test_the_rotation_head_learns_and_stays_out_of_the_model(tmp_path, monkeypat
 
     monkeypatch.setattr(Trainer, "fit", keep)
     base = dict(model="siamese", dataset="digits", layout=False, pretrain_epochs=1, epochs=6, device="cpu", seed=1, threads=1)
-    train_command(TrainOptions(**base, out=tmp_path / "plain"))
-    train_command(TrainOptions(**base, rotation_weight=0.5, out=tmp_path / "turned"))
+    train_model(tmp_path / "plain", **base)
+    train_model(tmp_path / "turned", **base, rotation_weight=0.5)
     plain, turned = trainers
     assert plain.rotation_head is None and turned.rotation_head is not None
 

@@ -12,7 +12,7 @@ import torch
 from osr_infer.preprocess import PREPROCESSING
 from osr_train import script_glyphs
 from osr_train.outliers import OutlierGenerator
-from osr_train.pipeline import TrainOptions
+from osr_train.config import TrainConfig
 
 DIGITS = tuple(str(d) for d in range(10))
 REPO = Path(__file__).resolve().parents[1]
@@ -88,9 +88,9 @@ def test_script_outliers_are_drawn_only_when_asked_and_never_for_a_reader_of_ano
 
 
 def test_script_outliers_option_is_validated_and_reaches_the_training_config():
-    assert TrainOptions(model="siamese", script_outliers=2.5).train_config(use_photo_outliers=True).script_outliers == 2.5
-    assert TrainOptions(model="siamese").train_config(use_photo_outliers=True).script_outliers == 3.0  # the default recipe's
-    seed = TrainOptions(model="siamese", recipe="seed").train_config(use_photo_outliers=True)
+    assert TrainConfig.from_recipe("best", script_outliers=2.5).script_outliers == 2.5
+    assert TrainConfig.from_recipe("best").script_outliers == 3.0  # the default recipe's
+    seed = TrainConfig.from_recipe("seed")
     assert seed.script_outliers == 0.0 and seed.outlier_weight == 0.0  # the notebook has no outliers
-    with pytest.raises(ValueError, match="--script-outliers"):
-        TrainOptions(model="siamese", script_outliers=-1)
+    with pytest.raises(ValueError, match="^script_outliers must be"):
+        TrainConfig.from_recipe("best", script_outliers=-1)

@@ -124,8 +124,9 @@ def test_checkpoints_store_the_spec_and_refuse_a_newer_format(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--threshold", "inf", "--score", "energy"], "--threshold must be a number in (-inf, inf), got inf"),
-        (["--threshold", "-inf", "--score", "energy"], "--threshold must be a number"),
+        (["--score-threshold", "inf", "--score", "energy"], "--score-threshold must be a number in (-inf, inf), got inf"),
+        (["--score-threshold", "-inf", "--score", "energy"], "--score-threshold must be a number"),
+        (["--threshold", "0.9"], "--threshold is osr-infer's rule on the top softmax probability"),
         (["--lr", "nan"], "--lr must be a number in (0, 10], got nan"),
         (["--margin", "nan"], "--margin must be a number in (0, inf), got nan"),
         (["--batch-size", "0"], "--batch-size must be an integer in [2, 1048576], got 0"),
@@ -145,9 +146,9 @@ def test_export_refuses_an_infinite_threshold(trained_digits, tmp_path):
     from osr_export.cli import app
 
     for value in ("inf", "-inf", "nan"):
-        result = CliRunner().invoke(app, [str(trained_digits / "model.pt"), "--threshold", value, "--out", str(tmp_path)])
+        result = CliRunner().invoke(app, [str(trained_digits / "model.pt"), "--score-threshold", value, "--out", str(tmp_path)])
         assert result.exit_code == 2, result.output
-        assert "--threshold must be a number" in result.output
+        assert "--score-threshold must be a number" in result.output
     assert not list(tmp_path.iterdir())
 
 

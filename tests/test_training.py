@@ -11,8 +11,10 @@ from osr_infer.spec import UNKNOWN, ModelSpec
 from osr_train.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint
 from osr_train.cli import app
 from osr_train.models import SiameseNet
-from osr_train.pipeline import TrainingFailed, TrainOptions, train_command
-from osr_train.training import TrainConfig, Trainer
+from conftest import train_model
+from osr_infer.errors import TrainingInterrupted
+from osr_train.config import TrainConfig
+from osr_train.training import Trainer
 
 runner = CliRunner()
 DIGITS = [str(d) for d in range(10)]
@@ -72,9 +74,8 @@ def test_ctrl_c_keeps_last_complete_checkpoint(tmp_path, monkeypatch):
         return original(self)
 
     monkeypatch.setattr(Trainer, "_validate_ce", interrupt_on_second_epoch)
-    with pytest.raises(TrainingFailed, match=r"train epoch 1\) is .*checkpoint\.pt") as info:
-        train_command(TrainOptions(model="baseline", recipe="seed", dataset="digits", epochs=5, out=tmp_path))
-    assert info.value.exit_code == 130
+    with pytest.raises(TrainingInterrupted, match=r"train epoch 1\) is .*checkpoint\.pt"):
+        train_model(tmp_path, model="baseline", recipe="seed", dataset="digits", epochs=5)
     _, spec, record = load_checkpoint(tmp_path / "checkpoint.pt")
     assert (record["stage"], record["epoch"], record["complete"]) == ("train", 1, False)
     assert spec.architecture == "ConvNet" and spec.dataset.reference == "digits"
@@ -89,7 +90,7 @@ def test_missing_data_dir_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--threshold", "1.5"], "outside (0, 1)"),
+    (["--score-threshold", "1.5"], "outside (0, 1)"),
     (["--device", "cuda"], "CUDA"),
     (["--lr", "nan"], "--lr must be a number in (0, 10], got nan"),
     (["--batch-size", "0"], "--batch-size must be an integer in [2, "),
@@ -103,24 +104,22 @@ def test_bad_options_fail_clearly(tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("make", [TrainConfig, TrainOptions], ids=["TrainConfig", "TrainOptions"])
-@pytest.mark.parametrize("field, value, option", [
-    ("lr", math.nan, "--lr"),
-    ("margin", math.nan, "--margin"),
-    ("batch_size", 0, "--batch-size"),
-    ("rotation_weight", -0.5, "--rotation-weight"),
-])
-def test_bad_hyperparameters_are_refused_with_one_line_naming_the_option(make, field, value, option):
-    with pytest.raises(ValueError) as info:
+@pytest.mark.parametrize("make", [TrainConfig, TrainConfig.from_recipe], ids=["TrainConfig", "from_recipe"])
+@pytest.mark.parametrize("field, value", [("lr", math.nan), ("margin", math.nan), ("batch_size", 0), ("rotation_weight", -0.5)])
+def test_bad_hyperparameters_are_refused_with_one_line_naming_the_parameter(make, field, value):
+    """Built in Python, a configuration names the parameter, never a command-line flag."""
+    from osr_infer.errors import ParameterError
+
+    with pytest.raises(ParameterError) as info:
         make(**{field: value})
     message = str(info.value)
-    assert message.startswith(f"{option} must be ") and message.endswith(f"got {value!r}")
-    assert "\n" not in message
+    assert isinstance(info.value, ValueError) and info.value.parameter == field
+    assert message.startswith(f"{field} must be ") and message.endswith(f"got {value!r}")
+    assert "--" not in message and "\n" not in message
 
 
 def test_trains_on_mnist_format_files(fake_mnist, tmp_path):
-    options = TrainOptions(model="baseline", recipe="seed", dataset="mnist", data_dir=fake_mnist, epochs=3, out=tmp_path, batch_size=16)
-    metrics = train_command(options)
+    metrics = train_model(tmp_path, model="baseline", recipe="seed", dataset="mnist", data_dir=fake_mnist, epochs=3, batch_size=16)
     assert metrics["dataset"] == "mnist" and metrics["n_known"] == 40
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 3 and history[-1]["val_accuracy"] > 0.5  # 100 train / 20 val images, 10 classes
