@@ -23,16 +23,12 @@ def exported_model_arguments(doc: str, output_name: str) -> argparse.Namespace:
 
 
 def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
-    """``osr-export CHECKPOINT --format all --quantize int8`` into ``out``, quietly (the same code path)."""
-    from rich.console import Console
-
+    """``osr-export CHECKPOINT --format all --quantize int8`` into ``out``, through the Python API (silent)."""
+    from osr_export import export
     from osr_export.cli import _quiet_exporter_logs
-    from osr_export.pipeline import ExportOptions, export_command
 
     _quiet_exporter_logs()
-    options = ExportOptions(checkpoint, formats=("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
-    with open(os.devnull, "w") as devnull:
-        export_command(options, console=Console(file=devnull))
+    export(checkpoint, ("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
 
 
 def infer_rows(inputs: list[Path], model: Path, **options: object) -> tuple[int, list[dict]]:

@@ -1,7 +1,34 @@
 """osr_export: turn a trained checkpoint into verified TorchScript, ONNX and INT8 artefacts.
 
+The public API, importable from here::
+
+    from osr_export import export
+    report = export("artifacts/siamese/model.pt", formats=("onnx",), quantize="int8")
+    report.passed, report.written, report.formats    # one parity report per format
+
+:func:`export` -> :class:`ExportReport`; it prints nothing (pass a
+:class:`osr_infer.reporting.Reporter` to hear from it) and raises
+:class:`osr_infer.errors.VerificationError` when an artefact disagrees with PyTorch.
 Built on :mod:`osr_infer` (the spec, metadata schema, parity rule) and :mod:`osr_train`.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 #: The oldest ONNX opset the export supports, and its default (defined here: importing it is cheap).
 DEFAULT_OPSET = 18
+
+_WHERE = {"export": "pipeline", "ExportReport": "pipeline", "ExportOptions": "pipeline"}
+
+__all__ = ["DEFAULT_OPSET", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

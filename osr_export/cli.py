@@ -52,8 +52,12 @@ def export(
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help=f"ONNX opset ({DEFAULT_OPSET} or newer)."),
+    score_threshold: Optional[float] = typer.Option(
+        None, "--score-threshold", help="Store this threshold on the model's score instead of the checkpoint's [default: the checkpoint's].", show_default=False
+    ),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Store this threshold on the model's score instead of the checkpoint's [default: the checkpoint's].", show_default=False
+        None, "--threshold", hidden=True, help="Refused: osr-infer's rule on the top softmax probability (use --score-threshold).",
+        show_default=False,
     ),
     quantize: Optional[Quantize] = typer.Option(
         None, "--quantize", help="Also write model.int8.onnx (static QDQ, calibrated on validation knowns) [default: fp32 only].", show_default=False
@@ -80,26 +84,49 @@ def export(
     Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8), or web/.
     Exit codes: 0 written, 1 verification failed (nothing written), 2 bad input.
     """
-    from osr_export.pipeline import FORMATS, ExportFailed, ExportOptions, export_command
+    from osr_export.pipeline import FORMATS, ExportOptions, run_export
     from osr_export.probe import parse_probe_size
+    from osr_infer.errors import VerificationError
 
-    try:
+    if threshold is not None:
+        fail("--threshold is osr-infer's rule on the top softmax probability; the threshold stored with the model's own "
+             "score is --score-threshold")
+    with cli_support.library_errors(console, FLAGS):
         options = ExportOptions(
             checkpoint=checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
-            threshold=threshold, quantize=quantize.value if quantize else None, atol=atol, probe_size=parse_probe_size(probe_size),
-            data_dir=data_dir, report=report, int8_min_agreement=int8_min_agreement, calibration_size=calibration_size,
-            web_runtime=web_runtime,
+            score_threshold=score_threshold, quantize=quantize.value if quantize else None, atol=atol,
+            probe_size=parse_probe_size(probe_size), data_dir=data_dir, report=report, int8_min_agreement=int8_min_agreement,
+            calibration_size=calibration_size, web_runtime=web_runtime,
         )
-    except ValueError as exc:
-        fail(str(exc))
-    from osr_infer.io import OutputPathError
+        try:
+            result = run_export(options, reporter=cli_support.ConsoleReporter(console, flags=FLAGS, transient=True))
+        except VerificationError as exc:
+            failed = getattr(exc, "report", None)
+            if failed is not None:
+                print_export_report(failed)
+            raise
+    print_export_report(result)
+    for target in result.written:
+        console.print(f"wrote {target}", highlight=False)
 
-    try:
-        export_command(options, console=console)
-    except ExportFailed as exc:
-        fail(str(exc), exc.exit_code)
-    except (OSError, OutputPathError) as exc:
-        fail(cli_support.file_error_message(exc))
+
+def print_export_report(report) -> None:  # noqa: ANN001 - an osr_export.pipeline.ExportReport
+    """The parity table of every format, and the INT8 model's agreement with fp32."""
+    from osr_export.quantize import int8_table
+    from osr_export.verify import print_reports
+
+    if report.formats:
+        print_reports(console, report.formats, report.title)
+    if report.int8 is not None:
+        console.print(int8_table(report.int8))
+        style = "bold green" if report.int8.passed else "bold red"
+        console.print(f"[{style}]{report.int8.summary()}[/]", highlight=False, soft_wrap=True)
+    elif "int8" in report.record and not report.record["int8"].get("passed"):
+        console.print(f"[bold red]{report.record['int8']['summary']}[/]", highlight=False, soft_wrap=True)
+
+
+#: The flags of the library's parameters whose names differ from ``--`` and the name dashed.
+FLAGS = {"formats": "--format", "checkpoint": "CHECKPOINT"}
 
 
 def _quiet_exporter_logs() -> None:

@@ -10,6 +10,7 @@ import onnx
 import torch
 
 from osr_export import DEFAULT_OPSET
+from osr_infer.errors import ExportError
 from osr_infer.metadata import ModelMetadata
 from osr_infer.outputs import INPUT_NAME, OUTPUT_NAMES
 from osr_train.scoring import ScoredClassifier
@@ -17,10 +18,6 @@ from osr_train.scoring import ScoredClassifier
 log = logging.getLogger(__name__)
 
 
-
-
-class ExportError(RuntimeError):
-    """The exporter could not produce a valid model."""
 
 
 def _has_dynamic_batch(model: onnx.ModelProto) -> bool:

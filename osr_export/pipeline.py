@@ -1,5 +1,9 @@
 """What ``osr-export`` does, as a function: load, export, verify against PyTorch, then write.
 
+>>> from osr_export import export
+>>> report = export("artifacts/siamese/model.pt", formats=("onnx",), quantize="int8")   # doctest: +SKIP
+>>> report.passed, report.written                                                       # doctest: +SKIP
+
 Every artefact is first written to a temporary file beside its target and loaded back from
 there by the runtime that will serve it (ONNX Runtime, ``torch.jit.load``); only when every
 requested format passes verification are the temporary files renamed into place. A failure
@@ -17,17 +21,16 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from osr_infer.metadata import MetadataError, ModelMetadata
 from osr_export.probe import Probe
 from osr_export.runners import Runner
 from osr_infer.outputs import ModelOutputs
 from osr_export import DEFAULT_OPSET
-from osr_export.verify import Check, FormatReport, print_reports, verify_format
+from osr_export.verify import Check, FormatReport, verify_format
+from osr_infer.errors import DataError, ExportError, ModelError, OSRError, OutputError, ParameterError, VerificationError
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
+from osr_infer.reporting import SILENT, Reporter
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.io import atomic_path
 
@@ -43,12 +46,23 @@ DEFAULT_CHECKPOINT = Path("artifacts") / "siamese" / "model.pt"
 BATCH_SIZE = 1024
 
 
-class ExportFailed(RuntimeError):
-    """A user-facing failure: printed as one line, with an exit code (2: bad input, 1: verification)."""
+@dataclass
+class ExportReport:
+    """What :func:`export` did: ``passed`` (every format verified), ``written`` (the files and
+    folders, all or none), ``formats`` (one :class:`~osr_export.verify.FormatReport` per format
+    verified against PyTorch), ``int8`` (the INT8 model's agreement report, when quantised) and
+    ``record`` (all of it as JSON, what ``--report`` writes)."""
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+    passed: bool
+    written: list[Path]
+    formats: list[FormatReport]
+    int8: Any | None
+    record: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        r = self.record
+        return f"Parity vs PyTorch (atol {r['atol']:g}, threshold {r['threshold']:g}, score {r['score']})"
 
 
 def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredClassifier, spec, metadata)
@@ -56,19 +70,19 @@ def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredC
     from osr_train.checkpoint import CheckpointError
 
     if not checkpoint.exists() and (checkpoint.parent / "checkpoint.pt").exists():
-        raise ExportFailed(
+        raise ModelError(
             f"checkpoint not found: {checkpoint} (only the intermediate {checkpoint.parent / 'checkpoint.pt'} exists: "
             "training is still running, or was interrupted: finish it with osr-train ... --resume)"
         )
     if checkpoint.is_dir():
-        raise ExportFailed(f"{checkpoint} is a folder; give the model.pt file")
+        raise ModelError(f"{checkpoint} is a folder; give the model.pt file")
     try:
         scored, spec, config = scored_from_checkpoint(checkpoint)
         metadata = metadata_from_checkpoint(checkpoint, spec, config, threshold)
-    except (CheckpointError, MetadataError) as exc:
-        raise ExportFailed(str(exc)) from None
+    except OSRError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:  # a checkpoint whose config lacks a field
-        raise ExportFailed(f"{checkpoint}: incomplete checkpoint config ({type(exc).__name__}: {exc})") from None
+        raise ModelError(f"{checkpoint}: incomplete checkpoint config ({type(exc).__name__}: {exc})") from None
     return scored, spec, metadata
 
 
@@ -108,13 +122,6 @@ def _metadata_check(read: Callable[[], ModelMetadata], metadata: ModelMetadata, 
     return Check("metadata", same, detail if same else f"{where} differs from what was written")
 
 
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    )
-
-
 @dataclass
 class ExportOptions:
     """What ``osr-export`` was asked for, validated once."""
@@ -123,7 +130,7 @@ class ExportOptions:
     formats: tuple[str, ...] = FORMATS
     out: Path | None = None
     opset: int = DEFAULT_OPSET
-    threshold: float | None = None
+    score_threshold: float | None = None
     quantize: str | None = None
     atol: float = DEFAULT_ATOL
     probe_size: int | None = 1024  # None: every probe image
@@ -135,7 +142,7 @@ class ExportOptions:
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "opset": [Interval(int, DEFAULT_OPSET, None)],
-        "threshold": [Interval(float, None, None), NONE],
+        "score_threshold": [Interval(float, None, None), NONE],
         "quantize": [OneOf(("int8",)), NONE],
         "atol": [Interval(float, 0, 1, closed="right")],
         "probe_size": [Interval(int, 1, None), NONE],
@@ -148,7 +155,7 @@ class ExportOptions:
         self.formats = tuple(self.formats)
         unknown = [f for f in self.formats if f not in ALL_FORMATS]
         if unknown or not self.formats:
-            raise ValueError(f"unknown format {unknown or self.formats}; choose from {', '.join(ALL_FORMATS)}")
+            raise ParameterError("formats", f"formats: unknown format {unknown or self.formats}; choose from {', '.join(ALL_FORMATS)}")
         validate(self, self.constraints)
         self.runtime: tuple[Path, str] | None = None
         if "web" in self.formats:
@@ -157,77 +164,97 @@ class ExportOptions:
             try:
                 self.runtime = find_runtime(self.web_runtime)
             except WebRuntimeMissing as exc:
-                raise ValueError(str(exc)) from None
+                raise ExportError(str(exc)) from None
         import onnx
 
         if self.opset > onnx.defs.onnx_opset_version():
-            raise ValueError(f"--opset {self.opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
+            raise ParameterError("opset", f"opset {self.opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
         if self.quantize and "onnx" not in self.formats:
-            raise ValueError("--quantize int8 quantises the ONNX model: use --format onnx or --format all")
+            raise ParameterError("quantize", "quantize int8 quantises the ONNX model: use `format` onnx or `format` all")
         if self.report is not None and Path(self.report).is_dir():
-            raise ValueError(f"--report {self.report} is a folder; give a file name for the JSON report")
+            raise ParameterError("report", f"report {self.report} is a folder; give a file name for the JSON report")
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out) if self.out is not None else self.checkpoint.parent
 
 
-def export_command(options: ExportOptions, console: Console | None = None) -> dict[str, Any]:
+def export(
+    checkpoint: str | Path,
+    formats: tuple[str, ...] | list[str] = FORMATS,
+    *,
+    quantize: str | None = None,
+    out: str | Path | None = None,
+    reporter: Reporter = SILENT,
+    **options: Any,
+) -> ExportReport:
+    """Export ``checkpoint`` (a ``model.pt`` from :func:`osr_train.train` or ``osr-train``) to
+    ``formats`` (``onnx``, ``torchscript``, ``web``) in ``out`` (default: its folder), verify each
+    artefact against PyTorch on a probe batch, and write them all, or none.
+
+    ``quantize="int8"`` also writes ``model.int8.onnx``. Further ``options`` are the fields of
+    :class:`ExportOptions` (``score_threshold``, ``opset``, ``atol``, ``probe_size``, ``data_dir``,
+    ``report``, ``int8_min_agreement``, ``calibration_size``, ``web_runtime``). Raises
+    :class:`~osr_infer.errors.VerificationError` when an artefact disagrees (nothing written),
+    ``ModelError``, ``DataError``, ``ParameterError`` or ``ExportError`` otherwise."""
+    return run_export(ExportOptions(checkpoint=Path(checkpoint), formats=tuple(formats), quantize=quantize, out=out, **options),
+                      reporter)
+
+
+def run_export(options: ExportOptions, reporter: Reporter = SILENT) -> ExportReport:
     """Export the checkpoint to the formats, verify each against PyTorch, write them all or none."""
-    console = console or Console(stderr=True, emoji=False)
-    scored, spec, metadata = _load(options.checkpoint, options.threshold)
+    scored, spec, metadata = _load(options.checkpoint, options.score_threshold)
     out_dir = options.out_dir
     if out_dir.exists() and not out_dir.is_dir():
-        raise ExportFailed(f"output folder {out_dir} is a file, not a folder")
+        raise OutputError(f"output folder {out_dir} is a file, not a folder")
     from osr_infer.io import check_writable_dir
 
     created = not out_dir.exists()
     try:
         check_writable_dir(out_dir)
     except PermissionError as exc:
-        raise ExportFailed(str(exc)) from None
+        raise OutputError(str(exc)) from None
     try:
-        return _probe_export_verify(scored, metadata, options, console)
+        return _probe_export_verify(scored, metadata, options, reporter)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # a failed export leaves no trace, not even the folder it would have made
         raise
 
 
-def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions, console: Console) -> dict[str, Any]:  # noqa: ANN001
+def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions, reporter: Reporter) -> ExportReport:  # noqa: ANN001
     from osr_infer.io import check_writable_dir
 
     if options.report is not None:
         try:
             check_writable_dir(Path(options.report).parent)
         except PermissionError as exc:
-            raise ExportFailed(f"--report: {exc}") from None
+            raise OutputError(f"`report`: {exc}") from None
 
     from osr_export.probe import build_probe, calibration_images
-    from osr_infer.data.datasets import DataError
-    from osr_infer.data.idx import IdxFormatError
 
     t0 = time.perf_counter()
-    try:
-        probe = build_probe(metadata.spec, options.data_dir, options.probe_size)
-        calibration = calibration_images(metadata.spec, options.data_dir, options.calibration_size) if options.quantize else None
-    except (DataError, IdxFormatError) as exc:
-        raise ExportFailed(str(exc)) from None
-    style = "" if probe.real_data else "[yellow]"
-    console.print(f"{style}probe: {escape(probe.describe())}  ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True)
+    probe = build_probe(metadata.spec, options.data_dir, options.probe_size)
+    calibration = calibration_images(metadata.spec, options.data_dir, options.calibration_size) if options.quantize else None
+    line = f"probe: {probe.describe()}  ({time.perf_counter() - t0:.1f} s)"
+    reporter.info(line) if probe.real_data else reporter.warning(line)
     for note in probe.notes:
-        console.print(f"[yellow]probe: {escape(note)}[/]", highlight=False, soft_wrap=True)
+        reporter.warning(f"probe: {note}")
 
-    result = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, console,
-                     options.runtime).run(options.formats, calibration, options.int8_min_agreement)
+    export = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, reporter,
+                     options.runtime)
+    result = export.run(options.formats, calibration, options.int8_min_agreement)
     if options.report is not None:
         from osr_infer.io import write_json
 
         write_json(options.report, result)
-        console.print(f"report: {options.report}", highlight=False, markup=False)
+        reporter.info(f"report: {options.report}")
+    report = ExportReport(bool(result["passed"]), [Path(p) for p in result["written"]], export.reports, export.int8_report, result)
     if not result["passed"]:
-        raise ExportFailed(f"verification failed ({result['failure']}); nothing was written", 1)
-    return result
+        error = VerificationError(f"verification failed ({result['failure']}); nothing was written")
+        error.report = report  # type: ignore[attr-defined] - what failed, for the caller to show
+        raise error
+    return report
 
 
 class _Abort(Exception):
@@ -245,10 +272,12 @@ class _Export:
     opset: int
     atol: float
     probe: Probe
-    console: Console
+    reporter: Reporter
     runtime: tuple[Path, str] | None = None  # for the web format: ONNX Runtime Web's folder and version
 
     def __post_init__(self) -> None:
+        self.reports: list[FormatReport] = []
+        self.int8_report: Any | None = None
         from osr_export.runners import run_batched, torch_runner
 
         self.x = self.metadata.contract.normalize(np.concatenate([s.images for s in self.probe.sources]))
@@ -275,9 +304,7 @@ class _Export:
                 temps = {f: stack.enter_context(atomic_path(self.out_dir / FILENAMES[f])) for f in verified if f in formats}
                 if "onnx" not in temps:  # for the web folder only
                     temps["onnx"] = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "model.onnx"
-                reports = [self._export_and_verify(fmt, temps[fmt]) for fmt in verified]
-                title = f"Parity vs PyTorch (atol {self.atol:g}, threshold {self.metadata.threshold:g}, score {self.metadata.score})"
-                print_reports(self.console, reports, title)
+                reports = self.reports = [self._export_and_verify(fmt, temps[fmt]) for fmt in verified]
                 self.result["formats"] = [r.to_dict() for r in reports]
                 failed = [r.format for r in reports if not r.passed]
                 if calibration is not None and not failed:
@@ -295,8 +322,6 @@ class _Export:
                 self.result["written"] = [str(self.out_dir / n) for n in names]
         except _Abort:
             return self.result
-        for target in self.result["written"]:
-            self.console.print(f"wrote {target}", highlight=False)
         return self.result
 
     def _web_bundle(self, stack: ExitStack, onnx_model: Path) -> dict[str, Any]:
@@ -308,12 +333,11 @@ class _Export:
         folder = stack.enter_context(atomic_dir(self.out_dir / FILENAMES["web"]))
         files = write_bundle(folder, onnx_model, runtime, version)
         size = sum((folder / f).stat().st_size for f in files)
-        self.console.print(f"web: page, model.onnx and ONNX Runtime Web {version} (wasm), {size / 2**20:.1f} MiB", highlight=False)
+        self.reporter.info(f"web: page, model.onnx and ONNX Runtime Web {version} (wasm), {size / 2**20:.1f} MiB")
         return {"files": files, "onnxruntime_web": version, "bytes": size}
 
     def _export_and_verify(self, fmt: str, tmp: Path) -> FormatReport:
-        with _progress(self.console) as progress:
-            task = progress.add_task(f"exporting {fmt}", total=None)
+        with self.reporter.progress(f"exporting {fmt}", total=None) as task:
             t0 = time.perf_counter()
             try:
                 runner, single, checks = self._export_onnx(tmp) if fmt == "onnx" else self._export_torchscript(tmp)
@@ -323,11 +347,11 @@ class _Export:
                 report.checks.append(Check("export", False, _one_line(exc)))
                 return report
             exported = time.perf_counter() - t0
-            progress.update(task, description=f"verifying {fmt}", total=2 * len(self.x), completed=0)
+            task.update(description=f"verifying {fmt}", total=2 * len(self.x), completed=0)
             report = verify_format(
                 fmt, runner=runner, runner_single=single, reference=self.reference, x=self.x, sources=self.sources,
                 threshold=self.metadata.threshold, atol=self.atol, batch_size=BATCH_SIZE,
-                n_classes=len(self.metadata.class_names), advance=lambda k: progress.advance(task, k), extra_checks=checks,
+                n_classes=len(self.metadata.class_names), advance=task.advance, extra_checks=checks,
             )
         report.checks.insert(0, Check("export", True, f"exported in {exported:.1f} s, verified in {time.perf_counter() - t0 - exported:.1f} s"))
         return report
@@ -359,31 +383,28 @@ class _Export:
         return runner, single, [check]
 
     def _quantize(self, fp32_path: Path, tmp: Path, calibration: tuple[np.ndarray, str], min_agreement: float) -> dict[str, Any]:
-        from osr_export.quantize import QuantizationError, int8_report, int8_table, quantize_int8
+        from osr_export.quantize import QuantizationError, int8_report, quantize_int8
         from osr_export.runners import onnx_runner, onnx_session, run_batched
 
         images, name = calibration
         t0 = time.perf_counter()
         try:
-            with self.console.status(f"quantising to INT8 (calibration: {name})"):
+            with self.reporter.status(f"quantising to INT8 (calibration: {name})"):
                 record = quantize_int8(fp32_path, tmp, self.metadata.contract.normalize(images), self.metadata, name)
             fp32 = run_batched(onnx_runner(fp32_path), self.x, BATCH_SIZE)
             int8 = run_batched(onnx_runner(tmp), self.x, BATCH_SIZE)
             back = ModelMetadata.from_props(onnx_session(tmp).get_modelmeta().custom_metadata_map)
         except (QuantizationError, MetadataError) as exc:
-            self.console.print(f"[bold red]FAIL int8: {exc}[/]", highlight=False, soft_wrap=True)
             return {"passed": False, "summary": f"FAIL int8: {exc}"}
         labelled = [(s.name, s.role, part, s.labels) for s, (_, part) in zip(self.probe.sources, self.sources)]
         report = int8_report(fp32, int8, labelled, self.metadata.threshold, min_agreement)
         report.size_fp32, report.size_int8 = fp32_path.stat().st_size, tmp.stat().st_size
-        self.console.print(int8_table(report))
-        self.console.print(
+        self.int8_report = report
+        self.reporter.info(
             f"  int8: {record['format']}, weights {record['weights']}, calibration {record['calibration']}; "
             f"kept in float: {', '.join(record['float_nodes'])}; metadata read back with osr.quantization: "
-            f"{back.quantization is not None} ({time.perf_counter() - t0:.1f} s)", highlight=False, soft_wrap=True,
+            f"{back.quantization is not None} ({time.perf_counter() - t0:.1f} s)"
         )
-        style = "bold green" if report.passed else "bold red"
-        self.console.print(f"[{style}]{report.summary()}[/]", highlight=False, soft_wrap=True)
         return {**report.to_dict(), "quantization": record}
 
 
@@ -392,4 +413,4 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-__all__ = ["ALL_FORMATS", "DEFAULT_CHECKPOINT", "ExportFailed", "ExportOptions", "FILENAMES", "FORMATS", "export_command"]
+__all__ = ["ALL_FORMATS", "DEFAULT_CHECKPOINT", "ExportOptions", "ExportReport", "FILENAMES", "FORMATS", "export", "run_export"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from osr_infer.errors import ParameterError
 from osr_infer.data.datasets import DataError, ImageSet
 from osr_infer.data.idx import IdxFormatError
 from osr_infer.data.registry import UnknownSet, open_set_source
@@ -71,9 +72,9 @@ def parse_probe_size(text: str) -> int | None:
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"--probe-size must be a positive integer or 'all', not {text!r}") from None
+        raise ParameterError("probe_size", f"probe_size must be a positive integer or 'all', not {text!r}") from None
     if value < 1:
-        raise ValueError(f"--probe-size must be at least 1, not {value}")
+        raise ParameterError("probe_size", f"probe_size must be at least 1, not {value}")
     return value
 
 

@@ -20,6 +20,7 @@ import onnx
 from rich import box
 from rich.table import Table
 
+from osr_infer.errors import ExportError
 from osr_infer.metadata import ModelMetadata
 from osr_infer.outputs import INPUT_NAME, ModelOutputs
 from osr_infer.metrics import open_set_predictions
@@ -28,7 +29,7 @@ QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "MaxPool", "Relu", "Reshape", "Flatte
 DEFAULT_MIN_AGREEMENT = 0.95
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(ExportError):
     """ONNX Runtime could not quantise the model."""
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from osr_infer.errors import ExportError
 from osr_infer.io import current_umask
 
 #: Where the page's own files are (package data).
@@ -36,7 +37,7 @@ WEB_DIRNAME = "web"
 RUNTIME_ENV = "OSR_WEB_RUNTIME"
 
 
-class WebRuntimeMissing(RuntimeError):
+class WebRuntimeMissing(ExportError):
     """ONNX Runtime Web's files are not where they were looked for."""
 
 

@@ -77,7 +77,7 @@ def test_the_defaults_that_matter_are_shown():
     infer = {name: block for name, (_, block) in option_blocks(_help("osr-infer")).items()}
     assert "[default: 256]" in infer["--batch-size"]
     assert "[default: 0.0001]" in infer["--atol"]
-    assert "[default: artifacts/siamese/model.onnx]" in infer["--model"]
+    assert "[default: artifacts/siamese/model.onnx where it exists" in infer["--model"] and "shipped" in infer["--model"]
     assert "[default: CPU count]" in infer["--workers"]
     assert "[default: $OSR_DATA_DIR or ./data]" in infer["--data-dir"]
     # --threshold is explained as the top softmax probability, --score-threshold as the model's own score.
@@ -88,6 +88,12 @@ def test_the_defaults_that_matter_are_shown():
     assert "[default: the checkpoint's folder]" in export["--out"]
     train = {name: block for name, (_, block) in option_blocks(_help("osr-train", "siamese")).items()}
     assert "[default: 0]" in train["--seed"] and "[default: the recipe's" in train["--batch-size"]
+    # The recipes' values are quoted from the recipes themselves, and one word names each threshold.
+    from osr_train.config import TrainConfig
+
+    best, seed = TrainConfig.from_recipe("best"), TrainConfig.from_recipe("seed")
+    assert f"seed: {seed.epochs}; best: {best.epochs}" in re.sub(r"\s+", " ", train["--epochs"])
+    assert "--score-threshold" in train and "--threshold" not in train and "--score-threshold" in export
 
 
 def test_the_three_commands_share_one_layout():

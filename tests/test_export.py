@@ -183,7 +183,7 @@ def test_threshold_override_and_a_full_mnist_cifar_probe(tmp_path, trained_digit
     write_fake_mnist(data, n_train=60, n_test=50)
     write_cifar_pickle(data, n=70)
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = run_export(checkpoint, "--format", "onnx", "--threshold", "0.9", "--probe-size", "all",
+    result = run_export(checkpoint, "--format", "onnx", "--score-threshold", "0.9", "--probe-size", "all",
                         "--data-dir", data, "--out", out, "--report", report)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx"]
