@@ -31,6 +31,25 @@ def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
     export(checkpoint, ("onnx", "torchscript"), out=out, quantize="int8", probe_size=256, data_dir=data_dir)
 
 
+def end_to_end_with(folder: Path, model: Path, workers: int, out: Path, *, threads: int | None = None,
+                    chunk_files: int | None = None, kind: str = "process", batch_size: int = 256) -> int:
+    """What ``osr-infer FOLDER --output OUT`` runs, assembled from the library's pieces so that a
+    benchmark can set what the command chooses itself (ONNX Runtime threads, the pool's kind and
+    chunk): the session, the decode pool, the streaming classifier and the results writer. The
+    number of rows written."""
+    from osr_infer.decode import CHUNK_FILES, DecodePool
+    from osr_infer.model import Model
+    from osr_infer.pipeline import run_inference
+    from osr_infer.results import ResultsWriter
+    from osr_infer.sources import resolve_sources
+
+    m = Model.load(model, threads=threads, spin=False if workers else None)
+    sources = resolve_sources([str(folder)], [], None, m.contract, m.spec, m.classes)
+    with DecodePool(m.contract, workers, kind=kind, chunk_files=chunk_files or CHUNK_FILES) as pool, ResultsWriter(out) as writer:
+        run = run_inference(sources, m.session, pool, batch_size=batch_size, writer=writer)
+    return int(run.output_rows or 0)
+
+
 def infer_rows(inputs: list[Path], model: Path, **options: object) -> tuple[int, list[dict]]:
     """``osr-infer INPUTS --model MODEL`` (the same code path, no progress bar) into a temporary results
     file, read back: its exit status and one row per image. ``options``: more ``InferOptions`` fields."""

@@ -45,6 +45,7 @@ from rich.console import Console
 from osr_infer import cli
 from osr_infer.decode import CHUNK_FILES, DecodePool, decode_files, default_workers
 from osr_infer.io import write_json
+from osr_infer.model import ort_threading
 from osr_infer.preprocess import PreprocessContract
 from osr_infer.session import InferenceModel
 from osr_infer.sources import Source, resolve_sources
@@ -131,7 +132,7 @@ def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, da
 
     results: dict = {"torch_threads": torch_threads, "batches": {}}
     for batch, n_images in ((1, 2_000), (256, 256 * 40)):
-        threads, spin = cli.ort_threading(0, batch)  # the session osr-infer builds for in-memory data at this batch size
+        threads, spin = ort_threading(0, batch)  # the session osr-infer builds for in-memory data at this batch size
         sessions = {"onnxruntime": InferenceModel(onnx_path, threads=threads, spin=spin)}
         sessions["onnxruntime_1_thread"] = InferenceModel(onnx_path, threads=1, spin=False)  # osr-infer's while decoding
         if sweep:
@@ -181,9 +182,15 @@ def end_to_end(
     folder: Path, model: Path, workers: int, out: Path, chunk_files: int = CHUNK_FILES, kind: str = "process", batch_size: int = 256,
     ort_threads: int | None = None,
 ) -> int:
-    """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null)."""
+    """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null);
+    with another pool kind, chunk or thread count, the same pieces assembled by the benchmark."""
+    if (chunk_files, kind, ort_threads) != (CHUNK_FILES, "process", None):
+        from benchmark_support import end_to_end_with
+
+        return end_to_end_with(folder, model, workers, out, threads=ort_threads, chunk_files=chunk_files, kind=kind,
+                               batch_size=batch_size)
     options = cli.InferOptions([str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False)
-    status = cli.infer_command(options, chunk_files=chunk_files, pool_kind=kind, ort_threads=ort_threads)
+    status = cli.infer_command(options)
     assert status == 0, status
     return sum(1 for _ in open(out)) - 1
 

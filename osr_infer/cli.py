@@ -275,15 +275,25 @@ def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, impor
     )
 
 
+#: Batch observers are plug-ins: the training install's osr_export registers ``parity`` under this
+#: entry-point group (pyproject.toml), so osr_infer never imports the layers above it.
+OBSERVERS_GROUP = "osr_infer.observers"
+
+
 def _parity_check(checkpoint: Path, session, names: list[str], atol: float):  # noqa: ANN001, ANN202
-    """The PyTorch side of ``--parity``, loaded only now: the edge install has no torch."""
+    """The PyTorch side of ``--parity``: the ``parity`` observer that ``osr_export`` supplies,
+    loaded only now (the edge install has no torch)."""
+    from importlib.metadata import entry_points
+
+    needs = "--parity runs the PyTorch model, which needs the training install (pip install 'osr-toolkit[train]')"
+    found = [ep for ep in entry_points(group=OBSERVERS_GROUP) if ep.name == "parity"]
+    if not found:
+        raise ModelError(f"{needs}: no '{OBSERVERS_GROUP}' plug-in named parity is installed")
     try:
-        from osr_export.infer_parity import ParityCheck
+        factory = found[0].load()
     except ImportError as exc:
-        raise ModelError(
-            f"--parity runs the PyTorch model, which needs the training install (pip install 'osr-toolkit[train]'): {exc}"
-        ) from None
-    return ParityCheck(checkpoint, session, names, atol)
+        raise ModelError(f"{needs}: {exc}") from None
+    return factory(checkpoint, session, names, atol)
 
 
 def _decodes_files(specs: list[str], data_dir: Path | None) -> bool:
