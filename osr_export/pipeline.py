@@ -72,7 +72,7 @@ def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredC
     if not checkpoint.exists() and (checkpoint.parent / "checkpoint.pt").exists():
         raise ModelError(
             f"checkpoint not found: {checkpoint} (only the intermediate {checkpoint.parent / 'checkpoint.pt'} exists: "
-            "training is still running, or was interrupted: finish it with osr-train ... --resume)"
+            "training is still running, or was interrupted: finish it with osr-train ... `resume`)"
         )
     if checkpoint.is_dir():
         raise ModelError(f"{checkpoint} is a folder; give the model.pt file")

@@ -136,7 +136,7 @@ def build_probe(spec: ModelSpec, data_dir: Path | None = None, size: int | None 
     except DataError as exc:
         reason = f"the data set {spec.dataset.reference} is not available ({exc})"
         if size is None:
-            raise ProbeError(f"--probe-size all needs the real data: {reason}") from None
+            raise ProbeError(f"`probe_size` all needs the real data: {reason}") from None
         return random_probe(size, contract, reason=reason)
     groups: list[tuple[ImageSet | UnknownSet, str]] = [(test, "known")]
     if held_out is not None and len(held_out):

@@ -204,7 +204,7 @@ def sample_images(
         spec, contract = describe_dataset(dataset, data_dir, known_classes=known_classes, split_seed=seed)
         data = open_set_source(spec, data_dir).load(contract, progress=False)
     except DataError as exc:
-        fail(str(exc))
+        fail(cli_support.error_line(exc, FLAGS))
     rng = np.random.default_rng(seed)
     groups = [(data.test, lambda i, s: data.class_names[s.labels[i]])] + [(u, lambda i, s: f"unknown-{s.name}") for u in data.unknown_test]
     written = 0

@@ -53,7 +53,7 @@ def test_checksum_mismatch_leaves_nothing_behind(tmp_path, mirror):
 
 
 def test_offline_failure_is_one_clear_message(tmp_path):
-    with pytest.raises(MnistMissingError, match="could not download .*--dataset digits"):
+    with pytest.raises(MnistMissingError, match="could not download .*`dataset` digits"):
         download_mnist(tmp_path, mirrors=("http://127.0.0.1:9/",), timeout=2)
 
 

@@ -86,3 +86,79 @@ def test_labelled_metrics_at_the_edge_need_no_scikit_learn(edge_venv, tmp_path_f
     done = _run(edge_venv / "bin" / "osr-infer", f"folder:{tmp_path / 'set'}", "--model", model, "--workers", "0")
     assert done.returncode == 0, done.stderr
     assert "closed-set accuracy" in done.stdout and "AUROC" in done.stdout
+
+
+def readme_quickstart() -> str:
+    """The README's Python quick start: the python block after ``<!-- quickstart -->``."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("<!-- quickstart -->")
+    block = text[text.index("```python\n", start) + len("```python\n"):]
+    return block[: block.index("```")]
+
+
+def _quickstart_files(folder: Path) -> None:
+    """What the quick start names: a digit PNG, a sideways JPEG with its EXIF orientation, and a
+    folder of photos (PNGs, a JPEG, and a file that is no image)."""
+    from PIL import Image
+
+    images, _ = digit_images(8, seed=9)
+    Image.fromarray(images[0]).save(folder / "digit.png")
+    big = Image.fromarray(images[1]).resize((300, 300), Image.Resampling.BILINEAR).rotate(90, expand=True).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees to show it upright
+    big.save(folder / "photo.jpg", format="JPEG", quality=90, exif=exif.tobytes())
+    write_pngs(folder / "photos", images[2:7])
+    Image.fromarray(images[7]).convert("RGB").save(folder / "photos" / "z-colour.jpg", quality=95)
+    (folder / "photos" / "notes.png").write_bytes(b"not an image")
+
+
+def test_the_readme_quick_start_runs_on_the_base_install_with_the_shipped_model(edge_venv, tmp_path):
+    """Run from the README's own text, in a fresh base install (no torch), the quick start gives
+    the rows osr-infer writes for the same files: paths, a sideways JPEG, a PIL image, a uint8
+    array and raw bytes; osr-infer there, with no --model and no artifacts/, uses the shipped
+    model and says so; --threshold 0.999 keeps its meaning."""
+    import json
+
+    _quickstart_files(tmp_path)
+    dump = (
+        "\nimport json\n"
+        "json.dump({'predict': p.to_rows(), 'model': str(model.path),\n"
+        "           'files': [r for b in model.predict_files('photos/', workers=2) for r in b.to_rows()]},\n"
+        "          open('api.json', 'w'))\n"
+    )
+    (tmp_path / "quickstart.py").write_text(readme_quickstart() + dump)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OSR_DATA_DIR")}
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+    done = run(edge_venv / "bin" / "python", "quickstart.py")
+    assert done.returncode == 0, done.stderr
+    assert "skipped photos/notes.png" in done.stdout and "[the model shipped with osr-toolkit]" in done.stdout
+    api = json.loads((tmp_path / "api.json").read_text())
+    assert "site-packages/osr_infer/models/" in api["model"]
+
+    infer = edge_venv / "bin" / "osr-infer"
+    single = run(infer, "digit.png", "photo.jpg", "--output", "single.jsonl", "--no-progress")
+    assert single.returncode == 0, single.stderr
+    assert "[the model shipped with osr-toolkit]" in single.stderr and "classifying with the model shipped" in single.stderr
+    assert not (tmp_path / "artifacts").exists()
+    by_name = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "single.jsonl").read_text().splitlines())}
+    order = ["digit.png", "photo.jpg", "digit.png", "digit.png", "photo.jpg"]  # path, path, PIL image, array, bytes
+    for name, row in zip(order, api["predict"], strict=True):
+        assert row["label"] == by_name[name]["label"], name
+        assert np.float32(row["score"]) == np.float32(by_name[name]["score"]), name
+        assert np.float32(row["probability"]) == np.float32(by_name[name]["probability"]), name
+
+    folder = run(infer, "photos/", "--output", "folder.jsonl", "--workers", "2", "--no-progress")
+    assert folder.returncode == 3 and "notes.png" in folder.stderr  # an unreadable file: reported, the rest classified
+    cli_rows = [json.loads(line) for line in (tmp_path / "folder.jsonl").read_text().splitlines()]
+    assert [(r["path"], r["label"], np.float32(r["score"])) for r in api["files"]] == \
+        [(r["path"], r["label"], np.float32(r["score"])) for r in cli_rows]
+    assert len(cli_rows) == 6
+
+    card = run(infer, "photos/", "--threshold", "0.999", "--output", "card.jsonl", "--no-progress")
+    assert card.returncode == 3
+    assert "decides on msp >= 0.999 (--threshold)" in card.stderr
+    for row in map(json.loads, (tmp_path / "card.jsonl").read_text().splitlines()):
+        assert (row["label"] != "unknown") == (np.float32(row["probability"]) >= np.float32(0.999))

@@ -104,4 +104,4 @@ def test_missing_mnist_message_says_where_and_suggests_digits(tmp_path):
         load_mnist(tmp_path / "nowhere", "train")
     message = str(info.value)
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in message
-    assert "--dataset digits" in message and "--download" in message
+    assert "`dataset` digits" in message and "`download`" in message  # parameters: the commands say their flags

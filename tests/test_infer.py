@@ -337,7 +337,7 @@ def test_cifar_jpeg_layout_is_decoded_from_files(onnx_model, tmp_path):
     "spec, message",
     [
         ("mnist:val", "mnist:val: the MNIST splits are mnist:train and mnist:test"),
-        ("mnist:test", "mnist:test: MNIST not found in {data} (set --data-dir or $OSR_DATA_DIR; `osr-train --download` fetches it)"),
+        ("mnist:test", "mnist:test: MNIST not found in {data} (set --data-dir or $OSR_DATA_DIR; osr-train's --download fetches it)"),
         ("cifar10:test", "cifar10:test: no CIFAR-10 test set in {data}"),
         ("cifar10:what", "cifar10:what: only cifar10:test is read (as unknowns)"),
         ("folder:no/such/folder", "folder:no/such/folder: image folder not found: no/such/folder"),

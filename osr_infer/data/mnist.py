@@ -51,8 +51,8 @@ def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = F
             missing = ", ".join(s for s, p in zip(SPLIT_STEMS[split], paths) if p is None)
             raise MnistMissingError(
                 f"MNIST not found: expected {missing} (optionally .gz) in {raw}. "
-                "Set --data-dir or $OSR_DATA_DIR, pass --download to fetch it, "
-                "or use --dataset digits to run offline on the bundled data set."
+                "Set `data_dir` or $OSR_DATA_DIR, pass `download` to fetch it, "
+                "or use `dataset` digits to run offline on the bundled data set."
             )
     images_path, labels_path = paths
     images, labels = read_idx_pair(images_path, labels_path)
@@ -120,6 +120,6 @@ def download_mnist(
         else:
             raise MnistMissingError(
                 f"could not download {stem}.gz ({'; '.join(errors)}). Place the MNIST files in {raw} "
-                "by hand, or use --dataset digits to run offline."
+                "by hand, or use `dataset` digits to run offline."
             )
     return raw

@@ -157,8 +157,8 @@ class MnistEntry(DatasetEntry):
             images = load_mnist(data_dir, split).conformed(contract)
         except MnistMissingError:
             raise DataError(
-                f"mnist:{split}: MNIST not found in {mnist_raw_dir(data_dir)} (set --data-dir or $OSR_DATA_DIR; "
-                "`osr-train --download` fetches it)"
+                f"mnist:{split}: MNIST not found in {mnist_raw_dir(data_dir)} (set `data_dir` or $OSR_DATA_DIR; "
+                "osr-train's `download` fetches it)"
             ) from None
         return Reference(f"mnist:{split}", images.labels, images.class_names, images=images.images)
 
@@ -336,7 +336,7 @@ class Cifar10Entry(DatasetEntry):
         if found is None:
             raise DataError(
                 f"no CIFAR-10 test set in {data_dir} (expected {PICKLE_DIR}/test_batch or {JPEG_DIR}/<class>/*.jpg; "
-                "set --data-dir or $OSR_DATA_DIR)"
+                "set `data_dir` or $OSR_DATA_DIR)"
             )
         if (found / "test_batch").is_file():
             images = load_cifar10(found, "test", contract)
@@ -394,11 +394,11 @@ def parse_known_classes(text: str | None, all_classes: tuple[str, ...]) -> tuple
         elif token.lstrip("-").isdigit() and 0 <= int(token) < len(all_classes):
             picked.append(int(token))
         else:
-            raise DataError(f"--known-classes: {token!r} is neither a class name nor an index of {list(all_classes)}")
+            raise DataError(f"`known_classes`: {token!r} is neither a class name nor an index of {list(all_classes)}")
     if len(set(picked)) != len(picked):
-        raise DataError(f"--known-classes: a class is listed twice in {text!r}")
+        raise DataError(f"`known_classes`: a class is listed twice in {text!r}")
     if len(picked) < 2:
-        raise DataError("--known-classes needs at least two classes")
+        raise DataError("`known_classes` needs at least two classes")
     if len(picked) == len(all_classes):
         return None  # every class: the plain data set
     return tuple(picked)
