@@ -8,11 +8,13 @@ process imports ONNX Runtime and loads the model, instead of after.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -46,7 +48,7 @@ def prepare_workers(method: str | None = None) -> "multiprocessing.context.BaseC
     caller loads the model and lists files."""
     import multiprocessing
 
-    context = multiprocessing.get_context(method or _start_method())
+    context = _decoder_context(multiprocessing.get_context(method or _start_method()))
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
@@ -60,8 +62,70 @@ def prepare_workers(method: str | None = None) -> "multiprocessing.context.BaseC
 
         os.environ[MAIN_PID_ENV] = str(os.getpid())
         os.environ[MAIN_TEMP_ENV] = util.get_temp_dir()
-        forkserver.ensure_running()
+        with without_main_script():
+            forkserver.ensure_running()
     return context
+
+
+_PREPARING = threading.Lock()
+
+
+@contextlib.contextmanager
+def without_main_script() -> Iterator[None]:
+    """While a decoding process starts: multiprocessing's preparation data without the caller's
+    main script. A worker needs the decoder only; re-running the caller's script in it (the
+    rule for spawn and forkserver) would run a plain script's top level once per worker, and a
+    script without an ``if __name__ == "__main__":`` guard that decodes files would start its
+    own pool there and fail. Only multiprocessing's function is swapped, for the instant a
+    process starts; the caller's ``__main__`` is untouched."""
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def prepared(name: str) -> dict:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _PREPARING:
+        spawn.get_preparation_data = prepared
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
+
+
+def _decoder_context(context: "multiprocessing.context.BaseContext") -> "multiprocessing.context.BaseContext":
+    """``context`` whose processes start :func:`without_main_script` (fork copies the process
+    and needs no preparation: it is returned as it is)."""
+    method = context.get_start_method()
+    if method not in _DECODER_PROCESSES:
+        return context
+    process = getattr(sys.modules[__name__], _DECODER_PROCESSES[method])
+    return type(f"Decoder{type(context).__name__}", (type(context),), {"Process": process})()
+
+
+#: The process classes of :func:`_decoder_context`, by start method: made on first use
+#: (:func:`__getattr__`; a worker unpickling its process object finds them the same way).
+_DECODER_PROCESSES = {"forkserver": "DecoderForkServerProcess", "spawn": "DecoderSpawnProcess"}
+
+
+def __getattr__(name: str) -> type:
+    method = next((m for m, n in _DECODER_PROCESSES.items() if n == name), None)
+    if method is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from multiprocessing import context as mp_context
+
+    base = mp_context.ForkServerProcess if method == "forkserver" else mp_context.SpawnProcess
+
+    def _Popen(process_obj):  # noqa: ANN001, ANN202, N802 - multiprocessing's hook
+        with without_main_script():
+            return base._Popen(process_obj)
+
+    cls = type(name, (base,), {"_Popen": staticmethod(_Popen), "__module__": __name__})
+    globals()[name] = cls
+    return cls
 
 
 #: Set for the helper processes: the pid of the osr-infer process they serve, and its

@@ -188,3 +188,35 @@ def test_the_library_prints_nothing(trained_digits, tmp_path, capfd):
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
     assert 0 <= trained.metrics["closed_set_accuracy"] <= 1 and trained.spec.architecture == "ConvNet"
+
+
+def test_the_documented_examples_run():
+    """The runnable examples in the API's docstrings (the rest are marked to skip: they need data)."""
+    import doctest
+
+    import osr_export.pipeline
+    import osr_infer.model
+    import osr_train.config
+    import osr_train.pipeline
+
+    for module in (osr_train.config, osr_infer.model, osr_train.pipeline, osr_export.pipeline):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+    assert doctest.testmod(osr_train.config).attempted >= 2
+
+
+def test_a_plain_script_decodes_files_with_workers_without_a_main_guard(onnx_model, tmp_path):
+    """A script with no ``if __name__ == "__main__":`` guard can use the decoding pool: the
+    workers never re-run the caller's script (they need the decoder only)."""
+    images, _ = digit_images(40, seed=8)
+    write_pngs(tmp_path / "files", images)
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from osr_infer import Model\n"
+        "print('top level', flush=True)\n"
+        f"model = Model.load({str(onnx_model)!r})\n"
+        f"print(sum(len(b) for b in model.predict_files({str(tmp_path / 'files')!r}, workers=2)))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["top", "level", "40"]

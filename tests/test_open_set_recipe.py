@@ -319,10 +319,10 @@ def test_mahalanobis_of_the_means_is_zero():
 
 @pytest.fixture(scope="module")
 def best_digits(tmp_path_factory):
+    from conftest import train_model
+
     out = tmp_path_factory.mktemp("best")
-    args = ["baseline", "--recipe", "best", "--dataset", "digits", "--epochs", "15", "--target-tpr", "0.95", "--out", str(out)]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
+    train_model(out, recipe="best", model="baseline", dataset="digits", epochs=15, target_tpr=0.95)
     return out
 
 
