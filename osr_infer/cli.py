@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from osr_infer import cli_support
 from osr_infer.cli_support import printable, with_flags
-from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InputError, ModelError
+from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InputError, ModelError, ParameterError
 from osr_infer.model import DECODERS, MAX_BATCH_SIZE, MAX_WORKERS
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
@@ -35,7 +35,7 @@ from osr_infer.session import BOTH_THRESHOLDS
 #: osr-infer uses it where it exists, and the model shipped with the package otherwise.
 CARD_MODEL = Path("artifacts/siamese/model.onnx")
 #: The flags of the library's parameters whose names differ from ``--`` and the name dashed.
-FLAGS = {"sources": "SOURCE", "parity": "--parity"}
+FLAGS = {"sources": "SOURCE", **cli_support.THRESHOLD_FLAGS}
 
 EPILOG = (
     "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
@@ -142,10 +142,10 @@ class InferOptions:
     def __post_init__(self) -> None:
         try:
             validate(self, self.constraints)
-        except ValueError as exc:
-            if getattr(exc, "parameter", None) == "threshold":
-                raise type(exc)("threshold", 
-                    f"{exc} (`threshold` is on the top softmax probability; use `score_threshold` for the model's own score)"
+        except ParameterError as exc:
+            if exc.parameter == "threshold":
+                raise ParameterError(
+                    "threshold", f"{exc} (`threshold` is on the top softmax probability; use `score_threshold` for the model's own score)"
                 ) from None
             raise
         if self.threshold is not None and self.score_threshold is not None:
@@ -175,23 +175,20 @@ def infer_command(options: InferOptions) -> int:
     workers = Model.auto_workers([*specs, *unknown]) if options.workers is None else options.workers
     if workers > 0 and _decodes_files([*specs, *unknown], options.data_dir):
         prepare_workers()  # boots while the model loads and the files are listed
-    path = resolve_model_path(options.model)
-    if path is not None and not path.is_file() and options.model is None:
-        raise ModelError(f"model not found: {path}")
-    model = Model.load(path, threshold=options.threshold, score_threshold=options.score_threshold)
+    model = Model.load(resolve_model_path(options.model), threshold=options.threshold, score_threshold=options.score_threshold)
     run_files = model.predict_files(
-        specs, unknown=unknown, workers=options.workers if options.workers is not None else (None if workers else 0),
-        batch_size=options.batch_size, decoder=options.decoder, data_dir=options.data_dir,
+        specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
+        data_dir=options.data_dir,
     )
     session = model.session
     if session.fixed_batch is not None and session.fixed_batch != options.batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
-    err.print(f"model: {model.describe(FLAGS_OF_THRESHOLDS)}", markup=False)
+    err.print(f"model: {model.describe(FLAGS)}", markup=False)
     if model.shipped:
         err.print(f"note: no --model and no {CARD_MODEL}: classifying with the model shipped with osr-toolkit "
                   "(MNIST digits, the default recipe; see docs/model-card.md)", markup=False)
     for note in session.notes + run_files.notes:
-        err.print(f"note: {with_flags(note, FLAGS_OF_THRESHOLDS)}", markup=False)
+        err.print(f"note: {with_flags(note, FLAGS)}", markup=False)
 
     observers = []
     if options.parity is not None:
@@ -251,10 +248,6 @@ def infer_command(options: InferOptions) -> int:
         if not observers[0].passed:
             return EXIT_PARITY_FAILED
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
-
-
-#: How osr-infer names the two thresholds in what it prints.
-FLAGS_OF_THRESHOLDS = {"threshold": "--threshold", "score_threshold": "--score-threshold"}
 
 
 def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, imported here: small runs start faster without it

@@ -24,6 +24,8 @@ from osr_infer.errors import (
 )
 from osr_infer.params import option_name
 
+#: The two thresholds, named the same way in all three commands.
+THRESHOLD_FLAGS = {"threshold": "--threshold", "score_threshold": "--score-threshold"}
 #: Exit status by branch of the exception tree, most specific first.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (VerificationError, EXIT_PARITY_FAILED),

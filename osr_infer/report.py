@@ -17,13 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from osr_infer.cli_support import printable
+from osr_infer.cli_support import THRESHOLD_FLAGS as FLAGS, printable
 from osr_infer.pipeline import InferenceRun
 from osr_infer.metrics import ood_report, open_set_report
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
 
-#: The flags of osr-infer's parameters, where a message names one.
-FLAGS = {"threshold": "--threshold", "score_threshold": "--score-threshold"}
 #: Runs up to this many images get one table row per image.
 TABLE_ROWS = 50
 
