@@ -14,8 +14,7 @@ Built on :mod:`osr_infer` (the spec, metadata schema, parity rule) and :mod:`osr
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from osr_infer.lazy import lazy_exports
 
 #: The oldest ONNX opset the export supports, and its default (defined here: importing it is cheap).
 DEFAULT_OPSET = 18
@@ -24,11 +23,4 @@ _WHERE = {"export": "pipeline", "ExportReport": "pipeline", "ExportOptions": "pi
 
 __all__ = ["DEFAULT_OPSET", *sorted(_WHERE)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -21,8 +21,7 @@ nothing in the host program (Pillow's globals included); names load on first use
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from osr_infer.lazy import lazy_exports
 
 __version__ = "0.3.0"
 
@@ -36,15 +35,4 @@ _WHERE = {
 
 __all__ = ["__version__", *sorted(_WHERE)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

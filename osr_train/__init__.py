@@ -18,8 +18,7 @@ load on first use: ``TrainConfig`` needs no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from osr_infer.lazy import lazy_exports
 
 from osr_infer import __version__
 
@@ -27,11 +26,4 @@ _WHERE = {"TrainConfig": "config", "RECIPES": "recipes", "train": "pipeline", "T
 
 __all__ = ["__version__", *sorted(_WHERE)]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -6,8 +6,7 @@ data-set readers (and their urllib/ssl imports), which would cost about 40 ms of
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from osr_infer.lazy import lazy_exports
 
 _WHERE = {
     "load_cifar10": "cifar",
@@ -23,15 +22,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
