@@ -8,10 +8,10 @@ DEMO := artifacts/demo
 .PHONY: venv demo test bench clean web-runtime shipped-model
 
 # The model shipped with the package (docs/model-card.md), re-created from the data: the default
-# recipe on MNIST (from $$OSR_DATA_DIR, else ../shared/datasets), seed 0, one torch thread (the
+# recipe on MNIST (from $$OSR_DATA_DIR, else ../shared/datasets), seed 1 (chosen on validation accuracy), one torch thread (the
 # thread count changes the last bits). About 25 minutes on one CPU core; then compared with the
 # shipped file (weights bit for bit, outputs, metadata but the export time) by benchmarks/shipped_model.py.
-SHIPPED_SEED ?= 0
+SHIPPED_SEED ?= 1
 SHIPPED_DIR := artifacts/shipped-seed$(SHIPPED_SEED)
 shipped-model: $(STAMP)
 	OSR_DATA_DIR=$${OSR_DATA_DIR:-../shared/datasets} $(BIN)/osr-train siamese --seed $(SHIPPED_SEED) --threads 1 --out $(SHIPPED_DIR)

@@ -80,6 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", HERE.parent.parent / "shared" / "datasets")))
     parser.add_argument("--compare", type=Path, help="A re-created model to compare with the shipped one.")
+    parser.add_argument("--reference", type=Path, help="Compare with this model instead of the shipped one (e.g. two runs of one seed).")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "shipped_model.json")
     args = parser.parse_args()
     path = shipped_model_path()
@@ -91,7 +92,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "python": platform.python_version()},
     }
     if args.compare is not None:
-        result["recreated"] = compare(path, args.compare, args.data_dir)
+        result["recreated"] = compare(args.reference or path, args.compare, args.data_dir)
+        result["recreated"]["reference"] = str(args.reference or result["model"])
     write_json(args.output, result)
     card = result["card_run"]
     print(f"card run ({card['decision']}): closed-set {card['closed_set_accuracy']:.2%}, known acceptance "
