@@ -352,9 +352,8 @@ class Model:
         if self.session.fixed_batch is not None:
             batch_size = self.session.fixed_batch
         decode = decode_files if decoder == "fast" else decode_files_pil
+        # The workers start when the run is iterated, and stop when it ends: a run never iterated holds no process.
         pool = DecodePool(self.contract, n_workers, decode=decode)
-        if n_workers:
-            pool.start()
         return FileRun(self, resolved, pool, batch_size, list(observers))
 
     @staticmethod
