@@ -7,7 +7,9 @@
 
 :meth:`Model.predict` takes paths, PIL images, uint8 arrays and the bytes of image files, and
 applies the model's preprocessing contract to each (EXIF orientation, alpha, colour, the
-layout step, resize, normalisation) exactly as ``osr-infer`` does: same rows, same scores.
+layout step, resize, normalisation) exactly as ``osr-infer`` does: the same pixels, bit for bit,
+so the same labels and scores (ONNX Runtime's last bit of a score can depend on the row's place
+in its batch).
 :meth:`Model.predict_files` streams files, folders and data set references through the
 decoding pool, batch by batch; unreadable files are reported in each batch and skipped.
 ``osr-infer`` is a thin client of both. Torch-free.

@@ -147,8 +147,10 @@ def test_the_readme_quick_start_runs_on_the_base_install_with_the_shipped_model(
     order = ["digit.png", "photo.jpg", "digit.png", "digit.png", "photo.jpg"]  # path, path, PIL image, array, bytes
     for name, row in zip(order, api["predict"], strict=True):
         assert row["label"] == by_name[name]["label"], name
-        assert np.float32(row["score"]) == np.float32(by_name[name]["score"]), name
-        assert np.float32(row["probability"]) == np.float32(by_name[name]["probability"]), name
+        # The same pixels (tests/test_api.py checks them bit for bit); ONNX Runtime's score of a row
+        # depends in its last bit on the row's place in the batch, and these batches differ.
+        assert row["score"] == pytest.approx(by_name[name]["score"], rel=1e-6, abs=1e-9), name
+        assert row["probability"] == pytest.approx(by_name[name]["probability"], rel=1e-6, abs=1e-9), name
 
     folder = run(infer, "photos/", "--output", "folder.jsonl", "--workers", "2", "--no-progress")
     assert folder.returncode == 3 and "notes.png" in folder.stderr  # an unreadable file: reported, the rest classified
