@@ -28,7 +28,7 @@ from osr_export.runners import Runner
 from osr_infer.outputs import ModelOutputs
 from osr_export import DEFAULT_OPSET
 from osr_export.verify import Check, FormatReport, verify_format
-from osr_infer.errors import DataError, ExportError, ModelError, OSRError, OutputError, ParameterError, VerificationError
+from osr_infer.errors import ExportError, ModelError, OSRError, OutputError, ParameterError, VerificationError
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.reporting import SILENT, Reporter
 from osr_infer.parity_rule import DEFAULT_ATOL
@@ -67,7 +67,6 @@ class ExportReport:
 
 def _load(checkpoint: Path, threshold: float | None):  # noqa: ANN202 - (ScoredClassifier, spec, metadata)
     from osr_export.source import metadata_from_checkpoint, scored_from_checkpoint
-    from osr_train.checkpoint import CheckpointError
 
     if not checkpoint.exists() and (checkpoint.parent / "checkpoint.pt").exists():
         raise ModelError(

@@ -21,11 +21,11 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-from osr_infer.errors import InputError, ModelError, ParameterError
+from osr_infer.errors import InputError, ModelError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Interval, OneOf, check
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
@@ -299,7 +299,7 @@ class Model:
     def _pixels_of(self, k: int, item: Any) -> np.ndarray:
         from PIL import Image
 
-        from osr_infer.preprocess import ImageDecodeError, convert_decoded, finish_converted, image_of, load_converted_bytes
+        from osr_infer.preprocess import ImageDecodeError, convert_decoded, finish_converted, load_converted_bytes
 
         try:
             if isinstance(item, (bytes, bytearray, memoryview)):

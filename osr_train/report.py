@@ -147,7 +147,6 @@ def evaluate_command(
     classes included), with the preprocessing and splits of its model spec."""
     from osr_infer.data import open_set_source
     from osr_infer.io import check_writable_dir, write_json
-    from osr_train.checkpoint import CheckpointError, load_checkpoint
     from osr_train.evaluation import evaluate_outputs, run_model
     from osr_train.models import classifier_of
     from osr_train.pipeline import fit_scores, load_data

@@ -12,7 +12,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from osr_train.models import ConvNet, TwoBranch, build_model, classifier_of
 from osr_infer.errors import ParameterError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.reporting import SILENT, Reporter
-from osr_train.config import MODELS, TrainConfig
+from osr_train.config import TrainConfig
 from osr_infer.spec import ModelSpec
 
 #: Rotation prediction's classes: quarter turns (torch.rot90's k) 0, 1, 2 and 3.

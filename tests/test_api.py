@@ -3,7 +3,6 @@ input; errors name the input or the parameter; importing the package changes not
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from pathlib import Path
