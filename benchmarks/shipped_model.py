@@ -35,13 +35,10 @@ VOLATILE = ("osr.export_time", "osr.checkpoint_sha256", "osr.toolkit_version")
 
 def card_run(model: Model, data_dir: Path) -> dict[str, Any]:
     """The card's figures: what ``osr-infer mnist:test --unknown cifar10:test`` reports."""
-    from osr_infer.pipeline import InferenceRun, Predictions
     from osr_infer.report import run_metrics
 
-    run = model.predict_files(["mnist:test"], unknown=["cifar10:test"], data_dir=data_dir)
-    parts = [Predictions(b.source, b.index, b.class_index, b.probability, b.score, b.known) for b in run]
-    rows = Predictions.concat(parts)
-    metrics = run_metrics(InferenceRun(run.sources, model.session, rows))["all labelled"]
+    run = model.predict_files(["mnist:test"], unknown=["cifar10:test"], data_dir=data_dir).collect()
+    metrics = run_metrics(run)["all labelled"]
     return {
         "decision": model.decision_rule,
         "closed_set_accuracy": metrics["closed_set_accuracy"], "known_acceptance": metrics["known_acceptance"],

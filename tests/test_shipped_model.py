@@ -39,13 +39,10 @@ def test_the_card_run_on_real_data(shared_data):
     """``osr-infer mnist:test --unknown cifar10:test`` with the shipped model: the figures its
     card quotes (benchmarks/results/shipped_model.json), and CIFAR-10 AUROC >= 99.95 %."""
     from osr_infer import Model
-    from osr_infer.pipeline import InferenceRun, Predictions
     from osr_infer.report import run_metrics
 
-    model = Model.load()
-    run = model.predict_files(["mnist:test"], unknown=["cifar10:test"], data_dir=shared_data)
-    rows = Predictions.concat([Predictions(b.source, b.index, b.class_index, b.probability, b.score, b.known) for b in run])
-    metrics = run_metrics(InferenceRun(run.sources, model.session, rows))["all labelled"]
+    run = Model.load().predict_files(["mnist:test"], unknown=["cifar10:test"], data_dir=shared_data).collect()
+    metrics = run_metrics(run)["all labelled"]
     card = json.loads(RESULTS.read_text())["card_run"]
     got = {"closed_set_accuracy": metrics["closed_set_accuracy"], "known_acceptance": metrics["known_acceptance"],
            "unknown_rejection": metrics["unknown_rejection"], "auroc": metrics["ood"]["auroc"]}
