@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, NoReturn, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -164,7 +162,6 @@ def resolve_model_path(model: Path | None) -> Path | None:
 def infer_command(options: InferOptions) -> int:
     """The whole command as a function (tests and benchmarks call it); returns the exit status."""
     from osr_infer.model import Model
-    from osr_infer.pipeline import InferenceRun, Predictions
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
     from osr_infer.workers import prepare_workers
@@ -198,37 +195,27 @@ def infer_command(options: InferOptions) -> int:
         observers.append(check)
         run_files.observe(check)
     listed = 0
-    names = np.array([*model.classes, "unknown"], dtype=object)
-    parts: list[Predictions] = []
-    failures: list[tuple[str, str]] = []
-    failed_per_source = [0] * len(run_files.sources)
     bar = _progress(err) if options.progress else None
     task = bar.add_task("classifying", total=run_files.total) if bar else None
-    t0 = time.perf_counter()
+
+    def report_batch(batch) -> None:  # noqa: ANN001 - a pipeline.ClassifiedBatch
+        nonlocal listed
+        for path, reason in batch.failures:
+            listed += 1
+            if listed <= LISTED_FAILURES:
+                err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
+        if bar:
+            bar.advance(task, len(batch.rows) + len(batch.failures))
+
     # The results file is committed only if the run completes with at least one row.
     with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
         if bar:
             bar.start()
         try:
-            for batch in run_files:
-                if writer is not None and len(batch):
-                    writer.write(list(batch.paths), names[np.where(batch.known, batch.class_index, len(names) - 1)].tolist(),
-                                 batch.probability, batch.score)
-                for path, reason in batch.failures:
-                    listed += 1
-                    if listed <= LISTED_FAILURES:
-                        err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
-                failures.extend(batch.failures)
-                for s in batch.failure_sources:
-                    failed_per_source[s] += 1
-                parts.append(Predictions(batch.source, batch.index, batch.class_index, batch.probability, batch.score, batch.known))
-                if bar:
-                    bar.advance(task, len(batch) + len(batch.failures))
+            run = run_files.collect(writer=writer, on_batch=report_batch)
         finally:
             if bar:
                 bar.stop()
-        run = InferenceRun(run_files.sources, session, Predictions.concat(parts), failures, failed_per_source,
-                           time.perf_counter() - t0, writer.rows if writer else None)
         if not len(run.predictions):
             n = len(run.failures)
             raise InputError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")

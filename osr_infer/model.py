@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from osr_infer.decode import DecodePool
     from osr_infer.metadata import ModelMetadata
-    from osr_infer.pipeline import BatchObserver, InferenceRun
+    from osr_infer.pipeline import BatchObserver, ClassifiedBatch, InferenceRun
+    from osr_infer.results import ResultsWriter
     from osr_infer.preprocess import PreprocessContract
     from osr_infer.session import InferenceModel
     from osr_infer.sources import Source
@@ -138,23 +139,16 @@ class FileRun:
     def decode_notes(self) -> list[str]:
         return self._pool.notes()
 
-    def collect(self) -> "InferenceRun":
-        """Iterate the whole run and keep every row: the :class:`~osr_infer.pipeline.InferenceRun`
-        that ``osr-infer``'s report and metrics read (``osr_infer.report.run_metrics``)."""
-        import time
+    def collect(self, *, writer: "ResultsWriter | None" = None,
+                on_batch: "Callable[[ClassifiedBatch], None] | None" = None) -> "InferenceRun":
+        """Run it all and keep every row: the :class:`~osr_infer.pipeline.InferenceRun` that
+        ``osr-infer``'s report and metrics read (``osr_infer.report.run_metrics``). Rows are
+        streamed to ``writer`` (a results file); ``on_batch`` sees each batch as it is classified."""
+        from osr_infer.pipeline import run_inference
 
-        from osr_infer.pipeline import InferenceRun
-        from osr_infer.pipeline import Predictions as Rows
-
-        t0 = time.perf_counter()
-        parts, failures, failed_per_source = [], [], [0] * len(self.sources)
-        for batch in self:
-            parts.append(Rows(batch.source, batch.index, batch.class_index, batch.probability, batch.score, batch.known))
-            failures.extend(batch.failures)
-            for s in batch.failure_sources:
-                failed_per_source[s] += 1
-        return InferenceRun(self.sources, self.model.session, Rows.concat(parts), failures, failed_per_source,
-                            time.perf_counter() - t0)
+        with self._pool as pool:
+            return run_inference(self.sources, self.model.session, pool, batch_size=self._batch_size, writer=writer,
+                                 observers=self._observers, on_batch=on_batch)
 
     def observe(self, observer: "BatchObserver") -> None:
         """Hand ``observer`` each batch as the model sees it (before iterating)."""
