@@ -161,7 +161,7 @@ def resolve_model_path(model: Path | None) -> Path | None:
 
 def infer_command(options: InferOptions) -> int:
     """The whole command as a function (tests and benchmarks call it); returns the exit status."""
-    from osr_infer.model import Model
+    from osr_infer.model import Model, ort_threading
     from osr_infer.report import print_report
     from osr_infer.results import ResultsWriter, check_output
     from osr_infer.workers import prepare_workers
@@ -170,9 +170,13 @@ def infer_command(options: InferOptions) -> int:
     if output is not None:
         check_output(output)
     workers = Model.auto_workers([*specs, *unknown]) if options.workers is None else options.workers
-    if workers > 0 and _decodes_files([*specs, *unknown], options.data_dir):
+    decoding = workers > 0 and _decodes_files([*specs, *unknown], options.data_dir)
+    if decoding:
         prepare_workers()  # boots while the model loads and the files are listed
-    model = Model.load(resolve_model_path(options.model), threshold=options.threshold, score_threshold=options.score_threshold)
+    # The run's threading is known now: the session is made once, for it.
+    threads, spin = ort_threading(workers if decoding else 0, options.batch_size)
+    model = Model.load(resolve_model_path(options.model), threshold=options.threshold, score_threshold=options.score_threshold,
+                       threads=threads, spin=spin)
     run_files = model.predict_files(
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
         data_dir=options.data_dir,

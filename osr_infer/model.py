@@ -175,10 +175,11 @@ class Model:
     """
 
     def __init__(self, session: "InferenceModel", *, shipped: bool = False, threads: int | None = None,
-                 spin: bool | None = None) -> None:
+                 spin: bool | None = None, threshold: float | None = None, score_threshold: float | None = None) -> None:
         self.session = session
         self.shipped = shipped  # the model that ships with the package
         self._threads, self._spin = threads, spin  # as given to load(): None lets each run choose
+        self._thresholds = {"threshold": threshold, "score_threshold": score_threshold}  # as given to load()
 
     @classmethod
     def load(
@@ -212,7 +213,7 @@ class Model:
                 raise ModelError(f"the shipped model is missing from this installation ({path}): reinstall osr-toolkit")
         session = InferenceModel(path, threshold, score_threshold=score_threshold, threads=threads or default_cores(),
                                  spin=True if spin is None else spin)
-        return cls(session, shipped=shipped, threads=threads, spin=spin)
+        return cls(session, shipped=shipped, threads=threads, spin=spin, threshold=threshold, score_threshold=score_threshold)
 
     # -- what the model is -------------------------------------------------------------------
 
@@ -387,11 +388,7 @@ class Model:
         if (threads, spin) != (self.session.threads, self.session.spin):
             from osr_infer.session import InferenceModel
 
-            s = self.session
-            given = {"threshold": s.threshold} if s.threshold_origin == "threshold" else (
-                {"score_threshold": s.threshold} if s.threshold_origin == "score_threshold" else {})
-            self.session = InferenceModel(s.path, given.get("threshold"), score_threshold=given.get("score_threshold"),
-                                          threads=threads, spin=spin)
+            self.session = InferenceModel(self.session.path, **self._thresholds, threads=threads, spin=spin)
 
 
 def default_cores() -> int:
