@@ -10,13 +10,13 @@ DEMO := artifacts/demo
 # The model shipped with the package (docs/model-card.md), re-created from the data: the default
 # recipe on MNIST (from $$OSR_DATA_DIR, else ../shared/datasets), seed 1 (chosen on validation accuracy), one torch thread (the
 # thread count changes the last bits). About 25 minutes on one CPU core; then compared with the
-# shipped file (weights bit for bit, outputs, metadata but the export time) by benchmarks/shipped_model.py.
+# shipped file (weights bit for bit, outputs, metadata but the export time) by experiments/shipped_model.py.
 SHIPPED_SEED ?= 1
 SHIPPED_DIR := artifacts/shipped-seed$(SHIPPED_SEED)
 shipped-model: $(STAMP)
 	OSR_DATA_DIR=$${OSR_DATA_DIR:-../shared/datasets} $(BIN)/osr-train siamese --seed $(SHIPPED_SEED) --threads 1 --out $(SHIPPED_DIR)
 	OSR_DATA_DIR=$${OSR_DATA_DIR:-../shared/datasets} $(BIN)/osr-export $(SHIPPED_DIR)/model.pt --format onnx
-	OSR_DATA_DIR=$${OSR_DATA_DIR:-../shared/datasets} $(BIN)/python benchmarks/shipped_model.py --compare $(SHIPPED_DIR)/model.onnx --output $(SHIPPED_DIR)/comparison.json
+	OSR_DATA_DIR=$${OSR_DATA_DIR:-../shared/datasets} $(BIN)/python experiments/shipped_model.py --compare $(SHIPPED_DIR)/model.onnx --output $(SHIPPED_DIR)/comparison.json
 
 venv: $(STAMP)
 

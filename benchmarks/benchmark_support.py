@@ -1,5 +1,5 @@
-"""What benchmarks share: the arguments and export of those that time an exported model, a quiet
-``osr-infer`` run read back, and the writing of a README table with its raw figures."""
+"""What the speed benchmarks share: the arguments and export of those that time an exported model,
+and the end-to-end run of the inference pipeline with its knobs set."""
 
 from __future__ import annotations
 
@@ -48,23 +48,3 @@ def end_to_end_with(folder: Path, model: Path, workers: int, out: Path, *, threa
     with DecodePool(m.contract, workers, kind=kind, chunk_files=chunk_files or CHUNK_FILES) as pool, ResultsWriter(out) as writer:
         run = run_inference(sources, m.session, pool, batch_size=batch_size, writer=writer)
     return int(run.output_rows or 0)
-
-
-def infer_rows(inputs: list[Path], model: Path, **options: object) -> tuple[int, list[dict]]:
-    """``osr-infer INPUTS --model MODEL`` (the same code path, no progress bar) into a temporary results
-    file, read back: its exit status and one row per image. ``options``: more ``InferOptions`` fields."""
-    from osr_infer.cli import InferOptions, infer_command
-    from osr_infer.results import read_results
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "results.csv"
-        status = infer_command(InferOptions([str(p) for p in inputs], model=model, output=out, progress=False, **options))
-        return status, read_results(out)
-
-
-def write_table(output: Path, rows: list[dict], markdown: str) -> None:
-    """``output``.json (the raw figures) and ``output``.md (the README table), and the table printed."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    output.with_suffix(".md").write_text(markdown + "\n")
-    print(markdown)

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from osr_export.browser import open_page, serve, start_browser
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-from web_testing import open_page, serve, start_browser  # noqa: E402
 
 TIME_URLS = """
 const [urls, done] = [arguments[0], arguments[arguments.length - 1]];
@@ -88,7 +88,6 @@ def agreement_with_osr_infer(site: Path, rows: list) -> dict:
 def image_sets(root: Path, data_dir: Path, n: int) -> dict[str, list[str]]:
     sets: dict[str, list[str]] = {}
     if (data_dir / "MNIST" / "raw").is_dir():
-        sys.path.insert(0, str(HERE.parent))
         from osr_infer.data.mnist import load_mnist
 
         test = load_mnist(data_dir, "test")

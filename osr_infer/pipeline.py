@@ -136,9 +136,6 @@ class InferenceRun:
         return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
 
 
-#: Classify on a thread of its own, fed by a bounded queue, while the main thread collects decoded
-#: pieces and batches them (ONNX Runtime releases the GIL while it runs).
-OVERLAP = True
 #: Batches waiting for the classifier at most: memory stays bounded by a few batches.
 QUEUE_BATCHES = 2
 
@@ -260,26 +257,25 @@ def iter_batches(
             yield ClassifiedBatch(rows, failures, failure_sources)
             failures, failure_sources = [], []
 
-    classifier = _ClassifierThread(classify) if OVERLAP else None
-    submit = classifier.submit if classifier else classify
+    # Classify on a thread of its own, fed by a bounded queue, while this thread collects decoded
+    # pieces and batches them (ONNX Runtime releases the GIL while it runs).
+    classifier = _ClassifierThread(classify)
     try:
         batcher = Batcher(batch_size, contract.pixel_shape)
         for piece in pool.pieces(sources):
             failures.extend(piece.failures)
             failure_sources.extend([piece.source] * len(piece.failures))
             for batch in batcher.add(piece):
-                submit(batch)
+                classifier.submit(batch)
             yield from ready()
         for batch in batcher.flush():
-            submit(batch)
-        if classifier:
-            classifier.finish()
+            classifier.submit(batch)
+        classifier.finish()
         yield from ready()
         if failures:  # files that failed after the last batch
             yield ClassifiedBatch(Predictions.concat([]), failures, failure_sources)
     finally:
-        if classifier:
-            classifier.stop()
+        classifier.stop()
 
 
 def run_inference(

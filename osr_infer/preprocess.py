@@ -506,6 +506,10 @@ def _decode_errors() -> Iterator[None]:
         reason = str(exc) or type(exc).__name__
         if "cannot identify image file" in reason:
             reason = "not an image file (format not recognised)"
+        elif "truncated" in reason.lower():
+            reason = f"truncated file (the decoder: {reason})"
+        elif "decoder" in reason.lower() or "broken data stream" in reason.lower():
+            reason = f"corrupt or unsupported image data (the decoder: {reason})"
         raise ImageDecodeError(reason) from None
 
 

@@ -12,7 +12,7 @@ convention, not open-set skill. The evaluation sets of ``benchmarks/`` render Tr
 Two more kinds widen the near unknowns beyond Latin: :func:`render_symbols` draws Hershey's
 Japanese kana and kanji and its symbol fonts (astrology, meteorology, music, maths, markers),
 and :func:`render_pieces` makes up characters from the strokes of two glyphs. Hershey's Greek
-and Cyrillic are never drawn: the near-OOD sets of ``benchmarks/make_near_ood.py`` measure
+and Cyrillic are never drawn: the near-OOD sets of ``tools/make_near_ood.py`` measure
 scripts that training never saw.
 """
 
@@ -116,7 +116,7 @@ def render_glyphs(n: int, side: int, rng: np.random.Generator, characters: str) 
 # -- symbols and other scripts ------------------------------------------------------------------
 #: Hershey's sets that are neither Latin nor Greek nor Cyrillic: Japanese kana and kanji, and the
 #: astrological, meteorological, musical, mathematical and marker symbols. Greek and Cyrillic stay
-#: out on purpose: the near-OOD evaluation sets (benchmarks/make_near_ood.py) then measure scripts
+#: out on purpose: the near-OOD evaluation sets (tools/make_near_ood.py) then measure scripts
 #: that training never saw.
 SYMBOL_FONTS = ("japanese", "astrology", "meteorology", "symbolic", "mathlow", "mathupp", "music", "markers")
 #: Every font with Latin letters, digits or punctuation: a symbol-font glyph drawn exactly like the

@@ -24,7 +24,7 @@ from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "glyphs", "symbols", "pieces", "scripts", "noise",
          "inverted", "shuffled", "photo")
 #: How often each kind is drawn, relative to the others (1): the near unknowns more often. Symbols
-#: and made-up characters at 2 raised the AUROC of all nine near-OOD sets of benchmarks/make_near_ood.py
+#: and made-up characters at 2 raised the AUROC of all nine near-OOD sets of tools/make_near_ood.py
 #: by 0.1-0.7 points, but took the Latin letters' share of the mix from 25 % to 19 %, and fewer
 #: rendered letters were rejected at the threshold (88.8 % against 93.1 %); Latin glyphs at 4.5 keep
 #: their share (26 %): 91.4 and 93.0 % on two seeds (README, near-OOD).

@@ -94,7 +94,8 @@ def train(
     The spec is made here, once, from the data and the configuration. ``known_classes``
     trains on those classes only (the others become test unknowns). ``work_dir`` keeps a
     checkpoint after every epoch (``checkpoint.pt``), which ``resume=True`` continues from;
-    without it, a temporary folder is used and removed. ``threads`` sets torch's CPU threads.
+    without it, a temporary folder is used and removed. ``threads`` sets torch's CPU threads for
+    this call (the process's count is restored on return).
     The threshold is ``config.score_threshold``, or calibrated at ``config.target_tpr`` on
     validation knowns. Raises :class:`~osr_infer.errors.DataError`, ``ParameterError``,
     ``TrainingError`` or ``TrainingInterrupted`` (Ctrl-C; the checkpoint to resume from is named).
@@ -112,7 +113,11 @@ def train(
         known_classes = ",".join(str(c) for c in known_classes)
     if resume and work_dir is None:
         raise ParameterError("resume", "`resume` continues the run in `work_dir`: give it")
+    import torch
+
     with contextlib.ExitStack() as stack:
+        # `threads` holds for this call: torch's process-wide count is put back on return
+        stack.callback(torch.set_num_threads, torch.get_num_threads())
         if work_dir is None:
             work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="osr-train-"))
         work_dir = Path(work_dir)

@@ -8,7 +8,7 @@ rendered from Debian's ``fonts-noto-core``. It is rebuilt with
 
     python -m osr_train.script_glyphs build      # needs fonts-noto-core and fonts-dejavu
 
-Kept apart from the near-OOD evaluation sets (``benchmarks/make_near_ood.py``): none of their
+Kept apart from the near-OOD evaluation sets (``tools/make_near_ood.py``): none of their
 scripts (Greek, Cyrillic, Hebrew, Arabic, Devanagari, Bengali, Thai, Georgian, Armenian, Ethiopic)
 is in the bank, nor any script that descends from one of them or shares its look (Coptic, Gothic,
 Old Italic, Glagolitic, Old Permic and the Anatolian alphabets; the Aramaic family: Syriac,

@@ -6,6 +6,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -17,12 +18,20 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("OSR_SHARED_DATA", REPO.parent / "shared" / "datasets"))
 
 
+def missing(what: str) -> NoReturn:
+    """A test's real data, fonts or tools are absent: skip on a developer's machine, fail under
+    ``CI=true`` (where .ci/run provides them all), naming what is missing."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI=true: this test must run here, not skip)", pytrace=False)
+    pytest.skip(what)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/datasets``; tests that use it skip cleanly when it is absent."""
+    """``../shared/datasets``; tests that use it skip when it is absent (fail under CI=true)."""
     root = shared_data_dir()
     if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"real data sets not found at {root}")
+        missing(f"real data sets not found at {root}")
     return root
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, missing
 from infer_testing import cached_digits_onnx, digit_images, write_pngs
 
 pytestmark = pytest.mark.slow
@@ -36,8 +36,8 @@ def edge_venv(tmp_path_factory) -> Path:
     assert done.returncode == 0, done.stderr
     install = _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                    "-c", REPO / "constraints.txt", REPO)
-    if install.returncode != 0 and "Could not find a version" in install.stderr + install.stdout and not os.environ.get("CI"):
-        pytest.skip(f"no package index reachable for the edge install: {install.stderr.strip().splitlines()[-1]}")
+    if install.returncode != 0 and "Could not find a version" in install.stderr + install.stdout:
+        missing(f"no package index reachable for the edge install: {install.stderr.strip().splitlines()[-1]}")
     assert install.returncode == 0, install.stdout + install.stderr
     return venv
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from conftest import shared_data_dir
+from conftest import missing, shared_data_dir
 from infer_testing import assert_fast_path_is_the_reference
 from osr_infer import fastpng
 from osr_infer.decode import decode_files
@@ -122,7 +122,7 @@ def test_every_mnist_test_digit_as_a_png_decodes_identically(tmp_path):
     """The 10,000 MNIST test digits written as PNGs (what a folder of digit images holds)."""
     root = shared_data_dir()
     if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"MNIST is not under {root}")
+        missing(f"MNIST is not under {root}")
     from osr_infer.data.mnist import load_mnist
 
     digits = load_mnist(root, "test").images

@@ -1,4 +1,4 @@
-"""The feature-space scores of benchmarks/feature_scores.py: kNN on normalised features, and
+"""The feature-space scores of experiments/feature_scores.py: kNN on normalised features, and
 the hooks that read the hidden layers of every network."""
 
 import numpy as np

@@ -67,12 +67,12 @@ BAD_IMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "zero.png": (lambda p: p.write_bytes(b""), "empty file"),
     "text.png": (lambda p: p.write_text("not an image\n"), "not an image file"),
     "random.jpg": (lambda p: p.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()), "not an image file"),
-    "half.jpg": (_truncated_jpeg, ""),
+    "half.jpg": (_truncated_jpeg, "truncated file"),
     "bomb.png": (lambda p: png_bomb(p), "too large"),
-    "bomb.tif": (_tiff_bomb, ""),
-    "header-only.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), ""),
+    "bomb.tif": (_tiff_bomb, "image too large"),
+    "header-only.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n"), "not an image file"),
     "html.gif": (lambda p: p.write_text("<html>not a gif</html>"), "not an image file"),
-    "tiny-garbage.webp": (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 "), ""),
+    "tiny-garbage.webp": (lambda p: p.write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 "), "corrupt or unsupported image data"),
 }
 
 
@@ -86,6 +86,7 @@ def test_a_hostile_image_is_named_skipped_and_the_rest_classified(model, tmp_pat
     result = invoke([folder, "--model", model, "-o", out, "--workers", "0"])
     _no_traceback(result)
     assert result.exit_code == EXIT_SOME_INPUTS_FAILED, result.output
+    assert reason, "every hostile case names the reason a user is given"
     line = next(l for l in result.stderr.splitlines() if l.startswith("skipped"))
     assert name in line and reason in line
     rows = read_results(out)
@@ -108,16 +109,13 @@ def test_a_file_name_that_is_not_utf8_is_classified_and_written_escaped(model, t
 
 
 @pytest.mark.parametrize("name", ["=HYPERLINK(1).png", "+1.png", "-2.png", "@SUM(A1).png"])
-def test_a_name_that_a_spreadsheet_would_run_is_quoted_in_the_csv(model, tmp_path, name):
+def test_a_name_that_a_spreadsheet_would_run_is_quoted_in_the_csv(model, tmp_path, name, monkeypatch):
     folder = tmp_path / "in"
     write_pngs(folder, digit_images(1, seed=6)[0])
     Image.fromarray(digit_images(1, seed=7)[0][0]).save(folder / name)
     out = tmp_path / "r.csv"
-    os.chdir(folder)  # the path column holds the name as given: relative here
-    try:
-        result = invoke(["--model", model, "-o", out, "--workers", "0", "--", name])
-    finally:
-        os.chdir(REPO)
+    monkeypatch.chdir(folder)  # the path column holds the name as given: relative here
+    result = invoke(["--model", model, "-o", out, "--workers", "0", "--", name])
     _no_traceback(result)
     assert result.exit_code == EXIT_OK, result.output
     cell = out.read_text().splitlines()[1].split(",")[0]
@@ -390,10 +388,17 @@ def test_peak_memory_stays_bounded_for_bombs_under_10_mb(tmp_path):
 
 # --- signals: SIGKILL leaves no process and, after the next run, no temp file ------------------
 
-def _kill_after(args: list[str], seconds: float, cwd: Path) -> int:
+def _start_and_kill_when(args: list[str], ready: Callable[[int], bool], cwd: Path, *, group: bool = False) -> int:
+    """Start ``args`` in a session of its own, wait until ``ready(pgid)`` holds (it fails if the
+    process ends or two minutes pass first), then SIGKILL the process (its group with ``group``)."""
     process = subprocess.Popen(args, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(seconds)
-    os.kill(process.pid, signal.SIGKILL)
+    deadline = time.time() + 120
+    while not ready(process.pid):
+        if process.poll() is not None or time.time() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"{Path(args[0]).name} {'ended' if process.poll() is not None else 'ran two minutes'} before the moment to kill it came")
+        time.sleep(0.02)
+    (os.killpg if group else os.kill)(process.pid, signal.SIGKILL)
     process.wait()
     return process.pid
 
@@ -414,7 +419,12 @@ def test_sigkill_of_osr_infer_leaves_no_process_and_no_temp_file(model, tmp_path
     (tmp_path / "out").mkdir()
     out.write_text("previous run\n")
     exe = str(Path(sys.executable).with_name("osr-infer"))
-    pgid = _kill_after([exe, str(images), "--model", str(model), "-o", str(out), "--workers", "2"], 2.5, tmp_path)
+
+    def working(pgid: int) -> bool:
+        """The results' temp file exists and the two decoding workers run beside the main process."""
+        return bool(list(out.parent.glob(".r.csv.*.tmp"))) and len(_group_alive(pgid)) >= 3
+
+    pgid = _start_and_kill_when([exe, str(images), "--model", str(model), "-o", str(out), "--workers", "2"], working, tmp_path)
     deadline = time.time() + 2
     while _group_alive(pgid) and time.time() < deadline:
         time.sleep(0.1)
@@ -473,14 +483,10 @@ def test_sigkill_of_osr_export_keeps_the_previous_model_and_the_next_run_cleans_
     (out / "model.onnx").write_bytes(b"the previous export")
     exe = str(Path(sys.executable).with_name("osr-export"))
     args = [exe, str(trained_digits / "model.pt"), "--format", "all", "--out", str(out)]
-    process = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(out.glob(".*.tmp")) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)  # while its artefacts are still temp files
-    process.wait()
+    # killed while its artefacts are still temp files
+    pgid = _start_and_kill_when(args, lambda _: bool(list(out.glob(".*.tmp"))), tmp_path, group=True)
     time.sleep(2)
-    assert not _group_alive(process.pid)
+    assert not _group_alive(pgid)
     assert (out / "model.onnx").read_bytes() == b"the previous export"
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from conftest import shared_data_dir
+from conftest import missing, shared_data_dir
 from osr_infer import pillow_numpy
 from osr_infer.decode import decode_files
 from osr_infer.layout import SMALL_SIDE, layout, layout_small
@@ -175,7 +175,7 @@ def test_every_mnist_test_digit_and_cifar10_jpeg_is_laid_out_identically():
     root = shared_data_dir()
     jpegs = sorted(str(p) for p in (root / "cifar10-test-jpeg").rglob("*.jpg"))
     if len(jpegs) < 10_000 or not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"MNIST and the CIFAR-10 test JPEGs are not under {root}")
+        missing(f"MNIST and the CIFAR-10 test JPEGs are not under {root}")
     from osr_infer.data.mnist import load_mnist
 
     contract = LAYOUT  # the default model's contract

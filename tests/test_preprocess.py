@@ -78,8 +78,15 @@ def test_odd_modes_become_28x28_uint8(tmp_path, mode):
     img.save(path)
     out = load_image(path)
     assert out.shape == (28, 28) and out.dtype == np.uint8
-    if mode == "I;16":  # 16-bit values are rescaled, not clipped to white
-        assert abs(int(out[0, 0]) - round(40000 / 65535 * 255)) <= 1
+    assert np.array_equal(out, load_image(path, fast=False))  # the fast path and Pillow's agree
+    luma = (200 * 299 + 100 * 587 + 50 * 114) / 1000  # ITU-R 601-2 of the colour drawn: 124.2
+    if mode in ("P", "1"):  # dithered to a palette or to black and white: the mean keeps the grey
+        assert out.min() < out.max() and abs(out.mean() - luma) < 2
+    else:  # a uniform image stays uniform, at its own grey
+        expected = {"I;16": 40000 / 65535 * 255,  # 16-bit values are rescaled, not clipped to white
+                    "I": 255,  # 32-bit integers are clipped, as Pillow's convert('L') does
+                    "F": 0.5 * 255}.get(mode, luma)  # floats in [0, 1] are scaled
+        assert out.min() == out.max() == round(expected + 1e-9), (out.min(), out.max(), expected)
 
 
 def test_bad_files_raise_clear_errors(tmp_path):

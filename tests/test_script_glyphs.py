@@ -1,7 +1,9 @@
 """Letters of other scripts as outliers (osr_train/script_glyphs.py): the shipped bank, how it is
 drawn, and that it stays apart from the near-OOD evaluation sets and from digits."""
 
-import importlib.util
+import json
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import missing
 from osr_infer.preprocess import PREPROCESSING
 from osr_train import script_glyphs
 from osr_train.outliers import OutlierGenerator
@@ -18,11 +21,10 @@ DIGITS = tuple(str(d) for d in range(10))
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _near_ood_sets() -> dict:
-    spec = importlib.util.spec_from_file_location("make_near_ood", REPO / "benchmarks" / "make_near_ood.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SETS
+def _near_ood_sets() -> dict[str, str]:
+    """The evaluation generator's characters per set, as it prints them (run, never imported)."""
+    command = [sys.executable, str(REPO / "tools" / "make_near_ood.py"), "--print-sets"]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, encoding="utf-8").stdout)
 
 
 def test_the_bank_holds_letters_of_the_training_scripts_only_never_an_evaluation_script_or_a_digit():
@@ -31,7 +33,8 @@ def test_the_bank_holds_letters_of_the_training_scripts_only_never_an_evaluation
         names = set(bank["script_names"])
     assert masks.dtype == np.uint8 and masks.shape[1:] == (script_glyphs.BANK_SIDE,) * 2 and len(masks) == len(codes) > 1000
     assert names <= set(script_glyphs.TRAINING_SCRIPTS) and len(names) >= 40
-    evaluation = set("".join(chars for chars, _ in _near_ood_sets().values()))
+    evaluation = set("".join(_near_ood_sets().values()))
+    assert len(evaluation) > 200
     for code in codes:
         char = chr(int(code))
         assert char not in evaluation and char not in script_glyphs.AUDITED_LOOKALIKES
@@ -59,11 +62,12 @@ def test_drawn_letters_are_strokes_white_on_black_varied_and_reproducible():
     assert script_glyphs.render_scripts(5, 40, np.random.default_rng(0)).shape == (5, 40, 40)
 
 
-@pytest.mark.skipif(not all((script_glyphs.FONT_DIR.parent / name).is_file() for name in script_glyphs.REFERENCE_FONTS)
-                    or not Path("/usr/share/fonts/truetype/dejavu/DejaVuSerifCondensed-Bold.ttf").is_file(),
-                    reason="needs fonts-noto-core and fonts-dejavu")
 def test_the_lookalike_test_finds_digits_of_an_unseen_font_and_passes_letters_no_reader_takes_for_a_digit():
     from PIL import ImageFont
+
+    if (not all((script_glyphs.FONT_DIR.parent / name).is_file() for name in script_glyphs.REFERENCE_FONTS)
+            or not Path("/usr/share/fonts/truetype/dejavu/DejaVuSerifCondensed-Bold.ttf").is_file()):
+        missing("needs fonts-noto-core and fonts-dejavu-extra (apt-get install)")
 
     unseen = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSerifCondensed-Bold.ttf", 96)
     digits = np.stack([script_glyphs.mnist_views(d, unseen) for d in "0123456789"])

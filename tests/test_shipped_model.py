@@ -37,7 +37,7 @@ def test_the_shipped_model_is_the_one_its_card_describes():
 @pytest.mark.slow
 def test_the_card_run_on_real_data(shared_data):
     """``osr-infer mnist:test --unknown cifar10:test`` with the shipped model: the figures its
-    card quotes (benchmarks/results/shipped_model.json), and CIFAR-10 AUROC >= 99.95 %."""
+    card quotes (experiments/results/shipped_model.json), and CIFAR-10 AUROC >= 99.95 %."""
     from osr_infer import Model
     from osr_infer.report import run_metrics
 

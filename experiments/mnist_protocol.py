@@ -5,17 +5,17 @@ split trains the default recipe (``osr-train siamese``) on the training images o
 digits (validation split from them), and tests on all 10,000 MNIST test images: the 6 known
 digits are the knowns, the other 4 the unknowns (no image of an unknown digit is used in
 training, outlier synthesis or calibration; CIFAR-10 is not used here). Writes
-``benchmarks/results/mnist_protocol.{json,md}``: AUROC per score and closed-set accuracy per
+``experiments/results/mnist_protocol.{json,md}``: AUROC per score and closed-set accuracy per
 split, their mean and standard deviation, beside the published figures (quoted, not measured).
 
     export OSR_DATA_DIR=../shared/datasets
-    python benchmarks/mnist_protocol.py                 # about 8.5 minutes a split on 2 CPU cores
-    python benchmarks/mnist_protocol.py --splits 0 1    # some splits only
-    python benchmarks/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
-    python benchmarks/mnist_protocol.py --threads 1 --rotation-weight 0.5   # with the rotation task (osr-train --rotation-weight)
-    python benchmarks/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)
-    python benchmarks/mnist_protocol.py --evaluate --device cuda --jobs 5   # the same checkpoints evaluated again (--device, --jobs: as trained)
-    python benchmarks/mnist_protocol.py --splits 3 --results-name trial      # -> mnist_protocol_trial.{json,md}
+    python experiments/mnist_protocol.py                 # about 8.5 minutes a split on 2 CPU cores
+    python experiments/mnist_protocol.py --splits 0 1    # some splits only
+    python experiments/mnist_protocol.py --network wide  # the recipe on the other layers (osr-train --network)
+    python experiments/mnist_protocol.py --threads 1 --rotation-weight 0.5   # with the rotation task (osr-train --rotation-weight)
+    python experiments/mnist_protocol.py --device cuda --jobs 5   # a GPU, the five splits at once (one CPU thread each)
+    python experiments/mnist_protocol.py --evaluate --device cuda --jobs 5   # the same checkpoints evaluated again (--device, --jobs: as trained)
+    python experiments/mnist_protocol.py --splits 3 --results-name trial      # -> mnist_protocol_trial.{json,md}
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch's CPU threads for one split at a time (osr-train --threads; default: one per core)")
     parser.add_argument("--results-name", default=None,
-                        help="write benchmarks/results/mnist_protocol_NAME.{json,md} (default: the recipe and options, as the "
+                        help="write experiments/results/mnist_protocol_NAME.{json,md} (default: the recipe and options, as the "
                              "checkpoints' folder): a trial run then leaves the quoted results alone")
     args = parser.parse_args()
     name = args.recipe if args.network is None else f"{args.recipe}-{args.network}"
@@ -147,7 +147,7 @@ def main() -> None:
         jobs += f" --threads {args.threads}"
     report = {"recipe": args.recipe, "network": args.network, "rotation_weight": args.rotation_weight,
               "script_outliers": args.script_outliers, "splits": runs, "summary": summary, "published_mean_auroc_percent": PUBLISHED,
-              "command": f"python benchmarks/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
+              "command": f"python experiments/mnist_protocol.py --recipe {args.recipe}{network}{device}{jobs} --splits {' '.join(map(str, args.splits))}",
               "training_devices": sorted({r["training_device"] for r in runs})}
     if args.results_name is not None:
         report["command"] += f" --results-name {args.results_name}"

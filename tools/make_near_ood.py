@@ -1,6 +1,6 @@
 """Write near-OOD evaluation sets: characters that are no digit, written MNIST-style.
 
-    python benchmarks/make_near_ood.py /tmp/near-ood --n 600      # 600 images per set
+    python tools/make_near_ood.py /tmp/near-ood --n 600      # 600 images per set
     osr-train evaluate artifacts/siamese/model.pt --ood-dir /tmp/near-ood/greek --ood-dir ...
 
 One folder per set: letters of other scripts (Greek, Cyrillic, Hebrew, Arabic, Devanagari and
@@ -134,11 +134,17 @@ def write_one(char: str, font: Path, rng: np.random.Generator) -> Image.Image:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?")
+    parser.add_argument("--print-sets", action="store_true", help="print every set's characters as JSON and stop (what the training bank must avoid)")
     parser.add_argument("--n", type=int, default=600, help="images per set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: " + ",".join(SETS))
     args = parser.parse_args()
+    if args.print_sets:
+        print(json.dumps({name: chars for name, (chars, _) in SETS.items()}, ensure_ascii=False))
+        return
+    if args.folder is None:
+        parser.error("FOLDER is required (or --print-sets)")
     manifest = {}
     for k, name in enumerate(args.sets.split(",")):
         chars, names = SETS[name]

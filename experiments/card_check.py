@@ -3,12 +3,12 @@ MNIST test digits (PNG), CIFAR-10 test photos (the original JPEGs) and rendered 
 
     export OSR_DATA_DIR=../shared/datasets
     osr-train siamese && osr-export --format onnx
-    python benchmarks/card_check.py /tmp/card --model artifacts/siamese/model.onnx
+    python experiments/card_check.py /tmp/card --model artifacts/siamese/model.onnx
 
 Writes ``OUT/images/<digit>/``, ``OUT/images/unknown-cifar10/`` and ``OUT/images/unknown-letters/``
 (1,000 + 1,000 + 500 files by default; seeded), runs osr-infer on the folder twice (the card's
 ``--threshold 0.999``, then the model's own calibrated score) and writes
-``benchmarks/results/card_check.json``: digits correct (accepted with the right class), and
+``experiments/results/card_check.json``: digits correct (accepted with the right class), and
 CIFAR-10 and letters rejected. The letters come from ``make_letters.py`` (Pillow's font,
 MNIST-style); nothing here is used in training or calibration.
 """
@@ -33,7 +33,7 @@ RESULTS = HERE / "results"
 def build(folder: Path, data_dir: Path, n_digits: int, n_cifar: int, n_letters: int, seed: int) -> None:
     from osr_infer.data.mnist import load_mnist
 
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent / "tools"))  # the letter generator
     from make_letters import LETTERS, render
 
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def build(folder: Path, data_dir: Path, n_digits: int, n_cifar: int, n_letters: 
 
 
 def score(folder: Path, model: Path, threshold: float | None) -> dict:
-    from benchmark_support import infer_rows
+    from experiment_support import infer_rows
 
     status, rows = infer_rows([folder], model, threshold=threshold)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -88,7 +88,7 @@ def main() -> None:
         build(images, args.data_dir, args.n_digits, args.n_cifar, args.n_letters, args.seed)
     report = {
         "model": str(args.model),
-        "folder": f"python benchmarks/card_check.py {args.out} (--n-digits {args.n_digits} --n-cifar {args.n_cifar} "
+        "folder": f"python experiments/card_check.py {args.out} (--n-digits {args.n_digits} --n-cifar {args.n_cifar} "
                   f"--n-letters {args.n_letters} --seed {args.seed})",
         "card_threshold_0.999": score(images, args.model, 0.999),
         "own_threshold": score(images, args.model, None),

@@ -1,16 +1,16 @@
 """Which characters of the near-OOD sets a model accepts as a digit, and as which one: per character,
 through ``osr-infer`` on the exported model (what a device would answer).
 
-    python benchmarks/make_near_ood.py /tmp/near-ood --n 600
-    python benchmarks/make_letters.py /tmp/letters --n 2000
-    python benchmarks/near_ood_characters.py artifacts/siamese/model.onnx --near-ood /tmp/near-ood --letters /tmp/letters
+    python tools/make_near_ood.py /tmp/near-ood --n 600
+    python tools/make_letters.py /tmp/letters --n 2000
+    python experiments/near_ood_characters.py artifacts/siamese/model.onnx --near-ood /tmp/near-ood --letters /tmp/letters
 
 The sets name each file after its character (``00012_U05D3.png``, ``00007_M.png``). For each set: the
 share rejected, and the characters accepted most often with the digit they are taken for. With
 ``--lookalikes``, also the share rejected of the characters that the training bank's pixel test
 (osr_train.script_glyphs.font_lookalike, fixed before these figures and blind to any model) calls written
 like a digit, and of the others: is what is accepted shaped like a digit? Writes
-``benchmarks/results/near_ood_characters.{json,md}`` and a gallery, ``near_ood_characters.png``: for each
+``experiments/results/near_ood_characters.{json,md}`` and a gallery, ``near_ood_characters.png``: for each
 set, one drawing of each of its most accepted characters, titled with the share accepted and the digit.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark_support import infer_rows, write_table
+from experiment_support import infer_rows, write_table
 from osr_infer.spec import UNKNOWN_NAME
 
 HERE = Path(__file__).resolve().parent

@@ -1,10 +1,10 @@
-"""The near-OOD table's per-score view (benchmarks/near_ood_table.py --per-score): every score's
+"""The near-OOD table's per-score view (experiments/near_ood_table.py --per-score): every score's
 AUROC per set, the stored one marked, and the share rejected at the model's threshold."""
 
 import importlib
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+EXPERIMENTS = Path(__file__).resolve().parents[1]
 
 
 def _row(name: str, stored: str) -> dict:
@@ -14,7 +14,7 @@ def _row(name: str, stored: str) -> dict:
 
 
 def test_the_per_score_table_lists_every_score_per_set_and_marks_the_stored_one(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
     near_ood_table = importlib.import_module("near_ood_table")
     lines = near_ood_table.score_table(_row("default", "kl_uniform")).splitlines()
     assert lines[0].split(" | ")[1:4] == ["AUROC msp", "AUROC kl_uniform (stored)", "AUROC openmax"]

@@ -1,15 +1,15 @@
 """The README's near-OOD table: each model on each unknown set, per score.
 
-    python benchmarks/make_near_ood.py /tmp/near-ood --n 600
-    python benchmarks/make_letters.py /tmp/letters --n 2000
-    OSR_DATA_DIR=../shared/datasets python benchmarks/near_ood_table.py artifacts/siamese-seed/model.pt \\
+    python tools/make_near_ood.py /tmp/near-ood --n 600
+    python tools/make_letters.py /tmp/letters --n 2000
+    OSR_DATA_DIR=../shared/datasets python experiments/near_ood_table.py artifacts/siamese-seed/model.pt \\
         artifacts/siamese/model.pt --near-ood /tmp/near-ood --letters /tmp/letters
 
 Each checkpoint is evaluated (``osr-train evaluate``) on its test knowns (MNIST test) against
 every set of ``make_near_ood.py``, the rendered Latin letters of ``make_letters.py`` and the
 CIFAR-10 test JPEGs. For each set: AUROC of every score, and the share rejected at the model's
 exported threshold on its stored score; with ``--per-score``, also each model's AUROC of every score
-on each set. Writes ``benchmarks/results/near_ood_table.{json,md}``.
+on each set. Writes ``experiments/results/near_ood_table.{json,md}``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmark_support import write_table
+from experiment_support import write_table
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,7 @@
 Evaluates each checkpoint on its data set's test knowns and all unknown sets (CIFAR-10 test
 by default, from $OSR_DATA_DIR) and writes a Markdown table and the raw figures as JSON.
 
-    OSR_DATA_DIR=../shared/datasets python benchmarks/open_set_table.py \\
+    OSR_DATA_DIR=../shared/datasets python experiments/open_set_table.py \\
         artifacts/baseline/model.pt artifacts/siamese/model.pt artifacts/siamese-best/model.pt
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from benchmark_support import write_table
+from experiment_support import write_table
 from osr_train.report import evaluate_command
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ White-on-black letters in Pillow's bundled font, jittered in size, stroke, rotat
 position, saved as PNG files. Letters that are drawn like digits (O o I l i j Z z S s B b g q
 D) are left out: rejecting those would be a matter of convention, not of open-set skill.
 
-    python benchmarks/make_letters.py /tmp/letters --n 5000
+    python tools/make_letters.py /tmp/letters --n 5000
     osr-train evaluate artifacts/siamese-best/model.pt --ood-dir /tmp/letters --ood-dir ../shared/datasets/cifar10-test-jpeg
 """
 

@@ -8,13 +8,13 @@ centres and standardisation come from training images of the known classes only;
 image and no unknown is used to fit anything.
 
     export OSR_DATA_DIR=../shared/datasets
-    # the standard protocol's five split checkpoints (benchmarks/mnist_protocol.py's output):
-    python benchmarks/feature_scores.py --protocol artifacts/protocol/best
-    # a ten-digit model against unknown folders (benchmarks/make_near_ood.py, make_letters.py, CIFAR-10):
-    python benchmarks/feature_scores.py --model artifacts/siamese/model.pt \\
+    # the standard protocol's five split checkpoints (experiments/mnist_protocol.py's output):
+    python experiments/feature_scores.py --protocol artifacts/protocol/best
+    # a ten-digit model against unknown folders (tools/make_near_ood.py, make_letters.py, CIFAR-10):
+    python experiments/feature_scores.py --model artifacts/siamese/model.pt \\
         --unknown /tmp/near-ood/* /tmp/letters2k "$OSR_DATA_DIR/cifar10-test-jpeg"
 
-Writes ``benchmarks/results/feature_scores.{json,md}``.
+Writes ``experiments/results/feature_scores.{json,md}``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", type=Path, help="a folder of split-*/model.pt (benchmarks/mnist_protocol.py's --out/RECIPE)")
+    parser.add_argument("--protocol", type=Path, help="a folder of split-*/model.pt (experiments/mnist_protocol.py's --out/RECIPE)")
     parser.add_argument("--model", type=Path, help="a checkpoint of MNIST digits, scored against --unknown folders")
     parser.add_argument("--unknown", type=Path, nargs="*", default=[], help="folders of unknown images (with --model)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", "../shared/datasets")))
@@ -169,7 +169,7 @@ def main() -> None:
         parser.error("--model needs --unknown folders")
     torch.set_num_threads(args.threads)
     train, test = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir, "test")
-    report: dict = {"command": "python benchmarks/feature_scores.py " + " ".join(sys.argv[1:]), "bank": BANK, "held_out": HELD_OUT}
+    report: dict = {"command": "python experiments/feature_scores.py " + " ".join(sys.argv[1:]), "bank": BANK, "held_out": HELD_OUT}
     if args.protocol is not None:
         report["protocol"] = protocol(args.protocol, train, test)
     if args.model is not None:

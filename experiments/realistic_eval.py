@@ -1,10 +1,10 @@
 """Score a model on the realistic evaluation set of ``make_realistic.py``: photos and scans of
 printed and handwritten digits (knowns) and printed letters (unknowns), through ``osr-infer``.
 
-    python benchmarks/make_realistic.py /tmp/realistic --n-digits 300 --n-letters 200
-    python benchmarks/realistic_eval.py /tmp/realistic --model artifacts/siamese/model.onnx
+    python tools/make_realistic.py /tmp/realistic --n-digits 300 --n-letters 200
+    python experiments/realistic_eval.py /tmp/realistic --model artifacts/siamese/model.onnx
 
-Writes ``benchmarks/results/realistic_eval.json``: digits correct (accepted with the right
+Writes ``experiments/results/realistic_eval.json``: digits correct (accepted with the right
 class), digits accepted, letters rejected, per kind (printed / handwritten / letter), and with
 ``--threshold`` (the card's MSP rule) when asked.
 """
@@ -20,7 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def evaluate(folder: Path, model: Path, threshold: float | None) -> dict:
-    from benchmark_support import infer_rows
+    from experiment_support import infer_rows
 
     manifest = json.loads((folder / "manifest.json").read_text())
     entries = manifest["files"] if isinstance(manifest, dict) and "files" in manifest else manifest

@@ -5,7 +5,7 @@ scanners produce. Use it to evaluate only, never to train or to choose a thresho
 adjust it to suit one preprocessing: the point is to see how the whole pipeline copes with input
 it was not built around.
 
-    python benchmarks/make_realistic.py /tmp/realistic --n-digits 3000 --n-letters 2000
+    python tools/make_realistic.py /tmp/realistic --n-digits 3000 --n-letters 2000
 
 What it writes (seeded; the same arguments give the same files)::
 
@@ -544,7 +544,7 @@ def main() -> None:
     else:
         entries = [make_one(t) for t in tasks]
     manifest = {
-        "generator": "benchmarks/make_realistic.py",
+        "generator": "tools/make_realistic.py",
         "seed": args.seed,
         "n_digits": args.n_digits,
         "n_letters": args.n_letters,

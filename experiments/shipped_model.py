@@ -9,9 +9,9 @@
    (every ONNX initializer) bit for bit, the osr.* metadata but the export time and the
    checkpoint's hash, and the outputs on the 20,000 images of the card run.
 
-    python benchmarks/shipped_model.py [--data-dir ../shared/datasets] [--compare artifacts/shipped-seed0/model.onnx]
+    python experiments/shipped_model.py [--data-dir ../shared/datasets] [--compare artifacts/shipped-seed0/model.onnx]
 
-Writes ``benchmarks/results/shipped_model.json`` (without ``--compare``: the card run only).
+Writes ``experiments/results/shipped_model.json`` (without ``--compare``: the card run only).
 """
 
 from __future__ import annotations
