@@ -4,9 +4,7 @@ and the end-to-end run of the inference pipeline with its knobs set."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

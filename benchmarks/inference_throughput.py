@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,7 @@ def make_batches(data_dir: Path, contract: PreprocessContract, batch: int, n_ima
     return [np.ascontiguousarray(x[i : i + batch]) for i in range(0, len(x) - batch + 1, batch)]
 
 
-def time_pass(fn, batches: list[np.ndarray]) -> float:
+def time_pass(fn: Callable[[np.ndarray], object], batches: list[np.ndarray]) -> float:
     t0 = time.perf_counter()
     for x in batches:
         fn(x)
@@ -119,7 +120,7 @@ def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, da
     torch_threads = torch.get_num_threads()
 
     @torch.inference_mode()
-    def torch_eager(x: np.ndarray):
+    def torch_eager(x: np.ndarray) -> object:
         return scored(torch.from_numpy(x))
 
     # Context, not the goal's baseline: the same eager module with channels-last weights
@@ -127,7 +128,7 @@ def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, da
     scored_cl = copy.deepcopy(scored).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def torch_eager_channels_last(x: np.ndarray):
+    def torch_eager_channels_last(x: np.ndarray) -> object:
         return scored_cl(torch.from_numpy(x))
 
     results: dict = {"torch_threads": torch_threads, "batches": {}}
@@ -195,7 +196,7 @@ def end_to_end(
     return sum(1 for _ in open(out)) - 1
 
 
-def measure(fn) -> tuple[float, float]:
+def measure(fn: Callable[[], object]) -> tuple[float, float]:
     """(images per second of wall time, machine CPU microseconds per image)."""
     c0, t0 = machine_cpu_seconds(), time.perf_counter()
     n = fn()

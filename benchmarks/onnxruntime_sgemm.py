@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,6 @@ def flops_per_image(model_path: Path) -> float:
             kernel = weights[node.input[1]]  # (out channels, in channels / group, kh, kw)
             macs += int(np.prod(out)) * int(np.prod(kernel[1:]))
         elif node.op_type in ("Gemm", "MatMul"):
-            a = shapes.get(node.input[0]) or weights[node.input[0]]
             b = weights.get(node.input[1]) or shapes[node.input[1]]
             out = shapes[node.output[0]]
             inner = b[0] if node.op_type == "MatMul" or not any(a.name == "transB" and a.i for a in node.attribute) else b[1]
@@ -52,7 +52,7 @@ def flops_per_image(model_path: Path) -> float:
     return 2.0 * macs
 
 
-def best_seconds(run, rounds: int) -> float:
+def best_seconds(run: Callable[[], object], rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()

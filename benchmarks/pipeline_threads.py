@@ -11,6 +11,7 @@ inference thread can become the bottleneck. Writes JSON.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import platform
@@ -52,9 +53,9 @@ def main() -> None:
         end_to_end(args.folder, args.model, cores, out)  # and the first run's imports and allocations
         for _ in range(args.repeats):
             for workers in sorted({w for w, _ in pairs}, reverse=True):
-                decode_samples.setdefault(workers, []).append(measure(lambda: decode_only(args.folder, contract, workers)))
+                decode_samples.setdefault(workers, []).append(measure(functools.partial(decode_only, args.folder, contract, workers)))
             for workers, threads in pairs:
-                run = lambda: end_to_end(args.folder, args.model, workers, out, ort_threads=threads)  # noqa: E731
+                run = functools.partial(end_to_end, args.folder, args.model, workers, out, ort_threads=threads)
                 e2e_samples.setdefault((workers, threads), []).append(measure(run))
     decode = {workers: summarise(v) for workers, v in decode_samples.items()}
     e2e = {pair: summarise(v) for pair, v in e2e_samples.items()}

@@ -36,14 +36,14 @@ def main() -> None:
     folder, model, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
                    if name.lower().endswith(SUFFIXES))
-    exec(snippet(model), globals())  # defines session, meta and preprocess, as a user's script would
+    exec(snippet(model), globals())  # noqa: S102 - the integration guide's snippet, run as a user's script would; defines session, meta and preprocess, as a user's script would
     session, meta, preprocess = globals()["session"], globals()["meta"], globals()["preprocess"]
     rows = []
 
     def classify(batch_paths: list[str], inputs: list[np.ndarray]) -> None:
         logits, score = session.run(["logits", "score"], {"input": np.stack(inputs)})
         known = score >= meta["threshold"]
-        for path, k, ok in zip(batch_paths, logits.argmax(1), known):
+        for path, k, ok in zip(batch_paths, logits.argmax(1), known, strict=True):
             rows.append((path, meta["class_names"][k] if ok else "unknown"))
 
     with multiprocessing.Pool(os.cpu_count()) as pool:

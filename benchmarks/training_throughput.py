@@ -112,7 +112,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "bare_seconds": bare,
         "full_seconds": full,
-        "ratio_median": statistics.median(f / b for f, b in zip(full, bare)),
+        "ratio_median": statistics.median(f / b for f, b in zip(full, bare, strict=True)),
         "goal_ratio_max": 1.15,
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "torch": str(torch.__version__),

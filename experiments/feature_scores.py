@@ -84,7 +84,7 @@ class FeatureScorer:
     def scores(self, images: np.ndarray, conform: bool = True) -> list[np.ndarray]:
         features = self.features(images, conform)
         stored, prototype = self._stored(features), self._prototype(features)
-        knn = [scorer.score(features[layer]) for scorer, (layer, _) in zip(self.knn, KNN_VARIANTS)]
+        knn = [scorer.score(features[layer]) for scorer, (layer, _) in zip(self.knn, KNN_VARIANTS, strict=True)]
         return [stored, prototype, *knn, self.stored_z(stored) + self.prototype_z(prototype)]
 
 
@@ -106,7 +106,7 @@ def protocol(root: Path, train, test) -> dict:  # noqa: ANN001 - ImageSets
         is_known = np.isin(test.labels, known)
         scores = scorer.scores(test.images)
         splits.append({"split": checkpoint.parent.name, "known": known,
-                       "auroc": {name: auroc(s[is_known], s[~is_known]) for name, s in zip(column_names(spec.score), scores)}})
+                       "auroc": {name: auroc(s[is_known], s[~is_known]) for name, s in zip(column_names(spec.score), scores, strict=True)}})
         print(splits[-1]["split"], {k: round(100 * v, 2) for k, v in splits[-1]["auroc"].items()}, flush=True)
     if not splits:
         raise SystemExit(f"no split-*/model.pt under {root}")
@@ -131,7 +131,7 @@ def unknown_sets(checkpoint: Path, folders: list[Path], train, test) -> dict:  #
         images = load_image_folder(folder, contract=scorer.contract)
         scores = scorer.scores(images.images, conform=False)  # decoding applied the contract already
         rows.append({"set": folder.name, "n": len(images),
-                     "auroc": {name: auroc(k, u) for name, k, u in zip(column_names(spec.score), known_scores, scores)}})
+                     "auroc": {name: auroc(k, u) for name, k, u in zip(column_names(spec.score), known_scores, scores, strict=True)}})
         print(rows[-1]["set"], {k: round(100 * v, 2) for k, v in rows[-1]["auroc"].items()}, flush=True)
     return {"model": str(checkpoint), "architecture": spec.architecture, "sets": rows}
 

@@ -103,7 +103,7 @@ def gallery(result: dict, path: Path, top: int) -> Path:
 
     sets = result["sets"]
     fig, axes = plt.subplots(len(sets), top, figsize=(1.1 * top, 1.3 * len(sets)), squeeze=False)
-    for ax_row, (name, s) in zip(axes, sets.items()):
+    for ax_row, (name, s) in zip(axes, sets.items(), strict=True):
         chars = [(c, v) for c, v in s["characters"].items() if v["accepted"] > 0][:top]
         for k, ax in enumerate(ax_row):
             ax.set_xticks([]), ax.set_yticks([])

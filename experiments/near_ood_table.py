@@ -87,7 +87,7 @@ def main() -> None:
         sets.append(cifar)
     console = Console(stderr=True)
     rows = []
-    for checkpoint, name in zip(args.checkpoints, names):
+    for checkpoint, name in zip(args.checkpoints, names, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
             metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, console=console)
         per_set = {}

@@ -132,7 +132,10 @@ class ParityCheck:
                 continue
             failed, st = p.failures(atol), p.stats
             assert st is not None
-            tag = lambda what: "[E]" if what in failed else "[I]"  # noqa: E731
+
+            def tag(what: str, failed: list[str] = failed) -> str:  # bound now: `failed` is this row's
+                return "[E]" if what in failed else "[I]"
+
             out.append(f"[I]     {p.name} ({p.n:,} images)")
             if st["nonfinite"]:
                 out.append(f"[E]         finite   : {st['nonfinite']:,} images with NaN or infinite outputs  FAILED")

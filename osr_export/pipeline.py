@@ -281,7 +281,7 @@ class _Export:
 
         self.x = self.metadata.contract.normalize(np.concatenate([s.images for s in self.probe.sources]))
         bounds = np.cumsum([0] + [len(s) for s in self.probe.sources])
-        self.sources = [(s.name, slice(int(a), int(b))) for s, a, b in zip(self.probe.sources, bounds[:-1], bounds[1:])]
+        self.sources = [(s.name, slice(int(a), int(b))) for s, a, b in zip(self.probe.sources, bounds[:-1], bounds[1:], strict=True)]
         self.reference = run_batched(torch_runner(self.scored), self.x, BATCH_SIZE)
         self.result: dict[str, Any] = {
             "checkpoint": str(self.checkpoint), "checkpoint_sha256": self.metadata.checkpoint_sha256,
@@ -340,7 +340,7 @@ class _Export:
             t0 = time.perf_counter()
             try:
                 runner, single, checks = self._export_onnx(tmp) if fmt == "onnx" else self._export_torchscript(tmp)
-            except Exception as exc:  # noqa: BLE001 - exporter/runtime failures become a FAIL line
+            except Exception as exc:
                 log.debug("export of %s failed", fmt, exc_info=True)
                 report = FormatReport(fmt, self.atol, self.metadata.threshold)
                 report.checks.append(Check("export", False, _one_line(exc)))
@@ -395,7 +395,7 @@ class _Export:
             back = ModelMetadata.from_props(onnx_session(tmp).get_modelmeta().custom_metadata_map)
         except (QuantizationError, MetadataError) as exc:
             return {"passed": False, "summary": f"FAIL int8: {exc}"}
-        labelled = [(s.name, s.role, part, s.labels) for s, (_, part) in zip(self.probe.sources, self.sources)]
+        labelled = [(s.name, s.role, part, s.labels) for s, (_, part) in zip(self.probe.sources, self.sources, strict=True)]
         report = int8_report(fp32, int8, labelled, self.metadata.threshold, min_agreement)
         report.size_fp32, report.size_int8 = fp32_path.stat().st_size, tmp.stat().st_size
         self.int8_report = report

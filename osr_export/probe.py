@@ -144,7 +144,7 @@ def build_probe(spec: ModelSpec, data_dir: Path | None = None, size: int | None 
     groups += [(u, "unknown") for u in unknown_sets]
     sizes = [len(g) if isinstance(g, ImageSet) else (g.size or 0) for g, _ in groups]
     sources = []
-    for (group, role), n in zip(groups, allocate(sizes, size)):
+    for (group, role), n in zip(groups, allocate(sizes, size), strict=True):
         if not n:
             continue
         if isinstance(group, UnknownSet):

@@ -26,7 +26,8 @@ def scored_from_checkpoint(path: str | Path) -> tuple[ScoredClassifier, ModelSpe
 def metadata_from_checkpoint(path: str | Path, spec: ModelSpec, config: dict[str, Any], threshold: float | None = None) -> ModelMetadata:
     """The ``osr.*`` metadata for an export of ``path``; ``threshold`` overrides the spec's."""
     if not config.get("complete", True):
-        raise CheckpointError(f"{path} is an intermediate checkpoint ({config.get('stage')} epoch {config.get('epoch')}); finish the run with osr-train ... `resume`, then export its model.pt")
+        raise CheckpointError(f"{path} is an intermediate checkpoint ({config.get('stage')} epoch {config.get('epoch')}); finish "
+                              "the run with osr-train ... `resume`, then export its model.pt")
     if threshold is not None:
         try:
             spec = spec.replace(threshold=threshold, calibration={"method": "fixed", "overridden_at_export": True,

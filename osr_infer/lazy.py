@@ -15,7 +15,7 @@ from typing import Any, Callable
 def lazy_exports(package: str, where: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package``, whose name ``n`` lives in ``package.where[n]``."""
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the module-level hook of PEP 562
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -23,7 +23,7 @@ def lazy_exports(package: str, where: dict[str, str]) -> tuple[Callable[[str], A
         setattr(sys.modules[package], name, value)
         return value
 
-    def __dir__() -> list[str]:
+    def __dir__() -> list[str]:  # noqa: N807 - the module-level hook of PEP 562
         return sorted({*vars(sys.modules[package]), *where})
 
     return __getattr__, __dir__

@@ -161,7 +161,7 @@ class FileRun:
             for batch in iter_batches(self.sources, self.model.session, pool, batch_size=self._batch_size,
                                       observers=self._observers):
                 rows = batch.rows
-                paths = tuple(self.sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist()))
+                paths = tuple(self.sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist(), strict=True))
                 yield Predictions(self.model.classes, rows.pred, rows.probability, rows.score, rows.known, paths,
                                   tuple(batch.failures), tuple(batch.failure_sources), rows.source, rows.index)
 

@@ -91,7 +91,7 @@ class _WeightTable:
         in_sizes, out_sizes = key[0], key[1]
         missing = ~self.filled[in_sizes, out_sizes]
         if missing.any():
-            for in_size, out_size in set(zip(in_sizes[missing].tolist(), out_sizes[missing].tolist())):
+            for in_size, out_size in set(zip(in_sizes[missing].tolist(), out_sizes[missing].tolist(), strict=True)):
                 self.weights[in_size, out_size, :out_size, :in_size] = bilinear_weights(in_size, out_size)
                 self.filled[in_size, out_size] = True
         return self.weights[key]

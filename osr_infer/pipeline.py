@@ -299,7 +299,7 @@ def run_inference(
     for batch in iter_batches(sources, model, pool, batch_size=batch_size, observers=observers):
         rows = batch.rows
         if writer is not None and len(rows):
-            ids = [sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist())]
+            ids = [sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist(), strict=True)]
             writer.write(ids, names[np.where(rows.known, rows.pred, len(names) - 1)].tolist(), rows.probability, rows.score)
         failures.extend(batch.failures)
         for s in batch.failure_sources:

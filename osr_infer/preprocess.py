@@ -160,7 +160,7 @@ class PreprocessContract:
     @property
     def background(self) -> tuple[float, ...]:
         """The normalised value of a black pixel, per channel (what padding should be)."""
-        return tuple(-m / s for m, s in zip(self.mean, self.std))
+        return tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
 
     @property
     def layout(self) -> bool:
@@ -260,7 +260,7 @@ class PreprocessContract:
             shift = np.float32(self.mean[0] / self.std[0])
             return (pixels.astype(np.float32) * scale - shift)[:, None, :, :]
         scale = np.array([1.0 / (255.0 * s) for s in self.std], dtype=np.float32)
-        shift = np.array([m / s for m, s in zip(self.mean, self.std)], dtype=np.float32)
+        shift = np.array([m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=np.float32)
         out = pixels.astype(np.float32) * scale - shift
         return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 

@@ -71,7 +71,7 @@ def label_counts(run: InferenceRun) -> dict[str, dict[str, int]]:
     p = run.predictions
     open_pred = np.where(p.known, p.pred, len(run.model.class_names))
     return {
-        source.name: dict(zip(names, np.bincount(open_pred[p.source == s], minlength=len(names)).tolist()))
+        source.name: dict(zip(names, np.bincount(open_pred[p.source == s], minlength=len(names)).tolist(), strict=True))
         for s, source in enumerate(run.sources)
     }
 

@@ -79,21 +79,21 @@ class ResultsWriter:
             self._csv.writerow(FIELDS)
         return self
 
-    def __exit__(self, *exc_info) -> bool:
+    def __exit__(self, *exc_info: object) -> bool:
         return self._stack.__exit__(*exc_info)
 
     def write(self, paths: Sequence[str], labels: Sequence[str], probability: np.ndarray, score: np.ndarray) -> None:
         probability = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
         score_values = np.asarray(score, dtype=np.float64).tolist()
         if self.format == "csv":
-            self._csv.writerows(zip(map(csv_cell, paths), map(csv_cell, labels), probability, [_number(v) for v in score_values]))
+            self._csv.writerows(zip(map(csv_cell, paths), map(csv_cell, labels), probability, [_number(v) for v in score_values], strict=True))
         else:
             scores = [_number(v) if math.isfinite(v) else "null" for v in score_values]
             probs = [p if p not in ("nan", "inf", "-inf") else "null" for p in probability]
             self._fh.write(
                 "".join(
                     f'{{"path": {json.dumps(p)}, "label": {json.dumps(lab)}, "probability": {pr}, "score": {sc}}}\n'
-                    for p, lab, pr, sc in zip(paths, labels, probs, scores)
+                    for p, lab, pr, sc in zip(paths, labels, probs, scores, strict=True)
                 )
             )
         self.rows += len(paths)

@@ -9,6 +9,7 @@ process imports ONNX Runtime and loads the model, instead of after.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -187,7 +188,7 @@ def boot_early(argv: list[str]) -> None:
     those in-process). Its imports then overlap the main process's."""
     if not argv or any(arg in ("--help", "-h", "--workers=0") for arg in argv):
         return
-    if any(a == "--workers" and b == "0" for a, b in zip(argv, argv[1:])):
+    if any(a == "--workers" and b == "0" for a, b in itertools.pairwise(argv)):
         return
     sources = []
     args = iter(argv)

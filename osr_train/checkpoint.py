@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[ConvNe
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign files
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
         raise CheckpointError(f"{path} is not a loadable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an osr-toolkit checkpoint (no '{FORMAT}' format marker)")

@@ -82,23 +82,40 @@ DatasetOpt = typer.Option("mnist", "--dataset", help=DATASET_HELP)
 DataDirOpt = typer.Option(None, "--data-dir", help="Data folder [default: $OSR_DATA_DIR or ./data].", show_default=False)
 OodOpt = typer.Option(None, "--ood-dir", help="Folder of unknown images (repeatable) [default: the data set's own unknowns, e.g. CIFAR-10 test for mnist].")
 DownloadOpt = typer.Option(False, "--download", help="Fetch MNIST (checksum-verified) when it is missing.")
-KnownOpt = typer.Option(None, "--known-classes", help="Train on these classes only (indices or names, e.g. 2,4,5,9,8,3); the test images of the others are unknowns [default: all the data set's classes].", show_default=False)
-SizeOpt = typer.Option(None, "--input-size", help="Network input side in pixels [default: from the data: 28 for MNIST, a folder's common square size or 32].", show_default=False)
+KnownOpt = typer.Option(None, "--known-classes", help="Train on these classes only (indices or names, e.g. 2,4,5,9,8,3); the test images of the others are "
+                                                      "unknowns [default: all the data set's classes].", show_default=False)
+SizeOpt = typer.Option(None, "--input-size", help="Network input side in pixels [default: from the data: 28 for MNIST, a folder's common square size "
+                                                  "or 32].", show_default=False)
 ChannelsOpt = typer.Option(None, "--channels", help="1 (grey) or 3 (RGB) [default: from the data].", show_default=False)
-RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: wider network, augmentation, outlier exposure, kl_uniform score, calibrated threshold, layout step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
-LayoutOpt = typer.Option(None, "--layout/--no-layout", help=f"Lay greyscale inputs out MNIST-style (crop to the ink, fit, centre) {_default('layout')} (none: on for greyscale inputs).", show_default=False)
+RecipeOpt = typer.Option(DEFAULT_RECIPE, "--recipe", help="best: wider network, augmentation, outlier exposure, kl_uniform score, calibrated threshold, layout "
+                                                          "step (writes artifacts/<model>/); seed: the notebook's recipe (writes artifacts/<model>-seed/).")
+LayoutOpt = typer.Option(None, "--layout/--no-layout",
+    help=f"Lay greyscale inputs out MNIST-style (crop to the ink, fit, centre) {_default('layout')} (none: on "
+                                                            "for greyscale inputs).", show_default=False)
 LrOpt = typer.Option(None, "--lr", help=f"Adam learning rate (the peak of a one-cycle schedule) {_default('lr')}.", show_default=False)
 SeedOpt = typer.Option(0, "--seed", help="Random seed (split, init, shuffling).")
 DeviceOpt = typer.Option("auto", "--device", help="auto picks CUDA when available.")
-OutOpt = typer.Option(None, "--out", help="Output folder [default: artifacts/<model>/ for the best recipe, artifacts/<model>-seed/ for the seed's].", show_default=False)
-ThresholdOpt = typer.Option(None, "--threshold", hidden=True, help="Refused: osr-infer's rule on the top softmax probability (use --score-threshold).", show_default=False)
-ScoreThresholdOpt = typer.Option(None, "--score-threshold", help=f"Store this threshold on the model's score (accept when score >= it) instead of calibrating one {_default('score_threshold')}.", show_default=False)
-TprOpt = typer.Option(None, "--target-tpr", help=f"Calibrate the score's threshold to accept this fraction of validation knowns, e.g. 0.99 {_default('target_tpr')}.", show_default=False)
-ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run in the output folder from its last complete epoch (give the same options); the result is the model an uninterrupted run makes.")
-ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, fewer train faster, and osr-train says so].", show_default=False)
-NetworkOpt = typer.Option(None, "--network", help=f"The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image), wide (three 3x3 conv blocks with batch norm and a leaky-ReLU head, 102k parameters, 2.0 M multiply-adds) or wide-relu (the same with a ReLU head, the previous default) {_default('network')}.", show_default=False)
-RotationOpt = typer.Option(None, "--rotation-weight", help=f"Weight of rotation prediction as an auxiliary task (a training-only head names the quarter turn of turned known images; not exported) {_default('rotation_weight')}.", show_default=False)
-ScriptsOpt = typer.Option(None, "--script-outliers", help=f"How often letters of other scripts (48 scripts that no near-OOD evaluation set uses, from a bank of outline-font glyphs shipped with the package) are drawn among the outliers, relative to a texture kind; 0: never {_default('script_outliers')}.", show_default=False)
+OutOpt = typer.Option(None, "--out", help="Output folder [default: artifacts/<model>/ for the best recipe, artifacts/<model>-seed/ for the "
+                                          "seed's].", show_default=False)
+ThresholdOpt = typer.Option(None, "--threshold", hidden=True,
+    help="Refused: osr-infer's rule on the top softmax probability (use --score-threshold).", show_default=False)
+ScoreThresholdOpt = typer.Option(None, "--score-threshold",
+    help="Store this threshold on the model's score (accept when score >= it) instead of calibrating one "
+                                                                 f"{_default('score_threshold')}.", show_default=False)
+TprOpt = typer.Option(None, "--target-tpr", help="Calibrate the score's threshold to accept this fraction of validation knowns, e.g. 0.99 "
+                                                 f"{_default('target_tpr')}.", show_default=False)
+ResumeOpt = typer.Option(False, "--resume", help="Continue the interrupted run in the output folder from its last complete epoch (give the same "
+                                                 "options); the result is the model an uninterrupted run makes.")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch [default: one per core; on a machine where other processes keep cores busy, "
+                                                  "fewer train faster, and osr-train says so].", show_default=False)
+NetworkOpt = typer.Option(None, "--network", help="The layers: seed (the notebook's CNN, 108k parameters, 0.9 M multiply-adds an image), wide (three "
+                                                  "3x3 conv blocks with batch norm and a leaky-ReLU head, 102k parameters, 2.0 M multiply-adds) or "
+                                                  f"wide-relu (the same with a ReLU head, the previous default) {_default('network')}.", show_default=False)
+RotationOpt = typer.Option(None, "--rotation-weight", help="Weight of rotation prediction as an auxiliary task (a training-only head names the quarter turn of "
+                                                           f"turned known images; not exported) {_default('rotation_weight')}.", show_default=False)
+ScriptsOpt = typer.Option(None, "--script-outliers", help="How often letters of other scripts (48 scripts that no near-OOD evaluation set uses, from a bank of "
+                                                          "outline-font glyphs shipped with the package) are drawn among the outliers, relative to a texture "
+                                                          f"kind; 0: never {_default('script_outliers')}.", show_default=False)
 ScoreOpt = typer.Option(None, "--score", help=f"Known-vs-unknown score stored in the model {_default('score')}.", show_default=False)
 
 
@@ -128,7 +145,8 @@ def siamese(
     ood_dir: Optional[list[Path]] = OodOpt, download: bool = DownloadOpt, known_classes: Optional[str] = KnownOpt,
     input_size: Optional[int] = SizeOpt, channels: Optional[int] = ChannelsOpt, layout: Optional[bool] = LayoutOpt,
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Stage 2 (cross-entropy) epochs {_default('epochs')}.", show_default=False),
-    pretrain_epochs: Optional[int] = typer.Option(None, "--pretrain-epochs", help=f"Stage 1 (contrastive) epochs {_default('pretrain_epochs')}.", show_default=False),
+    pretrain_epochs: Optional[int] = typer.Option(None, "--pretrain-epochs",
+        help=f"Stage 1 (contrastive) epochs {_default('pretrain_epochs')}.", show_default=False),
     margin: Optional[float] = typer.Option(None, "--margin", help=f"Contrastive margin {_default('margin')}.", show_default=False),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Batch size {_default('batch_size', 'siamese')}.", show_default=False),
     lr: Optional[float] = LrOpt, seed: int = SeedOpt, device: Device = DeviceOpt,
@@ -166,7 +184,8 @@ def evaluate(
 def rescore(
     checkpoint: Path = typer.Argument(Path("artifacts/siamese/model.pt"), help="A model.pt written by osr-train."),
     score: Score = typer.Option(..., "--score", help="The score to store instead (its statistics are fitted on the training knowns)."),
-    target_tpr: Optional[float] = typer.Option(None, "--target-tpr", help="Calibrate the threshold to accept this fraction of validation knowns [default: the model's own].", show_default=False),
+    target_tpr: Optional[float] = typer.Option(None, "--target-tpr",
+        help="Calibrate the threshold to accept this fraction of validation knowns [default: the model's own].", show_default=False),
     data_dir: Optional[Path] = DataDirOpt,
     out: Optional[Path] = typer.Option(None, "--out", help="The new checkpoint [default: model-<score>.pt beside the checkpoint].", show_default=False),
     device: Device = DeviceOpt,

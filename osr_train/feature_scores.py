@@ -38,7 +38,7 @@ def hidden_features(model: nn.Module, images: np.ndarray, contract: PreprocessCo
         model.eval()
         for start in range(0, len(images), batch_size):
             outputs = model.forward_with_layers(normalize(torch.from_numpy(images[start : start + batch_size])))
-            for name, value in zip(parts, outputs):
+            for name, value in zip(parts, outputs, strict=True):
                 parts[name].append(value.float().cpu())
     finally:
         hook.remove()

@@ -165,7 +165,7 @@ class OutlierGenerator:
             angles = np.sort(rng.uniform(0, 2 * np.pi, k))
             radii = rng.uniform(7, 13, k) * self.scale
             cx, cy = rng.uniform(11, 17, 2) * self.scale
-            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii)]
+            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
             ImageDraw.Draw(img).polygon(points, fill=int(rng.integers(90, 256)))
             out[i] = np.asarray(img, dtype=np.float32)
         x = torch.from_numpy(out).unsqueeze(1) / 127.5 - 1

@@ -8,11 +8,11 @@ from typing import Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
 
-from osr_infer.io import atomic_path  # noqa: E402
+from osr_infer.io import atomic_path
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:

@@ -46,7 +46,7 @@ def plot_histograms(known: SetOutputs, unknowns: list[SetOutputs], score: str, t
 
     names = list(known.scores)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6))
-    for ax, name in zip(np.atleast_1d(axes), names):
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         values = [known.scores[name]] + [u.scores[name] for u in unknowns]
         lo, hi = np.percentile(np.concatenate(values), [0.5, 100])
         bins = np.linspace(lo, hi, 60)
@@ -109,7 +109,8 @@ def metrics_table_md(metrics: dict[str, Any]) -> str:
                   f"| open-set accuracy (classes + unknown) | {metrics['open_set_accuracy']:.2%} | {metrics['n_known'] + metrics['n_unknown']:,} images |"]
     for name, per in metrics.get("per_unknown_set", {}).items():
         at = per["at_threshold"]
-        lines.append(f"| {name}: unknown rejection / open-set accuracy | {at['unknown_rejection']:.2%} / {at['open_set_accuracy']:.2%} | {at['n_unknown']:,} unknowns |")
+        lines.append(f"| {name}: unknown rejection / open-set accuracy | {at['unknown_rejection']:.2%} / "
+                     f"{at['open_set_accuracy']:.2%} | {at['n_unknown']:,} unknowns |")
     return "\n".join(lines)
 
 
@@ -180,8 +181,10 @@ def evaluate_command(
     figures = {
         "ROC curves": plot_roc(known, unknowns, out_dir / "roc.png").name,
         "Score histograms": plot_histograms(known, unknowns, spec.score, spec.threshold, out_dir / "score_histograms.png").name,
-        "Closed-set confusion matrix": plot_confusion(metrics["confusion_matrix"], list(spec.class_names), out_dir / "confusion.png", "Closed-set confusion (test knowns)").name,
-        "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_open_set"], spec.label_names(), out_dir / "confusion_open_set.png", f"Open-set confusion ({spec.score} >= {spec.threshold:.4g})").name,
+        "Closed-set confusion matrix": plot_confusion(metrics["confusion_matrix"], list(spec.class_names),
+                                                      out_dir / "confusion.png", "Closed-set confusion (test knowns)").name,
+        "Open-set confusion matrix": plot_confusion(metrics["confusion_matrix_open_set"], spec.label_names(),
+                                                      out_dir / "confusion_open_set.png", f"Open-set confusion ({spec.score} >= {spec.threshold:.4g})").name,
     }
     if tsne:
         with reporter.status("t-SNE of the embedding (subsample)..."):

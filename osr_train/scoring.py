@@ -21,6 +21,9 @@ from torch import nn
 from osr_infer.scores import SCORES, ScoreSpec, score_spec
 from osr_train.training import full_fp32
 
+#: The model's input normalisation (``osr_train.training.Normalizer``): raw pixels to network input.
+Normalize = Callable[[torch.Tensor], torch.Tensor]
+
 
 def mahalanobis_score(feats: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
     """Minus the smallest Mahalanobis distance (squared) to a class mean, tied covariance."""
@@ -31,7 +34,7 @@ def mahalanobis_score(feats: torch.Tensor, means: torch.Tensor, precision: torch
 
 @torch.inference_mode()
 @full_fp32()
-def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096) -> dict[str, Any]:
+def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096) -> dict[str, Any]:
     """Class means and a shared (Ledoit-Wolf shrunk) precision of the penultimate features."""
     from sklearn.covariance import LedoitWolf
 
@@ -46,7 +49,7 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
 
-def logits_and_hidden(classifier: nn.Module, images: torch.Tensor, normalize, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_and_hidden(classifier: nn.Module, images: torch.Tensor, normalize: Normalize, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits and the first hidden layer's output (``forward_with_layers``) of uint8 images,
     in batches, in eval mode: what the fitted hidden-layer scores are fitted on."""
     classifier.eval()
@@ -75,7 +78,7 @@ def prototype_cosines(hidden: torch.Tensor, prototypes: torch.Tensor) -> torch.T
 
 @torch.inference_mode()
 @full_fp32()
-def fit_prototypes(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+def fit_prototypes(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                    per_class: int = PROTOTYPES_PER_CLASS) -> dict[str, Any]:
     """Unit-length k-means centres (``per_class`` a class, seeded) of the training knowns'
     normalised hidden features (``forward_with_layers``' third output)."""
@@ -130,7 +133,7 @@ def kl_prototype_score(logits: torch.Tensor, hidden: torch.Tensor, prototypes: t
 
 @torch.inference_mode()
 @full_fp32()
-def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                      held_out: int = STANDARDISATION_HELD_OUT, seed: int = 0) -> dict[str, Any]:
     """Prototypes (:func:`fit_prototypes`) on the training knowns but ``held_out`` of them (a
     seeded random draw, at most a fifth), and each term's mean and standard deviation on those."""
@@ -206,7 +209,7 @@ def fit_weibull_tail(distances: np.ndarray, tail: int = OPENMAX_TAIL) -> list[fl
 
 @torch.inference_mode()
 @full_fp32()
-def fit_openmax(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize, batch_size: int = 4096,
+def fit_openmax(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                 tail: int = OPENMAX_TAIL) -> dict[str, Any]:
     """Per class, the mean logit vector of the training knowns it classifies correctly (all of
     the class's knowns where none is) and a Weibull of their largest distances to it."""

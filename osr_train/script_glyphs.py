@@ -280,7 +280,7 @@ def build(out: Path = BANK_PATH) -> dict[str, object]:
         script=np.asarray([names.index(s) for s in scripts], dtype=np.int16)[keep],
         script_names=np.asarray(names),
     )
-    left_out = "".join(chr(c) for c, k in zip(codes, keep) if not k)
+    left_out = "".join(chr(c) for c, k in zip(codes, keep, strict=True) if not k)
     return {"kept": int(keep.sum()), "digit_like": len(left_out), "audited": audited, "font_limit": _references()[1],
             "left_out": left_out}
 
@@ -350,7 +350,7 @@ def audit(checkpoint: Path, bank_path: Path = BANK_PATH, draws: int = 4) -> str:
     fonts = {char: path for _, char, path in candidates()}
     loaded: dict[Path, ImageFont.FreeTypeFont] = {}
     views = np.stack([mnist_views(c, loaded.setdefault(fonts[c], ImageFont.truetype(str(fonts[c]), 96))) for c in accepted])
-    return "".join(c for c, d in zip(accepted, reference_distance(views)) if d <= AUDIT_DISTANCE)
+    return "".join(c for c, d in zip(accepted, reference_distance(views), strict=True) if d <= AUDIT_DISTANCE)
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ class Normalizer:
             self.shift: float | torch.Tensor = contract.mean[0] / contract.std[0]
         else:
             self.scale = torch.tensor([1.0 / (255.0 * s) for s in contract.std], dtype=torch.float32).view(1, -1, 1, 1)
-            self.shift = torch.tensor([m / s for m, s in zip(contract.mean, contract.std)], dtype=torch.float32).view(1, -1, 1, 1)
+            self.shift = torch.tensor([m / s for m, s in zip(contract.mean, contract.std, strict=True)], dtype=torch.float32).view(1, -1, 1, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels == 1:
@@ -234,7 +234,7 @@ class Trainer:
         """Where each batch of an epoch starts; a last batch of 1 is dropped (a Siamese pair needs two)."""
         return range(0, len(self.train) - 1, int(self.config.batch_size))
 
-    def _batches(self):
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
         bs = int(self.config.batch_size)
         for start in self._batch_starts():

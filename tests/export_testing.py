@@ -13,7 +13,7 @@ from osr_train.checkpoint import load_checkpoint, save_checkpoint
 from osr_infer.data.cifar import CIFAR10_CLASSES
 
 
-def run_export(*args: str):  # noqa: ANN201 - typer Result
+def run_export(*args: str):
     from osr_export.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])

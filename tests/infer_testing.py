@@ -126,14 +126,14 @@ def invoke(args: list[str]):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def crashing_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool decode function
+def crashing_decode(paths, contract):
     """decode_files, except that a worker given a file named crash-* dies on the spot (a decoder segfault)."""
     if any(Path(p).name.startswith("crash-") for p in paths):
         os._exit(70)
     return decode_files(paths, contract)
 
 
-def dies_once_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool decode function
+def dies_once_decode(paths, contract):
     """decode_files, except that the first worker to see ``die-once.flag`` beside its files is
     SIGKILLed (as by the out-of-memory killer) and removes the flag, so that it happens once."""
     flag = Path(paths[0]).parent / "die-once.flag"
@@ -145,7 +145,7 @@ def dies_once_decode(paths, contract):  # noqa: ANN001, ANN201 - a DecodePool de
     raise AssertionError("unreachable")
 
 
-def assert_fast_path_is_the_reference(files: dict[str, Path], contract) -> None:  # noqa: ANN001 - a PreprocessContract
+def assert_fast_path_is_the_reference(files: dict[str, Path], contract) -> None:
     """Every file decodes on the fast path (load_image, and decode_files' stacks) to the
     reference path's pixels, or fails with the reference path's message (PIL decoded it both times)."""
     import pytest

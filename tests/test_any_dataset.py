@@ -79,7 +79,7 @@ def test_rgb_folder_of_12_classes_end_to_end(rgb_model, tmp_path):
     assert len(rows) == 12 * 8
     truth = [Path(r["path"]).parent.name for r in rows]
     predicted = [r["label"] for r in rows]
-    accepted = [t == p for t, p in zip(truth, predicted) if p != "unknown"]
+    accepted = [t == p for t, p in zip(truth, predicted, strict=True) if p != "unknown"]
     assert accepted and np.mean(accepted) >= 0.8
     assert "closed-set accuracy" in output  # labelled by subfolder: metrics printed
 

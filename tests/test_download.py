@@ -62,7 +62,7 @@ def test_an_endless_download_is_cut_off_and_leaves_nothing(tmp_path, monkeypatch
     import osr_infer.data.mnist as mnist
 
     class Endless(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server API
+        def do_GET(self):
             self.send_response(200)
             self.end_headers()
             try:

@@ -219,7 +219,7 @@ def test_perturbed_onnx_weights_are_refused_and_nothing_is_written(tmp_path, tra
 
     real = onnx_export.to_onnx_model
 
-    def corrupted(scored, metadata, opset=18):  # noqa: ANN001
+    def corrupted(scored, metadata, opset=18):
         model = real(scored, metadata, opset)
         bias = next(t for t in model.graph.initializer if t.name.endswith("fc3.bias"))
         values = onnx.numpy_helper.to_array(bias) + np.float32(3e-4)  # 3x the tolerance: small, but wrong
@@ -246,7 +246,7 @@ def test_perturbed_torchscript_weights_are_refused(tmp_path, trained_digits, mon
 
     real = torchscript_export.to_torchscript
 
-    def corrupted(scored, metadata):  # noqa: ANN001
+    def corrupted(scored, metadata):
         broken = copy.deepcopy(scored)
         with torch.no_grad():
             next(broken.parameters()).mul_(1.01)

@@ -132,6 +132,6 @@ def test_osr_infer_rows_equal_a_direct_run(exported, fmt, tmp_path):
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     logits, _, score = session.run(["logits", "probs", "score"], {"input": exported["spec"].preprocessing.normalize(images)})
     names = [*exported["spec"].class_names, "unknown"]
-    expected = [names[int(k)] if s >= exported["spec"].threshold else "unknown" for k, s in zip(logits.argmax(1), score)]
+    expected = [names[int(k)] if s >= exported["spec"].threshold else "unknown" for k, s in zip(logits.argmax(1), score, strict=True)]
     assert [r["label"] for r in rows] == expected
     np.testing.assert_allclose([r["score"] for r in rows], score, rtol=1e-6, atol=1e-6)

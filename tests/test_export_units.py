@@ -215,8 +215,8 @@ def test_statistics_merged_batch_by_batch_equal_one_comparison():
     whole = compare(ref, got, threshold, 1e-4)
     merged = None
     for part in (slice(0, 7), slice(7, 7), slice(7, 256), slice(256, 300)):
-        piece = lambda o: Outputs(o.logits[part], o.probs[part], o.score[part])  # noqa: E731
-        merged = merge_stats(merged, compare(piece(ref), piece(got), threshold, 1e-4))
+        ref_part, got_part = (Outputs(o.logits[part], o.probs[part], o.score[part]) for o in (ref, got))
+        merged = merge_stats(merged, compare(ref_part, got_part, threshold, 1e-4))
     assert merged.keys() == whole.keys()
     for key, value in whole.items():
         assert merged[key] == pytest.approx(value, rel=1e-9), key

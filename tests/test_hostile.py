@@ -87,7 +87,7 @@ def test_a_hostile_image_is_named_skipped_and_the_rest_classified(model, tmp_pat
     _no_traceback(result)
     assert result.exit_code == EXIT_SOME_INPUTS_FAILED, result.output
     assert reason, "every hostile case names the reason a user is given"
-    line = next(l for l in result.stderr.splitlines() if l.startswith("skipped"))
+    line = next(line for line in result.stderr.splitlines() if line.startswith("skipped"))
     assert name in line and reason in line
     rows = read_results(out)
     assert len(rows) == GOOD and all(Path(r["path"]).name.startswith("good") for r in rows)
@@ -226,7 +226,8 @@ EXIT_2_CASES = {
     # models and metadata
     "model is text": (_model_case(raw=b"hello"), "not a loadable ONNX model"),
     "model is empty": (_model_case(raw=b""), "not a loadable ONNX model"),
-    "metadata std NaN": (_model_case({"osr.preprocessing": '{"size": 28, "channels": 1, "color": "L", "resize": "bilinear", "mean": [0.5], "std": [NaN], "version": 3}'}), "invalid osr.* metadata"),
+    "metadata std NaN": (_model_case({"osr.preprocessing": '{"size": 28, "channels": 1, "color": "L", "resize": "bilinear", '
+                                                                         '"mean": [0.5], "std": [NaN], "version": 3}'}), "invalid osr.* metadata"),
     "metadata threshold Infinity": (_model_case({"osr.threshold": "Infinity"}), "invalid osr.* metadata"),
     "metadata class_names a number": (_model_case({"osr.class_names": "5"}), "class_names must be a list"),
     "metadata class count wrong": (_model_case({"osr.class_names": '["a", "b", "c"]'}), "metadata names 3 classes"),
@@ -249,7 +250,7 @@ def test_hostile_data_files_and_models_get_one_line_and_exit_2(model, tmp_path, 
     result = invoke([*argv, "-o", out, "--workers", "0"])
     _no_traceback(result)
     assert result.exit_code == EXIT_ERROR, result.output
-    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in " ".join(result.stderr.split()), result.stderr
     assert not out.exists() and not list(tmp_path.glob(".r.csv.*"))
 
@@ -378,7 +379,7 @@ def test_peak_memory_stays_bounded_for_bombs_under_10_mb(tmp_path):
         "    else: print(load_image(path, dataclasses.replace(PREPROCESSING, steps=('layout',))).max())\n"
         "except (IdxFormatError, DataError) as exc: print(exc)\n"
         # VmHWM: the peak of this address space (ru_maxrss can carry the forking parent's peak)
-        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if line.startswith('VmHWM')) / 1024)\n"
     )
     for kind, path in (("idx", gz), ("pickle", batch), ("png16", png16)):
         peak, output = _peak_rss_mb(code, kind, str(path))
@@ -405,7 +406,7 @@ def _start_and_kill_when(args: list[str], ready: Callable[[int], bool], cwd: Pat
 
 def _group_alive(pgid: int) -> list[str]:
     done = subprocess.run(["ps", "-e", "-o", "pgid=,stat=,args="], capture_output=True, text=True)
-    return [l for l in done.stdout.splitlines() if l.split()[0] == str(pgid) and not l.split()[1].startswith("Z")]
+    return [line for line in done.stdout.splitlines() if line.split()[0] == str(pgid) and not line.split()[1].startswith("Z")]
 
 
 def test_sigkill_of_osr_infer_leaves_no_process_and_no_temp_file(model, tmp_path):

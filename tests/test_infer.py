@@ -111,12 +111,12 @@ def test_folder_rows_match_the_model_run_image_by_image(onnx_model, digit_folder
 
     model = InferenceModel(onnx_model)
     single = [model.run(PREPROCESSING.normalize(load_image(p))) for p in files]
-    for row, o in zip(rows, single):
+    for row, o in zip(rows, single, strict=True):
         assert row["probability"] == pytest.approx(float(o.probs.max()), abs=1e-6)
         assert row["score"] == pytest.approx(float(o.score[0]), abs=1e-6)
         expected = str(int(o.logits.argmax())) if o.score[0] >= model.threshold else "unknown"
         assert row["label"] == expected
-    accepted = [(r["label"], y) for r, y in zip(rows, labels) if r["label"] != "unknown"]
+    accepted = [(r["label"], y) for r, y in zip(rows, labels, strict=True) if r["label"] != "unknown"]
     assert accepted and np.mean([lab == str(y) for lab, y in accepted]) > 0.8  # a trained model, not noise
     assert "150 images classified" in result.stdout and f"results: {out}" in result.stdout
 

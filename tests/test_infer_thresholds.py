@@ -65,7 +65,7 @@ def _direct(onnx_path: Path, folder: Path) -> tuple[list[str], ModelOutputs]:
 
 
 def _expected_labels(outputs: ModelOutputs, known: np.ndarray) -> list[str]:
-    return [str(int(k)) if ok else "unknown" for k, ok in zip(outputs.logits.argmax(axis=1), known)]
+    return [str(int(k)) if ok else "unknown" for k, ok in zip(outputs.logits.argmax(axis=1), known, strict=True)]
 
 
 @pytest.mark.parametrize("level", ["card", "median"])

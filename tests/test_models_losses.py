@@ -60,7 +60,7 @@ def multiply_adds(model: torch.nn.Module, shape: tuple[int, int, int]) -> int:
     """Multiply-adds of the convolutions and linear layers for one image (what FLOP counts count)."""
     total = 0
 
-    def count(module, inputs, output):  # noqa: ANN001
+    def count(module, inputs, output):
         nonlocal total
         if isinstance(module, torch.nn.Conv2d):
             total += output[0].numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]

@@ -122,7 +122,7 @@ def test_every_row_is_the_result_of_its_own_image_when_batches_are_packed_from_s
             return n_images
 
     class SmallPieces:
-        def pieces(self, sources):  # noqa: ANN001, ANN202
+        def pieces(self, sources):
             for start in range(0, n_images, 3):
                 index = np.arange(start, min(start + 3, n_images))
                 pixels = np.zeros((len(index), 4, 4), dtype=np.uint8)

@@ -34,7 +34,7 @@ def test_rgb_contract_normalises_each_channel_with_its_own_mean_and_std():
     pixels[0, 0, 0] = (0, 102, 255)
     x = contract.normalize(pixels)
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32 and x.flags.c_contiguous
-    for c, (m, s) in enumerate(zip(contract.mean, contract.std)):  # channel c of the output is channel c of the pixels
+    for c, (m, s) in enumerate(zip(contract.mean, contract.std, strict=True)):  # channel c of the output is channel c of the pixels
         np.testing.assert_allclose(x[:, c], (pixels[..., c] / 255.0 - m) / s, atol=1e-5)
     np.testing.assert_allclose(x[0, :, 0, 0], [-1.0, 0.0, (1.0 - 0.3) / 0.2], atol=1e-5)
     np.testing.assert_array_equal(contract.normalize(pixels[1]), x[1:])  # one image gets the batch axis

@@ -47,7 +47,7 @@ def test_a_resumed_run_ends_with_the_uninterrupted_model_bit_for_bit(uninterrupt
     train_model(out, **ARGS, resume=True)
     model, spec, record = load_checkpoint(out / "model.pt")
     whole_model, whole_spec, whole_record = uninterrupted
-    for (name, a), (_, b) in zip(model.state_dict().items(), whole_model.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), whole_model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert spec.threshold == whole_spec.threshold and spec.temperature == whole_spec.temperature
     assert record["epochs_trained"] == whole_record["epochs_trained"] == 5
@@ -71,7 +71,7 @@ def test_a_resumed_run_with_the_rotation_task_ends_bit_for_bit(tmp_path, monkeyp
     train_model(out, **args, resume=True)
     whole, _, _ = load_checkpoint(tmp_path / "whole" / "model.pt")
     model, _, _ = load_checkpoint(out / "model.pt")
-    for (name, a), (_, b) in zip(model.state_dict().items(), whole.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), whole.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 
@@ -118,5 +118,5 @@ def test_sigkill_mid_training_then_resume(uninterrupted, tmp_path):
     assert "resuming after" in done.stderr + done.stdout
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp file of the killed run
     model, _, _ = load_checkpoint(out / "model.pt")
-    for (name, a), (_, b) in zip(model.state_dict().items(), uninterrupted[0].state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), uninterrupted[0].state_dict().items(), strict=True):
         assert torch.equal(a, b), name

@@ -22,7 +22,7 @@ def test_the_turned_half_is_each_image_turned_by_its_label():
     turned, turns = Trainer._turned_half(stub, x)
     assert turned.shape == (32, 1, 9, 9) and turns.shape == (32,)
     assert set(turns.tolist()) == set(range(len(ROTATION_TURNS)))  # 32 draws of 4 turns
-    for image, original, k in zip(turned, x[:32], turns.tolist()):
+    for image, original, k in zip(turned, x[:32], turns.tolist(), strict=True):
         assert torch.equal(image, torch.rot90(original, k, dims=(1, 2)))
         for other in set(range(4)) - {k}:
             assert not torch.equal(image, torch.rot90(original, other, dims=(1, 2)))
@@ -53,7 +53,7 @@ def test_the_rotation_head_learns_and_stays_out_of_the_model(tmp_path, monkeypat
     # The head names the turn of validation knowns it never saw, far above chance (1 in 4).
     val = turned.normalize(turned.val.x)
     k = torch.arange(len(val)) % 4
-    images = torch.stack([torch.rot90(img, int(t), dims=(1, 2)) for img, t in zip(val, k)])
+    images = torch.stack([torch.rot90(img, int(t), dims=(1, 2)) for img, t in zip(val, k, strict=True)])
     with torch.no_grad():
         _, _, hidden = turned.classifier.forward_with_layers(images)
         accuracy = (turned.rotation_head(torch.nn.functional.leaky_relu(hidden, ROTATION_SLOPE)).argmax(1) == k).float().mean()

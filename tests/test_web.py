@@ -157,7 +157,7 @@ def test_page_gives_pythons_pixels_scores_and_decisions(web_site, tmp_path):
     infer = _osr_infer_labels(images, web_site / "web" / "model.onnx", tmp_path / "r.jsonl")
 
     exact, approximate, pixel_mismatch, score_mismatch, decision_mismatch, agree_approximate = 0, 0, [], [], [], 0
-    for i, (path, entry) in enumerate(zip(paths, in_page)):
+    for i, (path, entry) in enumerate(zip(paths, in_page, strict=True)):
         name = str(path.relative_to(images))
         assert "error" not in entry, f"{name}: the page failed: {entry.get('error')}"
         label = infer[str(path.resolve())]["label"]

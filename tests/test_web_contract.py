@@ -433,7 +433,7 @@ class WebCheck:
     def compare_images(self, results: dict, blob: bytes) -> list[str]:
         """Every image's bytes and normalize() output against Python's: the list of differences."""
         problems = []
-        for name, expected, outputs in zip(self.names, self.expected, results["images"]):
+        for name, expected, outputs in zip(self.names, self.expected, results["images"], strict=True):
             for key, want in expected.items():
                 got = outputs[key]
                 if "error" in got:
@@ -539,7 +539,7 @@ def test_contract_js_gives_pythons_pixels(tmp_path, capsys):
     results, blob = check.run()
 
     primitive_problems = []
-    for (name, want), got in zip(check.primitive_expected, results["primitives"]):
+    for (name, want), got in zip(check.primitive_expected, results["primitives"], strict=True):
         if isinstance(got, dict):
             primitive_problems.append(f"{name}: JS failed: {got['error']}")
         elif blob[got[0] : got[0] + got[1]] != np.ascontiguousarray(want).tobytes():
@@ -552,7 +552,7 @@ def test_contract_js_gives_pythons_pixels(tmp_path, capsys):
     assert not problems, f"{len(problems)} of {compared} outputs differ from Python's:\n" + "\n".join(problems[:20])
 
     png_problems = []
-    for path, got in zip(pngs, results["pngs"]):
+    for path, got in zip(pngs, results["pngs"], strict=True):
         want = png_reference(path)
         if "error" in want or "error" in got:
             if ("error" in want) != ("error" in got):
@@ -573,7 +573,7 @@ def test_contract_js_gives_pythons_pixels(tmp_path, capsys):
     assert sum("error" in p for p in results["pngs"]) >= 6, "the broken files were refused"
 
     parse_problems = []
-    for case, got in zip(PARSE_CASES, results["parse"]):
+    for case, got in zip(PARSE_CASES, results["parse"], strict=True):
         try:
             want = PreprocessContract.from_dict(case).to_dict()
         except ValueError as exc:

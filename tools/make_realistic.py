@@ -53,6 +53,7 @@ Cost: about 0.1 s of CPU per image on average (the 3000+ px photos dominate); 30
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 import json
 import math
 import os
@@ -476,7 +477,7 @@ def make_one(task: dict) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def endless_permutations(items: np.ndarray, rng: np.random.Generator):
+def endless_permutations(items: np.ndarray, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """``items`` in random order, each once, then again in a new order (only past ~1000 a class)."""
     while True:
         yield from rng.permutation(items)

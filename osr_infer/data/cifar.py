@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -39,11 +40,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
     can't make an array larger than the file itself (whose bytes must hold the array's data):
     a 153-byte pickle asking for ``ndarray((200000, 3072))`` is refused, not allocated."""
 
-    def __init__(self, fh, max_bytes: int, **kwargs) -> None:  # noqa: ANN001 - a binary file
+    def __init__(self, fh: BinaryIO, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(fh, **kwargs)
         self.max_bytes = max_bytes
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
         found = super().find_class(module, name)
@@ -73,7 +74,7 @@ class _BoundedArrayType:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
-    def __call__(self, shape, dtype=float, *args):  # noqa: ANN001, ANN204 - pickle arguments
+    def __call__(self, shape: Any, dtype: Any = float, *args: Any) -> np.ndarray:
         if args:
             raise pickle.UnpicklingError("ndarray with a buffer is not allowed")
         return _bounded_array(shape, dtype, self.max_bytes)

@@ -56,7 +56,7 @@ def decode_paths(
         results = list(iterator)
     kept: list[int] = []
     images = []
-    for start, (positions, pixels, failed) in zip(range(0, len(paths), CHUNK_FILES), results):
+    for start, (positions, pixels, failed) in zip(range(0, len(paths), CHUNK_FILES), results, strict=True):
         kept.extend((positions + start).tolist())
         images.append(pixels)
         for i, reason in failed:
@@ -101,7 +101,7 @@ def load_class_folder(
         raise DataError(f"{folder}: a labelled image folder needs at least two class subfolders, found {found}")
     images = load_image_folder(folder, name=name or folder.name, contract=contract, progress=progress)
     tops = [subfolder_of(folder, p) for p in images.paths or []]
-    loose = [p for p, top in zip(images.paths or [], tops) if top not in names]
+    loose = [p for p, top in zip(images.paths or [], tops, strict=True) if top not in names]
     if loose:
         raise DataError(f"{folder}: {len(loose)} image(s) outside the class subfolders, e.g. {loose[0]}")
     labels = np.array([names.index(top) for top in tops], dtype=np.int64)

@@ -88,7 +88,7 @@ def _parse(path: Path, stream, file_size: int, compressed: bool,  # noqa: ANN001
         raise IdxFormatError(f"{path}: truncated header")
     shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
     if expected_shape is not None:
-        if len(expected_shape) != ndim or any(e is not None and e != s for e, s in zip(expected_shape, shape)):
+        if len(expected_shape) != ndim or any(e is not None and e != s for e, s in zip(expected_shape, shape, strict=True)):
             raise IdxFormatError(f"{path}: unexpected shape {shape}, expected {expected_shape}")
     dtype = _IDX_DTYPES[type_code]
     header_len = 4 + 4 * ndim

@@ -48,7 +48,7 @@ def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = F
             download_mnist(data_dir)
             paths = find_idx_split(raw, split)
         else:
-            missing = ", ".join(s for s, p in zip(SPLIT_STEMS[split], paths) if p is None)
+            missing = ", ".join(s for s, p in zip(SPLIT_STEMS[split], paths, strict=True) if p is None)
             raise MnistMissingError(
                 f"MNIST not found: expected {missing} (optionally .gz) in {raw}. "
                 "Set `data_dir` or $OSR_DATA_DIR, pass `download` to fetch it, "
