@@ -85,14 +85,9 @@ def _handlers() -> tuple[type, type]:
         def log_message(self, *args: object) -> None:
             pass
 
-    class IsolatedHandler(served.IsolatedHandler):
-        """The bundle's serve.py handler (cross-origin isolation: the wasm runtime may use threads), quietly."""
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return QuietHandler, IsolatedHandler
-
+    # The bundle's serve.py handler (cross-origin isolation: the wasm runtime may use threads), quietly.
+    isolated: type = type("IsolatedHandler", (served.IsolatedHandler,), {"log_message": QuietHandler.log_message})
+    return QuietHandler, isolated
 
 
 @contextmanager

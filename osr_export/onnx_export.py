@@ -47,7 +47,8 @@ def _legacy_export(module: torch.nn.Module, example: torch.Tensor, opset: int) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (example,), buffer, dynamo=False, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            module, (example,), buffer,  # type: ignore[arg-type]  # a file object is accepted; the stubs say path
+            dynamo=False, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}, opset_version=opset,
         )
     return onnx.load_from_string(buffer.getvalue())

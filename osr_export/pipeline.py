@@ -196,7 +196,8 @@ def export(
     ``report``, ``int8_min_agreement``, ``calibration_size``, ``web_runtime``). Raises
     :class:`~osr_infer.errors.VerificationError` when an artefact disagrees (nothing written),
     ``ModelError``, ``DataError``, ``ParameterError`` or ``ExportError`` otherwise."""
-    return run_export(ExportOptions(checkpoint=Path(checkpoint), formats=tuple(formats), quantize=quantize, out=out, **options),
+    return run_export(ExportOptions(checkpoint=Path(checkpoint), formats=tuple(formats), quantize=quantize,
+                                    out=Path(out) if out is not None else None, **options),
                       reporter)
 
 
@@ -251,7 +252,7 @@ def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions
     report = ExportReport(bool(result["passed"]), [Path(p) for p in result["written"]], export.reports, export.int8_report, result)
     if not result["passed"]:
         error = VerificationError(f"verification failed ({result['failure']}); nothing was written")
-        error.report = report  # type: ignore[attr-defined] - what failed, for the caller to show
+        error.report = report  # what failed, for the caller to show
         raise error
     return report
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from osr_infer.errors import ParameterError
-from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet
 from osr_infer.data.idx import IdxFormatError
 from osr_infer.data.registry import UnknownSet, open_set_source
 from osr_infer.preprocess import PreprocessContract

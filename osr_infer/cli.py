@@ -13,7 +13,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, NoReturn, Optional
+from typing import TYPE_CHECKING, ClassVar, NoReturn, Optional, Protocol
 
 import typer
 from rich.console import Console
@@ -28,6 +28,15 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rich.progress import Progress
+
+    from osr_infer.outputs import ModelOutputs
+
+    from osr_infer.pipeline import ClassifiedBatch
+    from osr_infer.session import InferenceModel
 
 #: The card's chain: ``osr-train siamese`` then ``osr-export`` write this; without ``--model``
 #: osr-infer uses it where it exists, and the model shipped with the package otherwise.
@@ -191,7 +200,7 @@ def infer_command(options: InferOptions) -> int:
     for note in session.notes + run_files.notes:
         err.print(f"note: {with_flags(note, FLAGS)}", markup=False)
 
-    observers = []
+    observers: list[ReportingObserver] = []
     if options.parity is not None:
         check = _parity_check(options.parity, session, [s.name for s in run_files.sources], options.atol)
         for note in check.notes:
@@ -202,13 +211,13 @@ def infer_command(options: InferOptions) -> int:
     bar = _progress(err) if options.progress else None
     task = bar.add_task("classifying", total=run_files.total) if bar else None
 
-    def report_batch(batch) -> None:  # noqa: ANN001 - a pipeline.ClassifiedBatch
+    def report_batch(batch: ClassifiedBatch) -> None:
         nonlocal listed
         for path, reason in batch.failures:
             listed += 1
             if listed <= LISTED_FAILURES:
                 err.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(reason))}", markup=True)
-        if bar:
+        if bar and task is not None:
             bar.advance(task, len(batch.rows) + len(batch.failures))
 
     # The results file is committed only if the run completes with at least one row.
@@ -241,7 +250,8 @@ def infer_command(options: InferOptions) -> int:
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
 
 
-def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, imported here: small runs start faster without it
+def _progress(console: Console) -> Progress:
+    """rich's progress bar, imported here: small runs start faster without it."""
     from rich.progress import (
         BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn,
         TimeRemainingColumn,
@@ -259,12 +269,26 @@ def _progress(console: Console):  # noqa: ANN202 - rich.progress.Progress, impor
     )
 
 
+class ReportingObserver(Protocol):
+    """A batch observer that reports at the end (``--parity``): notes before the run, the lines of
+    its report, and whether it passed."""
+
+    notes: list[str]
+
+    @property
+    def passed(self) -> bool: ...
+
+    def observe(self, x: np.ndarray, outputs: ModelOutputs, source: np.ndarray) -> None: ...
+
+    def lines(self) -> list[str]: ...
+
+
 #: Batch observers are plug-ins: the training install's osr_export registers ``parity`` under this
 #: entry-point group (pyproject.toml), so osr_infer never imports the layers above it.
 OBSERVERS_GROUP = "osr_infer.observers"
 
 
-def _parity_check(checkpoint: Path, session, names: list[str], atol: float):  # noqa: ANN001, ANN202
+def _parity_check(checkpoint: Path, session: InferenceModel, names: list[str], atol: float) -> ReportingObserver:
     """The PyTorch side of ``--parity``: the ``parity`` observer that ``osr_export`` supplies,
     loaded only now (the edge install has no torch)."""
     from importlib.metadata import entry_points
@@ -277,7 +301,8 @@ def _parity_check(checkpoint: Path, session, names: list[str], atol: float):  # 
         factory = found[0].load()
     except ImportError as exc:
         raise ModelError(f"{needs}: {exc}") from None
-    return factory(checkpoint, session, names, atol)
+    observer: ReportingObserver = factory(checkpoint, session, names, atol)
+    return observer
 
 
 def _decodes_files(specs: list[str], data_dir: Path | None) -> bool:

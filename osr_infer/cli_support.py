@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from osr_infer.reporting import ProgressTask, Reporter
 from osr_infer.errors import (
     EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARITY_FAILED, OSRError, ParameterError, TrainingInterrupted, VerificationError,
 )
@@ -124,7 +125,7 @@ def file_error_message(exc: BaseException) -> str:
 
 
 
-class ConsoleReporter:
+class ConsoleReporter(Reporter):
     """A :class:`~osr_infer.reporting.Reporter` that prints with rich: lines as they come,
     progress as a bar (kept on screen with ``transient=False``)."""
 
@@ -146,7 +147,7 @@ class ConsoleReporter:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
         with Progress(*columns, console=self.console, transient=self.transient, refresh_per_second=4) as bar:
-            yield _RichTask(bar, bar.add_task(description, total=total, completed=completed, status=""))
+            yield _RichTask(bar, bar.add_task(description, total=total, completed=int(completed), status=""))
 
     @contextlib.contextmanager
     def status(self, description: str) -> Iterator[None]:
@@ -154,7 +155,7 @@ class ConsoleReporter:
             yield
 
 
-class _RichTask:
+class _RichTask(ProgressTask):
     def __init__(self, bar: object, task: object) -> None:
         self.bar, self.task = bar, task
 

@@ -113,7 +113,7 @@ def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Deco
     return decode_files(paths, contract, fast=False)
 
 
-def _survived(pending: Future | Piece) -> bool:
+def _survived(pending: Future[Decoded] | Piece) -> bool:
     """Whether a window entry still holds (or will hold) decoded pixels after its pool died."""
     return isinstance(pending, Piece) or (pending.done() and not pending.cancelled() and pending.exception() is None)
 
@@ -192,7 +192,7 @@ class DecodePool:
         """
         if any(source.from_files for source in sources):
             self.start()
-        window: deque[tuple[int, int, int, Future | Piece]] = deque()
+        window: deque[tuple[int, int, int, Future[Decoded] | Piece]] = deque()
         max_in_flight = max(2, 4 * self.workers)
         tasks = self._tasks(sources, memory_chunk)
         exhausted = False
@@ -245,7 +245,7 @@ class DecodePool:
         pixels: list[np.ndarray] = []
         failures: list[tuple[str, str]] = []
         for i in range(start, stop):
-            path = source.paths[i]
+            path = source.file_paths[i]
             try:
                 ok, decoded, failed = self._executor.submit(self.decode, [path], self.contract).result()
             except BrokenExecutor:
@@ -267,13 +267,13 @@ class DecodePool:
             for start in range(0, len(source), step):
                 yield s, start, min(len(source), start + step)
 
-    def _submit(self, sources: list[Source], s: int, start: int, stop: int) -> tuple[int, int, int, Future | Piece]:
+    def _submit(self, sources: list[Source], s: int, start: int, stop: int) -> tuple[int, int, int, Future[Decoded] | Piece]:
         source = sources[s]
         if not source.from_files:
-            return s, start, stop, Piece(s, np.arange(start, stop, dtype=np.int64), source.images[start:stop], [])
-        paths = source.paths[start:stop]
+            return s, start, stop, Piece(s, np.arange(start, stop, dtype=np.int64), source.arrays[start:stop], [])
+        paths = source.file_paths[start:stop]
         if self._executor is None:  # workers=0: decode here, now
-            future: Future = Future()
+            future: Future[Decoded] = Future()
             future.set_result(self.decode(paths, self.contract))
             return s, start, stop, future
         try:
@@ -286,4 +286,4 @@ class DecodePool:
     @staticmethod
     def _collect(source: Source, s: int, start: int, decoded: Decoded) -> Piece:
         positions, pixels, failed = decoded
-        return Piece(s, positions + start, pixels, [(source.paths[start + i], reason) for i, reason in failed])
+        return Piece(s, positions + start, pixels, [(source.file_paths[start + i], reason) for i, reason in failed])

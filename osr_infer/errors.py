@@ -21,6 +21,8 @@ them to their flags and each branch to an exit code in one table (``cli_support.
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Exit codes of the command-line tools (documented in each ``--help``).
 EXIT_OK = 0
 EXIT_PARITY_FAILED = 1
@@ -66,7 +68,12 @@ class ExportError(OSRError):
 
 
 class VerificationError(ExportError):
-    """An exported artefact failed verification against PyTorch; nothing was written."""
+    """An exported artefact failed verification against PyTorch; nothing was written.
+
+    ``report`` is the export's :class:`osr_export.ExportReport` (its parity tables say what
+    failed), where the export got that far; else None."""
+
+    report: Any = None
 
 
 class TrainingError(OSRError):

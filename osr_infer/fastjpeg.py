@@ -11,7 +11,7 @@ simplejpeg refuses) goes to PIL unchanged, so errors and unusual files read as b
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def _tiff_orientation(tiff: bytes) -> int | None:
     """Tag 0x0112 of IFD0 of a TIFF block (1 when absent), or None when it is malformed."""
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return None
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd + 2 > len(tiff):
         return None

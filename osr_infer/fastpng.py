@@ -62,7 +62,7 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray | None:
             return None
         pos = end
     width, height, mode = header
-    if width * height > max_pixels or not image_data:
+    if mode is None or width * height > max_pixels or not image_data:
         return None
     try:
         image = Image.frombytes(mode, (width, height), b"".join(image_data), "zip", mode)

@@ -31,6 +31,7 @@ laid out the same way sees the same kind of input. numpy and Pillow only: it run
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -104,7 +105,7 @@ def _local_level(work: Image.Image, pixels: np.ndarray, rank: int, narrow_to_min
     w, h = work.size
     if max(w, h) < SMALL_SIDE:
         flat = pixels.ravel()
-        return _order_statistics(flat, flat.size // 2)[0]
+        return float(_order_statistics(flat, flat.size // 2)[0])
     cell = max(w, h) / GRID_CELLS
     gw, gh = max(1, round(w / cell)), max(1, round(h / cell))
     coarse = work.resize((gw, gh), Image.Resampling.BOX)
@@ -127,7 +128,7 @@ def _paper_level(work: Image.Image, pixels: np.ndarray) -> np.ndarray | float:
 SORT_UP_TO = 4096
 
 
-def _order_statistics(flat: np.ndarray, *ks: int, as_float: bool = True) -> list:
+def _order_statistics(flat: np.ndarray, *ks: int, as_float: bool = True) -> list[Any]:
     """The ``k``-th smallest values of a 1-D array (the same values np.partition puts there)."""
     ordered = np.sort(flat) if flat.size <= SORT_UP_TO else np.partition(flat, ks)
     return [float(ordered[k]) if as_float else ordered[k] for k in ks]
@@ -139,7 +140,7 @@ def _median(values: np.ndarray) -> float:
     flat = values.ravel()
     k = flat.size // 2
     if flat.size % 2:
-        return _order_statistics(flat, k)[0]
+        return float(_order_statistics(flat, k)[0])
     low, high = _order_statistics(flat, k - 1, k, as_float=False)
     return float((low + high) / 2)
 
@@ -218,15 +219,15 @@ def _straight_lines(marks: np.ndarray) -> np.ndarray:
     faster. Of the marks in a line's cells, only those in thin runs across the line are removed:
     a stroke of the character that crosses a ruled line keeps its pixels there."""
     blocks, cell = _blocks(marks, LINE_GRID)
-    coarse = blocks.any(axis=(1, 3))
+    coarse = np.asarray(blocks.any(axis=(1, 3)))
     thin = LINE_THICKNESS * cell
     lines = np.zeros_like(marks)
     # Horizontal lines keep what runs far vertically (a crossing stroke), vertical ones what runs far horizontally.
-    for found, runs_across in ((_horizontal_lines(coarse), lambda: _run_lengths(marks.T).T),
-                               (_horizontal_lines(coarse.T).T, lambda: _run_lengths(marks))):
+    for found, across_rows in ((_horizontal_lines(coarse), False), (_horizontal_lines(coarse.T).T, True)):
         if found.any():
             zone = _expand(found, cell, marks.shape)
-            lines |= zone & marks & (runs_across() <= thin)
+            runs_across = _run_lengths(marks) if across_rows else _run_lengths(marks.T).T  # only where a line was found
+            lines |= zone & marks & (runs_across <= thin)
     return lines
 
 
@@ -381,9 +382,11 @@ def _middle(values: np.ndarray, counts: np.ndarray, n: int, ascending: bool = Fa
     """:func:`_median` of each row's multiset of ``n`` float32 values (the float32 mean of the
     two middle values for an even count)."""
     if n % 2:
-        return _kth(values, counts, n // 2, ascending=ascending)[0]
+        odd: np.ndarray = _kth(values, counts, n // 2, ascending=ascending)[0]
+        return odd
     low, high = _kth(values, counts, n // 2 - 1, n // 2, ascending=ascending)
-    return (low + high) / np.float32(2)
+    even: np.ndarray = (low + high) / np.float32(2)
+    return even
 
 
 def _otsu_many(ink_levels: np.ndarray, counts: np.ndarray, tops: np.ndarray) -> np.ndarray:
@@ -403,7 +406,8 @@ def _otsu_many(ink_levels: np.ndarray, counts: np.ndarray, tops: np.ndarray) -> 
     mean0 = m0 / np.maximum(w0, 1e-12)
     mean1 = (m0[:, -1:] - m0) / np.maximum(w1, 1e-12)
     between = w0 * w1 * (mean0 - mean1) ** 2
-    return centres[np.arange(count), np.argmax(between, axis=1)]
+    levels: np.ndarray = centres[np.arange(count), np.argmax(between, axis=1)]
+    return levels
 
 
 def _mass_ranges(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

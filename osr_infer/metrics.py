@@ -10,6 +10,8 @@ match scikit-learn's ``roc_auc_score``, ``roc_curve`` and ``average_precision_sc
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from osr_infer.spec import UNKNOWN
@@ -24,7 +26,9 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int, *, ope
     """Counts ``[true, predicted]`` over classes ``0..n_classes-1`` (and ``UNKNOWN`` last, when
     ``open_set``); labels outside those are left out, as scikit-learn does with ``labels=``."""
     size = n_classes + int(open_set)
-    index = lambda a: np.where(np.asarray(a) == UNKNOWN, n_classes if open_set else -1, np.asarray(a))  # noqa: E731
+    def index(a: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(a) == UNKNOWN, n_classes if open_set else -1, np.asarray(a))
+
     t, p = index(truth), index(pred)
     keep = (t >= 0) & (t < size) & (p >= 0) & (p < size)
     return np.bincount(t[keep] * size + p[keep], minlength=size * size).reshape(size, size)
@@ -38,7 +42,7 @@ def open_set_report(
     unknown_score: np.ndarray,
     threshold: float,
     n_classes: int,
-) -> dict:
+) -> dict[str, Any]:
     """Metrics at a threshold, as fractions in [0, 1], with the sizes they were measured on.
 
     With no unknowns, ``unknown_rejection`` is None and the open-set accuracy covers the
@@ -78,7 +82,8 @@ def roc_curve(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _area(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    return float(np.trapezoid(tpr, fpr)) if hasattr(np, "trapezoid") else float(np.trapz(tpr, fpr))
+    trapezoid = getattr(np, "trapezoid", None) or getattr(np, "trapz")  # noqa: B009 - numpy < 2 has only trapz
+    return float(trapezoid(tpr, fpr))
 
 
 def _average_precision(fpr: np.ndarray, tpr: np.ndarray, n_positive: int, n_negative: int) -> float:
@@ -100,7 +105,7 @@ def average_precision(positive: np.ndarray, negative: np.ndarray) -> float:
     return _average_precision(fpr, tpr, len(positive), len(negative))
 
 
-def ood_report(known_score: np.ndarray, unknown_score: np.ndarray) -> dict:
+def ood_report(known_score: np.ndarray, unknown_score: np.ndarray) -> dict[str, float]:
     """Threshold-free separation of knowns (positive) from unknowns.
 
     AUROC, AUPR with knowns as positives (``aupr_in``) and with unknowns as positives

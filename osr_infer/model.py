@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 #: One input of :meth:`Model.predict`: a path, the bytes of an image file, a PIL image, or
 #: uint8 pixels (``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA).
-ImageInput = Union[str, os.PathLike, bytes, "Image.Image", np.ndarray]
+ImageInput = Union[str, os.PathLike[str], bytes, "Image.Image", np.ndarray]
 
 #: The shipped model: the default recipe trained on MNIST with seed 0 (docs/model-card.md).
 SHIPPED_MODEL = "mnist-default.onnx"
@@ -184,7 +184,7 @@ class Model:
     @classmethod
     def load(
         cls,
-        path: str | os.PathLike | None = None,
+        path: str | os.PathLike[str] | None = None,
         *,
         threshold: float | None = None,
         score_threshold: float | None = None,
@@ -207,11 +207,11 @@ class Model:
         check("score_threshold", score_threshold, Interval(float, None, None), NONE)
         check("threads", threads, Interval(int, 1, 1024), NONE)
         shipped = path is None
-        if shipped:
+        if path is None:
             path = shipped_model_path()
             if not Path(path).is_file():
                 raise ModelError(f"the shipped model is missing from this installation ({path}): reinstall osr-toolkit")
-        session = InferenceModel(path, threshold, score_threshold=score_threshold, threads=threads or default_cores(),
+        session = InferenceModel(Path(path), threshold, score_threshold=score_threshold, threads=threads or default_cores(),
                                  spin=True if spin is None else spin)
         return cls(session, shipped=shipped, threads=threads, spin=spin, threshold=threshold, score_threshold=score_threshold)
 
@@ -330,13 +330,13 @@ class Model:
 
     def predict_files(
         self,
-        sources: str | os.PathLike | Iterable[str | os.PathLike],
+        sources: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
         *,
-        unknown: Iterable[str | os.PathLike] = (),
+        unknown: Iterable[str | os.PathLike[str]] = (),
         workers: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         decoder: str = "fast",
-        data_dir: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
         observers: Sequence["BatchObserver"] = (),
     ) -> FileRun:
         """Classify files, folders (recursive) and data set references (``mnist:test``,
@@ -359,7 +359,7 @@ class Model:
         root = Path(data_dir) if data_dir is not None else default_data_dir()
         resolved = resolve_sources(specs, unknown_specs, root, self.contract, self.spec, self.classes)
         n_workers = self.auto_workers(specs + unknown_specs) if workers is None else workers
-        if workers is None and small_run([path for s in resolved if s.from_files for path in s.paths]):
+        if workers is None and small_run([path for s in resolved for path in (s.paths or [])]):
             n_workers = 0  # a small folder: in-process decoding is done before a worker would have started
         if not any(s.from_files for s in resolved):
             n_workers = 0

@@ -6,7 +6,9 @@ Every runtime (ONNX Runtime at the edge, PyTorch and TorchScript at export time)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,7 @@ class ModelOutputs:
     def __len__(self) -> int:
         return len(self.logits)
 
-    def __getitem__(self, index) -> "ModelOutputs":  # noqa: ANN001 - a slice or a mask
+    def __getitem__(self, index: slice | np.ndarray) -> "ModelOutputs":
         return ModelOutputs(self.logits[index], self.probs[index], self.score[index])
 
     @classmethod
@@ -35,7 +37,8 @@ class ModelOutputs:
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in OUTPUT_NAMES))
 
     @classmethod
-    def from_arrays(cls, values) -> "ModelOutputs":  # noqa: ANN001 - a sequence of tensors or arrays
+    def from_arrays(cls, values: Sequence[Any]) -> "ModelOutputs":
+        """``values``: three tensors or arrays (logits, probabilities, score)."""
         """``(logits, probs, score)`` from any runtime (torch tensors included) as float32 arrays."""
         arrays = [np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float32) for v in values]
         if len(arrays) != len(OUTPUT_NAMES):

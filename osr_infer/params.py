@@ -46,7 +46,9 @@ class Interval(Constraint):
     def describe(self) -> str:
         left = "[" if self.closed in ("both", "left") and self.low is not None else "("
         right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
-        number = (lambda v: f"{int(v)}") if self.kind is int else (lambda v: f"{v:g}")
+        def number(v: float) -> str:
+            return f"{int(v)}" if self.kind is int else f"{v:g}"
+
         low = "-inf" if self.low is None else number(self.low)
         high = "inf" if self.high is None else number(self.high)
         what = "an integer" if self.kind is int else "a number"

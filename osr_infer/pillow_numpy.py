@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -87,14 +89,15 @@ class _WeightTable:
         self.weights = np.zeros((inputs + 1, box + 1, box, inputs))
         self.filled = np.zeros((inputs + 1, box + 1), dtype=bool)
 
-    def __getitem__(self, key: tuple) -> np.ndarray:
+    def __getitem__(self, key: tuple[Any, ...]) -> np.ndarray:
         in_sizes, out_sizes = key[0], key[1]
         missing = ~self.filled[in_sizes, out_sizes]
         if missing.any():
             for in_size, out_size in set(zip(in_sizes[missing].tolist(), out_sizes[missing].tolist(), strict=True)):
                 self.weights[in_size, out_size, :out_size, :in_size] = bilinear_weights(in_size, out_size)
                 self.filled[in_size, out_size] = True
-        return self.weights[key]
+        weights: np.ndarray = self.weights[key]
+        return weights
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,7 +111,8 @@ def vertical_first(h: np.ndarray, w: np.ndarray, new_h: np.ndarray, new_w: np.nd
     twice the width's change; earlier versions always go horizontal first."""
     if pass_order() == "horizontal":
         return np.zeros(len(h), dtype=bool)
-    return ((h - new_h) > 0) & ((h - new_h) > (w - new_w) * 2)
+    tall: np.ndarray = ((h - new_h) > 0) & ((h - new_h) > (w - new_w) * 2)
+    return tall
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,7 +174,7 @@ def resize_crops(images: np.ndarray, top: np.ndarray, left: np.ndarray, heights:
     out = np.zeros((len(images), box, box), dtype=np.uint8)
     for i in range(len(images)):
         crop = np.ascontiguousarray(images[i, top[i] : top[i] + heights[i], left[i] : left[i] + widths[i]])
-        out[i, : new_h[i], : new_w[i]] = Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), resample)
+        out[i, : new_h[i], : new_w[i]] = np.asarray(Image.fromarray(crop, mode="L").resize((int(new_w[i]), int(new_h[i])), resample))
     return out
 
 
@@ -197,4 +201,5 @@ def resize_stack(stack: np.ndarray, size: int) -> np.ndarray:
 
 def _rounded(values: np.ndarray) -> np.ndarray:
     """A pass's sums back to 8 bits as Pillow rounds them (``clip8``), as float64 for the next pass."""
-    return np.clip((values + float(1 << (_PRECISION_BITS - 1))).astype(np.int64) >> _PRECISION_BITS, 0, 255).astype(np.float64)
+    rounded: np.ndarray = np.clip((values + float(1 << (_PRECISION_BITS - 1))).astype(np.int64) >> _PRECISION_BITS, 0, 255).astype(np.float64)
+    return rounded

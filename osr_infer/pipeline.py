@@ -133,7 +133,8 @@ class InferenceRun:
         """``label`` column values: class name where accepted, ``unknown`` where rejected."""
         names = np.array([*self.model.class_names, UNKNOWN_NAME], dtype=object)
         p = self.predictions
-        return names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
+        labels: list[str] = names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
+        return labels
 
 
 #: Batches waiting for the classifier at most: memory stays bounded by a few batches.
@@ -146,7 +147,7 @@ class _ClassifierThread:
 
     def __init__(self, classify: Callable[["Batch"], None]) -> None:
         self._classify = classify
-        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._error: BaseException | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="osr-classify", daemon=True)

@@ -256,9 +256,9 @@ class PreprocessContract:
         if pixels.shape[1:] != self.pixel_shape:
             raise ValueError(f"expected images of shape {self.pixel_shape}, got {pixels.shape[1:]}")
         if self.channels == 1:
-            scale = np.float32(1.0 / (255.0 * self.std[0]))
-            shift = np.float32(self.mean[0] / self.std[0])
-            return (pixels.astype(np.float32) * scale - shift)[:, None, :, :]
+            grey_scale = np.float32(1.0 / (255.0 * self.std[0]))
+            grey_shift = np.float32(self.mean[0] / self.std[0])
+            return (pixels.astype(np.float32) * grey_scale - grey_shift)[:, None, :, :]
         scale = np.array([1.0 / (255.0 * s) for s in self.std], dtype=np.float32)
         shift = np.array([m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=np.float32)
         out = pixels.astype(np.float32) * scale - shift
@@ -281,7 +281,9 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # Rescaled in bands of rows: a float64 copy of a whole 8000x8000 image would cost 0.5 GB.
         # 16-bit: the full range; 32-bit and float: the image's maximum (1 for floats in [0, 1]).
-        top = 65535.0 if mode.startswith("I;16") else max(float(image.getextrema()[1]), 1.0)
+        extrema = image.getextrema()
+        assert isinstance(extrema[1], (int, float)), "a single-band image has one (min, max)"
+        top = 65535.0 if mode.startswith("I;16") else max(float(extrema[1]), 1.0)
         width, height = image.size
         out = np.empty((height, width), dtype=np.uint8)
         band = max(1, (1 << 22) // max(width, 1))
@@ -386,7 +388,8 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     Every product and partial sum is an integer below 2**24, so float32 holds them exactly, in
     any order, and one matrix-vector product computes them."""
     weighted = rgb.astype(np.float32) @ _LUMA_WEIGHTS + np.float32(0x8000)
-    return np.floor(weighted * np.float32(1 / 65536)).astype(np.uint8)
+    grey: np.ndarray = np.floor(weighted * np.float32(1 / 65536)).astype(np.uint8)
+    return grey
 
 
 _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)

@@ -10,7 +10,7 @@ model's score) at the run's threshold, so that they describe the labels the run 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from rich.console import Console
@@ -59,7 +59,9 @@ def run_metrics(run: InferenceRun) -> dict[str, dict[str, Any]]:
         if metrics is not None:
             out[source.name] = metrics
     if len(out) > 1:
-        out["all labelled"] = labelled_metrics(labels, p.pred, values, thr, len(run.model.class_names))
+        overall = labelled_metrics(labels, p.pred, values, thr, len(run.model.class_names))
+        assert overall is not None  # two labelled sources or more
+        out["all labelled"] = overall
     for metrics in out.values():
         metrics["decision"] = run.model.decision_rule
     return out
@@ -95,7 +97,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
     if 0 < len(p) <= TABLE_ROWS:
         table = Table(title=_images(len(p)), caption=escape(rule), show_header=True, header_style="bold")
         for name, justify in (("path", "left"), ("label", "right"), ("probability", "right"), ("score", "right")):
-            table.add_column(name, justify=justify, overflow="fold")
+            table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]  # rich wants a Literal
         labels = run.open_set_labels()
         for k in range(len(p)):
             source = run.sources[int(p.source[k])]
@@ -127,7 +129,7 @@ def print_report(run: InferenceRun, console: Console, *, output: str | None = No
         table.add_column("metric")
         for name in metrics:
             table.add_column(escape(name), justify="right", overflow="fold")
-        rows = (
+        rows: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
             ("knowns", lambda m: f"{m['n_known']:,}"),
             ("unknowns", lambda m: f"{m['n_unknown']:,}"),
             ("closed-set accuracy", lambda m: _pct(m["closed_set_accuracy"])),

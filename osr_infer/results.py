@@ -17,7 +17,8 @@ import json
 import math
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Sequence
+from types import TracebackType
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -79,17 +80,17 @@ class ResultsWriter:
             self._csv.writerow(FIELDS)
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
-        return self._stack.__exit__(*exc_info)
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        return bool(self._stack.__exit__(exc_type, exc, tb))
 
     def write(self, paths: Sequence[str], labels: Sequence[str], probability: np.ndarray, score: np.ndarray) -> None:
-        probability = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
+        probability_values = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
         score_values = np.asarray(score, dtype=np.float64).tolist()
         if self.format == "csv":
-            self._csv.writerows(zip(map(csv_cell, paths), map(csv_cell, labels), probability, [_number(v) for v in score_values], strict=True))
+            self._csv.writerows(zip(map(csv_cell, paths), map(csv_cell, labels), probability_values, [_number(v) for v in score_values], strict=True))
         else:
             scores = [_number(v) if math.isfinite(v) else "null" for v in score_values]
-            probs = [p if p not in ("nan", "inf", "-inf") else "null" for p in probability]
+            probs = [p if p not in ("nan", "inf", "-inf") else "null" for p in probability_values]
             self._fh.write(
                 "".join(
                     f'{{"path": {json.dumps(p)}, "label": {json.dumps(lab)}, "probability": {pr}, "score": {sc}}}\n'
@@ -99,7 +100,7 @@ class ResultsWriter:
         self.rows += len(paths)
 
 
-def read_results(path: str | Path) -> list[dict]:
+def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Read a results file back (tests, and anyone post-processing a run)."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as fh:

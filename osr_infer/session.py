@@ -180,7 +180,8 @@ class InferenceModel:
             )
         if isinstance(shape[0], int) and shape[0] != 1:
             self.notes.append(f"{self.path.name} has a fixed batch size of {shape[0]}")
-        return inputs[0].name
+        name: str = inputs[0].name
+        return name
 
     def _check_outputs(self) -> tuple[list[str], bool]:
         names = [o.name for o in self._session.get_outputs()]

@@ -46,11 +46,28 @@ class Source:
             raise ValueError(f"{self.name}: {len(self)} items but {len(self.labels)} labels")
 
     def __len__(self) -> int:
-        return len(self.paths) if self.paths is not None else len(self.images)
+        if self.paths is not None:
+            return len(self.paths)
+        assert self.images is not None  # one or the other, checked when made
+        return len(self.images)
 
     @property
     def from_files(self) -> bool:
         return self.paths is not None
+
+    @property
+    def file_paths(self) -> list[str]:
+        """The paths of a source read from files."""
+        if self.paths is None:
+            raise TypeError(f"{self.name} holds images in memory, not files")
+        return self.paths
+
+    @property
+    def arrays(self) -> np.ndarray:
+        """The images of a source held in memory."""
+        if self.images is None:
+            raise TypeError(f"{self.name} holds files, not images in memory")
+        return self.images
 
     @property
     def labelled(self) -> bool:
@@ -68,8 +85,8 @@ def resolve_sources(
     """Resolve every SOURCE (and ``--unknown`` SOURCE) up front, so a typo fails before any work."""
     if not specs and not unknown_specs:
         raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
-    resolve = lambda s, unknown=False: resolve_source(s, data_dir, contract, model_spec, class_names, unknown=unknown)  # noqa: E731
-    sources = [resolve(s) for s in specs] + [resolve(s, True) for s in unknown_specs]
+    sources = [resolve_source(s, data_dir, contract, model_spec, class_names, unknown=unknown)
+               for specs_of_kind, unknown in ((specs, False), (unknown_specs, True)) for s in specs_of_kind]
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

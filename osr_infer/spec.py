@@ -21,14 +21,17 @@ Torch-free: the edge side reads it from ONNX metadata.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from osr_infer.errors import ModelError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.scores import score_spec
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 3
 #: The label of an unknown (out-of-distribution) input, in data sets, predictions and metrics.
@@ -185,7 +188,9 @@ class ModelSpec:
         return _construct(cls, data, "model spec")
 
 
-def _construct(cls, data: dict[str, Any], what: str):  # noqa: ANN001, ANN202 - a dataclass and its instance
+def _construct(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """``cls`` (a dataclass) from ``data``, with one SpecError naming what is missing or unknown."""
+    assert dataclasses.is_dataclass(cls)
     names = {f.name for f in fields(cls)}
     required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
     missing = required - set(data)

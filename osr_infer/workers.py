@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     import multiprocessing.context
@@ -83,7 +83,7 @@ def without_main_script() -> Iterator[None]:
 
     original = spawn.get_preparation_data
 
-    def prepared(name: str) -> dict:
+    def prepared(name: str) -> dict[str, Any]:
         data = original(name)
         data.pop("init_main_from_path", None)
         data.pop("init_main_from_name", None)
@@ -104,7 +104,8 @@ def _decoder_context(context: "multiprocessing.context.BaseContext") -> "multipr
     if method not in _DECODER_PROCESSES:
         return context
     process = getattr(sys.modules[__name__], _DECODER_PROCESSES[method])
-    return type(f"Decoder{type(context).__name__}", (type(context),), {"Process": process})()
+    decoder_context: multiprocessing.context.BaseContext = type(f"Decoder{type(context).__name__}", (type(context),), {"Process": process})()
+    return decoder_context
 
 
 #: The process classes of :func:`_decoder_context`, by start method: made on first use
@@ -120,7 +121,7 @@ def __getattr__(name: str) -> type:
 
     base = mp_context.ForkServerProcess if method == "forkserver" else mp_context.SpawnProcess
 
-    def _Popen(process_obj):  # noqa: ANN001, ANN202, N802 - multiprocessing's hook
+    def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's hook
         with without_main_script():
             return base._Popen(process_obj)
 
@@ -160,8 +161,9 @@ def _main_pid() -> int | None:
     return int(value) if value.isdigit() and int(value) != os.getpid() else None
 
 
-if _main_pid() is not None and "multiprocessing.forkserver" in sys.modules:  # imported by the forkserver's preload
-    _watch_main(_main_pid(), os.environ.get(MAIN_TEMP_ENV))
+_MAIN_PID = _main_pid()
+if _MAIN_PID is not None and "multiprocessing.forkserver" in sys.modules:  # imported by the forkserver's preload
+    _watch_main(_MAIN_PID, os.environ.get(MAIN_TEMP_ENV))
     if os.environ.get(MAIN_TEMP_ENV):  # the server also ends when its pipe from the main process closes
         import atexit
         import shutil

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, Optional
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NoReturn, Optional, TypeAlias
 
 import typer
 from rich.console import Console
@@ -21,15 +22,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 console = Console(stderr=True, emoji=False)
 
 
-def _choices(name: str, values) -> type[Enum]:  # noqa: ANN001 - an iterable of str
+def _choices(name: str, values: Iterable[str]) -> type[Enum]:
     """A Typer choice type from a registry's names (so a new entry is a new choice)."""
-    return Enum(name, {v: v for v in values}, type=str)
+    choices: type[Enum] = Enum(name, {v: v for v in values}, type=str)  # type: ignore[misc]  # the functional API, values from a registry
+    return choices
 
 
-Device = _choices("Device", ("auto", "cpu", "cuda"))
-Recipe = _choices("Recipe", RECIPES)
-Score = _choices("Score", SCORES)
-Network = _choices("Network", NETWORKS)
+class StrEnumChoice(str, Enum):
+    """What a choice made by :func:`_choices` is: a string enum."""
+
+
+if TYPE_CHECKING:  # made at run time from the registries: to the type checker, string enums
+    Device: TypeAlias = StrEnumChoice
+    Recipe: TypeAlias = StrEnumChoice
+    Score: TypeAlias = StrEnumChoice
+    Network: TypeAlias = StrEnumChoice
+else:
+    Device = _choices("Device", ("auto", "cpu", "cuda"))
+    Recipe = _choices("Recipe", RECIPES)
+    Score = _choices("Score", SCORES)
+    Network = _choices("Network", NETWORKS)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

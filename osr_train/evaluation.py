@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from osr_train.models import Classifier
+
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_infer.metrics import ood_report, open_set_report
 from osr_infer.spec import ModelSpec
@@ -34,7 +36,7 @@ class SetOutputs:
 @torch.inference_mode()
 @full_fp32()
 def run_model(
-    classifier: torch.nn.Module,
+    classifier: Classifier,
     images: ImageSet,
     normalize: Normalizer,
     device: torch.device | str = "cpu",
@@ -80,7 +82,7 @@ def evaluate_outputs(known: SetOutputs, unknowns: list[SetOutputs], score: str, 
 
 
 def evaluate(
-    classifier: torch.nn.Module,
+    classifier: Classifier,
     data: OpenSetData,
     spec: ModelSpec,
     device: torch.device | str = "cpu",

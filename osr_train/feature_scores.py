@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+
+from osr_train.models import ConvNet
 
 from osr_infer.preprocess import PreprocessContract
 from osr_train.training import Normalizer, full_fp32
@@ -26,7 +27,7 @@ LAYERS = ("hidden_pre", "hidden", "penultimate")
 
 @torch.inference_mode()
 @full_fp32()
-def hidden_features(model: nn.Module, images: np.ndarray, contract: PreprocessContract, batch_size: int = 2048) -> dict[str, np.ndarray]:
+def hidden_features(model: ConvNet, images: np.ndarray, contract: PreprocessContract, batch_size: int = 2048) -> dict[str, np.ndarray]:
     """Logits and the features of :data:`LAYERS` for uint8 ``images`` already in the contract's
     pixel shape (``contract.conform``): ``forward_with_layers``' outputs, and ``fc2``'s input from
     a hook (the activation differs between the networks)."""

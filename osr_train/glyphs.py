@@ -204,7 +204,7 @@ def render_pieces(n: int, side: int, rng: np.random.Generator, characters: str) 
                 glyph = _strokes(*sources[int(rng.integers(len(sources)))])
                 keep = rng.random(len(glyph)) < 0.6
                 keep[int(rng.integers(len(glyph)))] = True
-                piece = [np.asarray(s) for s, k in zip(glyph, keep, strict=True) if k]
+                piece = [s for s, k in zip(glyph, keep, strict=True) if k]
                 points = _points(piece)
                 lo, extent = points.min(0), max(_extent(points), 1.0)
                 size, offset = rng.uniform(0.5, 1.0), rng.uniform(-0.35, 0.35, 2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 import torch
 from torch import nn
 
@@ -44,6 +46,10 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(self.features(x))
+
+    def forward_one(self, x: torch.Tensor) -> torch.Tensor:
+        """The classifier ``x -> logits`` (a two-branch model's ``forward`` takes pairs)."""
+        return ConvNet.forward(self, x)
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the penultimate embedding in one pass."""
@@ -108,10 +114,10 @@ class TwoBranch:
     stage 2 fine-tunes the same output as class logits with cross-entropy.
     """
 
-    def forward_one(self, x: torch.Tensor) -> torch.Tensor:
-        return ConvNet.forward(self, x)  # type: ignore[arg-type]
+    if TYPE_CHECKING:  # ConvNet's, beside which this is mixed in (defined here, it would hide it)
+        def forward_one(self, x: torch.Tensor) -> torch.Tensor: ...
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None):  # noqa: ANN201
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x2 is None:
             return self.forward_one(x1)
         # One pass over both halves is the same computation as two branch calls, and faster.
@@ -119,15 +125,15 @@ class TwoBranch:
         return out[: len(x1)], out[len(x1) :]
 
 
-class SiameseNet(TwoBranch, ConvNet):
+class SiameseNet(TwoBranch, ConvNet):  # type: ignore[misc]  # forward takes pairs
     """The seed's Siamese model: :class:`ConvNet` trained in two stages."""
 
 
-class WideSiameseNet(TwoBranch, WideConvNet):
+class WideSiameseNet(TwoBranch, WideConvNet):  # type: ignore[misc]  # forward takes pairs
     """:class:`WideConvNet` trained in the two Siamese stages."""
 
 
-class WideLeakySiameseNet(TwoBranch, WideLeakyConvNet):
+class WideLeakySiameseNet(TwoBranch, WideLeakyConvNet):  # type: ignore[misc]  # forward takes pairs
     """:class:`WideLeakyConvNet` trained in the two Siamese stages."""
 
 
@@ -144,13 +150,15 @@ def build_model(spec: ModelSpec) -> ConvNet:
     return ARCHITECTURES[spec.architecture](spec.n_classes, spec.input_shape)
 
 
-def classifier_of(model: nn.Module) -> nn.Module:
+def classifier_of(model: ConvNet) -> Classifier:
     """The single-branch classifier ``x -> logits`` of any architecture."""
     return _SingleBranch(model) if isinstance(model, TwoBranch) else model
 
 
 class _SingleBranch(nn.Module):
-    def __init__(self, model: TwoBranch) -> None:
+    """A two-branch model seen as the classifier it exports."""
+
+    def __init__(self, model: ConvNet) -> None:
         super().__init__()
         self.model = model
 
@@ -162,3 +170,7 @@ class _SingleBranch(nn.Module):
 
     def forward_with_layers(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.model.forward_with_layers(x)
+
+
+#: What scoring and evaluation take: a network with ``forward_with_features`` and ``forward_with_layers``.
+Classifier: TypeAlias = "ConvNet | _SingleBranch"

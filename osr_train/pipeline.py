@@ -14,7 +14,8 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Sequence
 
 from osr_infer.data.datasets import OpenSetData
 from osr_infer.data.registry import OpenSetSource
@@ -25,6 +26,11 @@ from osr_infer.reporting import SILENT, Reporter
 from osr_infer.scores import score_spec
 from osr_infer.spec import ModelSpec
 from osr_train.config import TrainConfig
+
+if TYPE_CHECKING:  # torch is imported when training starts, not with this module
+    from osr_infer.data.datasets import ImageSet
+    from osr_train.models import Classifier
+    from osr_train.training import Normalizer
 
 
 @dataclass
@@ -237,7 +243,8 @@ def calibrate_threshold(classifier, val, normalize, device, fitted: dict[str, An
                        "val_known_acceptance": float((val_scores >= threshold).mean())}
 
 
-def fit_scores(names, classifier, train, device, normalize, fitted: dict[str, Any]) -> dict[str, Any]:  # noqa: ANN001
+def fit_scores(names: Iterable[str], classifier: Classifier, train: ImageSet, device: Any, normalize: Normalizer,
+               fitted: dict[str, Any]) -> dict[str, Any]:
     """``fitted`` plus the statistics, fitted on the training knowns ``train``, of those scores of
     ``names`` that need them and lack them (a checkpoint older than the score)."""
     from osr_train.scoring import TORCH_SCORES
@@ -247,10 +254,11 @@ def fit_scores(names, classifier, train, device, normalize, fitted: dict[str, An
     if not missing:
         return dict(fitted)
     split = TensorSplit.from_imageset(train, device)
-    return {**fitted, **{name: TORCH_SCORES[name].fit(classifier, split.x, split.y, normalize) for name in missing}}
+    fits = {name: fit for name in missing if (fit := TORCH_SCORES[name].fit) is not None}
+    return {**fitted, **{name: fit(classifier, split.x, split.y, normalize) for name, fit in fits.items()}}
 
 
-def _device_name(device: object) -> str:
+def _device_name(device: Any) -> str:
     """What trained the model, for metrics.json: timings and seeds are only comparable on one kind."""
     import os
     import platform

@@ -42,7 +42,7 @@ def plot_history(history: Sequence[dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> Path:
+def plot_confusion(matrix: Sequence[Sequence[int]] | np.ndarray, labels: Sequence[str], path: Path, title: str) -> Path:
     matrix = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(0.6 * len(labels) + 3, 0.6 * len(labels) + 2))
     ConfusionMatrixDisplay(matrix, display_labels=list(labels)).plot(ax=ax, colorbar=False, values_format="d", cmap="Blues")

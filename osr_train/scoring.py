@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from osr_train.models import Classifier
 from torch import nn
 
 from osr_infer.scores import SCORES, ScoreSpec, score_spec
@@ -34,7 +36,7 @@ def mahalanobis_score(feats: torch.Tensor, means: torch.Tensor, precision: torch
 
 @torch.inference_mode()
 @full_fp32()
-def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096) -> dict[str, Any]:
+def fit_mahalanobis(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096) -> dict[str, Any]:
     """Class means and a shared (Ledoit-Wolf shrunk) precision of the penultimate features."""
     from sklearn.covariance import LedoitWolf
 
@@ -49,7 +51,7 @@ def fit_mahalanobis(classifier: nn.Module, images: torch.Tensor, labels: torch.T
     return {"means": means.astype(np.float32).tolist(), "precision": precision.astype(np.float32).tolist()}
 
 
-def logits_and_hidden(classifier: nn.Module, images: torch.Tensor, normalize: Normalize, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_and_hidden(classifier: Classifier, images: torch.Tensor, normalize: Normalize, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits and the first hidden layer's output (``forward_with_layers``) of uint8 images,
     in batches, in eval mode: what the fitted hidden-layer scores are fitted on."""
     classifier.eval()
@@ -78,7 +80,7 @@ def prototype_cosines(hidden: torch.Tensor, prototypes: torch.Tensor) -> torch.T
 
 @torch.inference_mode()
 @full_fp32()
-def fit_prototypes(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
+def fit_prototypes(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                    per_class: int = PROTOTYPES_PER_CLASS) -> dict[str, Any]:
     """Unit-length k-means centres (``per_class`` a class, seeded) of the training knowns'
     normalised hidden features (``forward_with_layers``' third output)."""
@@ -133,7 +135,7 @@ def kl_prototype_score(logits: torch.Tensor, hidden: torch.Tensor, prototypes: t
 
 @torch.inference_mode()
 @full_fp32()
-def fit_kl_prototype(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
+def fit_kl_prototype(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                      held_out: int = STANDARDISATION_HELD_OUT, seed: int = 0) -> dict[str, Any]:
     """Prototypes (:func:`fit_prototypes`) on the training knowns but ``held_out`` of them (a
     seeded random draw, at most a fifth), and each term's mean and standard deviation on those."""
@@ -209,7 +211,7 @@ def fit_weibull_tail(distances: np.ndarray, tail: int = OPENMAX_TAIL) -> list[fl
 
 @torch.inference_mode()
 @full_fp32()
-def fit_openmax(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
+def fit_openmax(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                 tail: int = OPENMAX_TAIL) -> dict[str, Any]:
     """Per class, the mean logit vector of the training knowns it classifies correctly (all of
     the class's knowns where none is) and a Weibull of their largest distances to it."""
@@ -234,7 +236,8 @@ class TorchScore:
     features are what the score's spec ``uses`` (the penultimate embedding, or the hidden layer)."""
 
     spec: ScoreSpec
-    compute: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]], torch.Tensor]
+    # (logits, probs, features, params); the features are None for a score whose spec uses none
+    compute: Callable[[torch.Tensor, torch.Tensor, Any, dict[str, torch.Tensor]], torch.Tensor]
     fit: Callable[..., dict[str, Any]] | None = None  # (classifier, uint8 images, labels, normalize) -> score_params
 
 
@@ -267,7 +270,7 @@ def torch_score(name: str) -> TorchScore:
 class ScoredClassifier(nn.Module):
     """Wraps a single-branch classifier and appends softmax probabilities and a score."""
 
-    def __init__(self, classifier: nn.Module, score: str = "msp", score_params: dict[str, Any] | None = None,
+    def __init__(self, classifier: Classifier, score: str = "msp", score_params: dict[str, Any] | None = None,
                  temperature: float = 1.0) -> None:
         super().__init__()
         self.temperature = float(temperature)  # probs = softmax(logits / temperature); the logits stay as they are
@@ -277,7 +280,7 @@ class ScoredClassifier(nn.Module):
         self.score_params = dict(score_params or {})
         missing = [name for name in self.score.spec.params if name not in self.score_params]
         if missing:
-            raise ValueError(f"the {score} score needs fitted parameters: {', '.join(missing)} missing (see {self.score.fit.__name__})")
+            raise ValueError(f"the {score} score needs fitted parameters: {', '.join(missing)} missing (see {getattr(self.score.fit, '__name__', 'its fit')})")
         self._buffer_names = []
         for key, value in self.score_params.items():
             self.register_buffer(key, torch.tensor(value, dtype=torch.float32))

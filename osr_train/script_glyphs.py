@@ -216,7 +216,9 @@ def _references() -> tuple[np.ndarray, float]:
             for weight in (1, 3):
                 view = _layout(_render(char, font, weight), 28, 20)
                 if view is not None:
-                    views.append(view), labels.append(char), fonts.append(k)
+                    views.append(view)
+                    labels.append(char)
+                    fonts.append(k)
     for k, hershey in enumerate(FONTS, start=len(REFERENCE_FONTS)):
         for char in chars:
             strokes = _strokes(hershey, char)
@@ -224,7 +226,9 @@ def _references() -> tuple[np.ndarray, float]:
                 pen = _pen(strokes, 96, np.random.default_rng([k, ord(char), draw]))
                 view = _layout(Image.fromarray(pen), 28, 20)
                 if view is not None:
-                    views.append(view), labels.append(char), fonts.append(k)
+                    views.append(view)
+                    labels.append(char)
+                    fonts.append(k)
     refs, ref_chars, ref_fonts = _blurred(np.stack(views)), np.asarray(labels), np.asarray(fonts)
     pairwise = np.sqrt(np.maximum(((refs[:, None] - refs[None]) ** 2).sum(-1), 0))
     same_char = (ref_chars[:, None] == ref_chars[None]) & (ref_fonts[:, None] != ref_fonts[None])
@@ -233,7 +237,10 @@ def _references() -> tuple[np.ndarray, float]:
 
 def mnist_views(char: str, font: ImageFont.FreeTypeFont) -> np.ndarray:
     """``char`` MNIST-style (20x20 box in 28x28) at two stroke weights, ``(2, 28, 28)``: what the lookalike tests compare."""
-    return np.stack([_layout(_render(char, font, w), 28, 20) for w in (1, 3)])
+    views = [_layout(_render(char, font, w), 28, 20) for w in (1, 3)]
+    if any(view is None for view in views):
+        raise ValueError(f"{char!r} draws nothing in {font.getname()}")
+    return np.stack([view for view in views if view is not None])
 
 
 def reference_distance(views: np.ndarray) -> np.ndarray:
@@ -269,7 +276,9 @@ def build(out: Path = BANK_PATH) -> dict[str, object]:
         mask = _layout(clean, BANK_SIDE, BANK_INK)
         if mask is None:
             continue
-        masks.append(mask), codes.append(ord(char)), scripts.append(script)
+        masks.append(mask)
+        codes.append(ord(char))
+        scripts.append(script)
         views.append(mnist_views(char, font))
     keep = ~font_lookalike(np.stack(views))
     names = sorted(set(scripts))

@@ -12,7 +12,7 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from osr_train.augment import RandomAffine
 from osr_train.checkpoint import save_checkpoint
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
-from osr_train.models import ConvNet, TwoBranch, build_model, classifier_of
+from osr_train.models import Classifier, ConvNet, TwoBranch, build_model, classifier_of
 from osr_infer.errors import ParameterError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.reporting import SILENT, Reporter
@@ -45,15 +45,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
 class Normalizer:
     """uint8 ``(B, H, W)`` or ``(B, H, W, C)`` -> normalised float ``(B, C, H, W)`` on the device,
     by the contract's per-channel mean and std (the same arithmetic as ``contract.normalize``)."""
 
     def __init__(self, contract: PreprocessContract) -> None:
         self.channels = contract.channels
-        if contract.channels == 1:
-            self.scale: float | torch.Tensor = 1.0 / (255.0 * contract.std[0])
-            self.shift: float | torch.Tensor = contract.mean[0] / contract.std[0]
+        if contract.channels == 1:  # scalars: one multiply-add, as the ONNX graph does
+            self.scale: Any = 1.0 / (255.0 * contract.std[0])
+            self.shift: Any = contract.mean[0] / contract.std[0]
         else:
             self.scale = torch.tensor([1.0 / (255.0 * s) for s in contract.std], dtype=torch.float32).view(1, -1, 1, 1)
             self.shift = torch.tensor([m / s for m, s in zip(contract.mean, contract.std, strict=True)], dtype=torch.float32).view(1, -1, 1, 1)
@@ -112,10 +115,12 @@ def full_fp32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def inference_copy(module: torch.nn.Module) -> torch.nn.Module:
+def inference_copy(module: ModuleT) -> ModuleT:
     """An eval-mode copy in channels-last memory format: about twice as fast for
     inference on CPU (oneDNN), and it leaves the training model untouched."""
-    return copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
+    copied = copy.deepcopy(module).eval()
+    copied.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in place; torch's stubs omit memory_format
+    return copied
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -124,7 +129,7 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 @full_fp32()
-def predict_logits(classifier: torch.nn.Module, x: torch.Tensor, normalize: Normalizer, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(classifier: Classifier, x: torch.Tensor, normalize: Normalizer, batch_size: int = 512) -> torch.Tensor:
     """Logits for uint8 images (no autograd; batches of 512 are fastest on CPU here)."""
     fast = inference_copy(classifier)
     return torch.cat([fast(channels_last(normalize(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)])
@@ -146,6 +151,8 @@ class Trainer:
     ) -> None:
         """``use_photo_outliers``: False where the sample photos are the data set's own test unknowns."""
         self.config = config
+        assert config.batch_size is not None  # settled by TrainConfig from the model
+        self.batch_size: int = config.batch_size
         self.spec = spec
         self.device = resolve_device(config.device)
         self.reporter = reporter
@@ -232,11 +239,11 @@ class Trainer:
     # -- one epoch -------------------------------------------------------------------------
     def _batch_starts(self) -> range:
         """Where each batch of an epoch starts; a last batch of 1 is dropped (a Siamese pair needs two)."""
-        return range(0, len(self.train) - 1, int(self.config.batch_size))
+        return range(0, len(self.train) - 1, self.batch_size)
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
-        bs = int(self.config.batch_size)
+        bs = self.batch_size
         for start in self._batch_starts():
             idx = order[start : start + bs]
             x = self.normalize(self.train.x[idx])

@@ -379,7 +379,7 @@ def test_peak_memory_stays_bounded_for_bombs_under_10_mb(tmp_path):
         "    else: print(load_image(path, dataclasses.replace(PREPROCESSING, steps=('layout',))).max())\n"
         "except (IdxFormatError, DataError) as exc: print(exc)\n"
         # VmHWM: the peak of this address space (ru_maxrss can carry the forking parent's peak)
-        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if line.startswith('VmHWM')) / 1024)\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
     )
     for kind, path in (("idx", gz), ("pickle", batch), ("png16", png16)):
         peak, output = _peak_rss_mb(code, kind, str(path))

@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 CARD = REPO / "docs" / "model-card.md"
-RESULTS = REPO / "benchmarks" / "results" / "shipped_model.json"
+RESULTS = REPO / "experiments" / "results" / "shipped_model.json"
 
 
 def test_the_shipped_model_is_the_one_its_card_describes():

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
 CIFAR10_CLASSES = (
@@ -55,7 +56,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return found
 
 
-def _bounded_array(shape, dtype, max_bytes: int, make=None):  # noqa: ANN001, ANN202 - pickle arguments
+def _bounded_array(shape: Any, dtype: Any, max_bytes: int, make: Callable[..., np.ndarray] | None = None) -> np.ndarray:
+    """``shape`` and ``dtype`` are whatever the pickle holds."""
     """An empty array of ``shape`` if its bytes fit in ``max_bytes``, else an UnpicklingError."""
     try:
         dims = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
@@ -139,6 +141,7 @@ def load_cifar10_test(path: str | Path, *, contract: PreprocessContract = PREPRO
     if (path / "test_batch").is_file():
         return load_cifar10(path, "test", contract)
     images = load_image_folder(path, name="cifar10-test", contract=contract, progress=progress)
+    assert images.paths is not None  # read from files
     labels = np.array(
         [CIFAR10_CLASSES.index(Path(p).parent.name) if Path(p).parent.name in CIFAR10_CLASSES else -1 for p in images.paths],
         dtype=np.int64,

@@ -10,19 +10,24 @@ import os
 import numpy as np
 from PIL import Image
 
-from osr_infer.data.datasets import DataError, ImageSet, OpenSetData
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_infer.spec import UNKNOWN
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 
 
+from types import ModuleType
+
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 
-def _sklearn():  # noqa: ANN202 - the sklearn.datasets module
+def _sklearn() -> ModuleType:
+    """The sklearn.datasets module, or a DataError saying how to install it."""
     try:
         import sklearn.datasets
 
-        return sklearn.datasets
+        datasets: ModuleType = sklearn.datasets
+        return datasets
     except ImportError:
         raise DataError(
             "the bundled digits data set comes with scikit-learn, which this install lacks: pip install scikit-learn"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet
 from osr_infer.spec import UNKNOWN
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract, find_images
 
@@ -44,11 +46,11 @@ def decode_paths(
 ) -> ImageSet:
     """Decode ``paths`` with the contract, in threads, in chunks (small images are laid out as
     stacks: :func:`osr_infer.decode.decode_files`); unreadable files are logged and skipped."""
-    from osr_infer.decode import CHUNK_FILES, decode_files
+    from osr_infer.decode import CHUNK_FILES, Decoded, decode_files
 
     chunks = [paths[start : start + CHUNK_FILES] for start in range(0, len(paths), CHUNK_FILES)]
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        iterator = pool.map(lambda chunk: decode_files(chunk, contract), chunks)
+        iterator: Iterable[Decoded] = pool.map(lambda chunk: decode_files(chunk, contract), chunks)
         if progress:
             from rich.progress import track
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from osr_infer.errors import DataError
 
 # Third byte of the magic number -> dtype (the IDX spec; MNIST only uses 0x08).
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -35,7 +37,7 @@ MAX_GZIP_RATIO = 64
 SMALL_GZIP_BYTES = 64 << 20
 
 
-def _read_up_to(stream, n: int) -> bytes:  # noqa: ANN001 - a binary file object
+def _read_up_to(stream: gzip.GzipFile | io.BufferedReader, n: int) -> bytes:
     chunks, left = [], n
     while left > 0:
         chunk = stream.read(min(left, 1 << 20))
@@ -73,7 +75,7 @@ def read_idx(
         raise IdxFormatError(f"{path}: cannot read ({exc})") from None
 
 
-def _parse(path: Path, stream, file_size: int, compressed: bool,  # noqa: ANN001 - a binary file object
+def _parse(path: Path, stream: gzip.GzipFile | io.BufferedReader, file_size: int, compressed: bool,
            expected_ndim: int | None, expected_shape: tuple[int | None, ...] | None) -> np.ndarray:
     head = _read_up_to(stream, 4)
     if len(head) < 4:
@@ -102,7 +104,7 @@ def _parse(path: Path, stream, file_size: int, compressed: bool,  # noqa: ANN001
             f"({limit:,}: a decompression bomb or a corrupt header)"
         )
     array = np.empty(payload, dtype=np.uint8)
-    view, filled = memoryview(array), 0
+    view, filled = memoryview(array.data), 0
     while filled < payload:
         n = stream.readinto(view[filled : filled + (1 << 22)])
         if not n:
@@ -112,7 +114,8 @@ def _parse(path: Path, stream, file_size: int, compressed: bool,  # noqa: ANN001
         raise IdxFormatError(f"{path}: file truncated: {header_len + filled:,} bytes, header {shape} implies {header_len + payload:,}")
     if stream.read(1):
         raise IdxFormatError(f"{path}: file has trailing bytes after the {header_len + payload:,} its header {shape} implies")
-    return array.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=dtype.byteorder not in ("=", "|"))
+    native: np.ndarray = array.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=dtype.byteorder not in ("=", "|"))
+    return native
 
 
 #: File name stems of each split in MNIST's layout, shared by Fashion-MNIST, KMNIST and EMNIST

@@ -10,7 +10,8 @@ import urllib.request
 from pathlib import Path
 
 
-from osr_infer.data.datasets import DataError, ImageSet
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet
 from osr_infer.data.idx import SPLIT_STEMS, IdxFormatError, find_idx_split, read_idx_pair
 
 #: torchvision's mirrors and the MD5 checksums of the official ``.gz`` files.
@@ -55,6 +56,7 @@ def load_mnist(data_dir: str | Path, split: str = "train", *, download: bool = F
                 "or use `dataset` digits to run offline on the bundled data set."
             )
     images_path, labels_path = paths
+    assert images_path is not None and labels_path is not None  # found, or downloaded and found
     images, labels = read_idx_pair(images_path, labels_path)
     if images.shape[1:] != (28, 28):
         raise IdxFormatError(f"{images_path}: unexpected shape {images.shape}, expected (N, 28, 28)")

@@ -19,7 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from osr_infer.data.datasets import DataError, ImageSet, OpenSetData, default_data_dir, split_train_val
+from osr_infer.errors import DataError
+from osr_infer.data.datasets import ImageSet, OpenSetData, default_data_dir, split_train_val
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract, find_images
 from osr_infer.spec import UNKNOWN, DatasetSpec
 
@@ -137,12 +138,13 @@ class MnistEntry(DatasetEntry):
 
         return MNIST_CLASSES
 
-    def splits(self, arg, data_dir, contract, dataset, *, download, progress):  # noqa: ANN001, ANN201
+    def splits(self, arg: str, data_dir: Path, contract: PreprocessContract, dataset: DatasetSpec, *, download: bool,
+               progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
         from osr_infer.data.mnist import load_mnist
 
         train, val = split_train_val(load_mnist(data_dir, "train", download=download), dataset.n_val, dataset.split_seed)
         test = load_mnist(data_dir, "test")
-        return tuple(s.conformed(contract) for s in (train, val, test))
+        return train.conformed(contract), val.conformed(contract), test.conformed(contract)
 
     def unknowns(self, arg: str, data_dir: Path, dataset: DatasetSpec) -> list[UnknownSet]:
         return _cifar_unknowns(data_dir)
@@ -169,7 +171,8 @@ class DigitsEntry(DatasetEntry):
 
         return DIGIT_CLASSES
 
-    def splits(self, arg, data_dir, contract, dataset, *, download, progress):  # noqa: ANN001, ANN201
+    def splits(self, arg: str, data_dir: Path, contract: PreprocessContract, dataset: DatasetSpec, *, download: bool,
+               progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
         from osr_infer.data.digits import load_digits_open_set
 
         data = load_digits_open_set(seed=dataset.split_seed, contract=contract)
@@ -244,7 +247,8 @@ class IdxEntry(DatasetEntry):
             raise DataError(f"idx:{arg}: {split} labels outside 0..{len(names) - 1}")
         return ImageSet(images, labels, f"{Path(arg).name}-{split}", class_names=names).conformed(contract)
 
-    def splits(self, arg, data_dir, contract, dataset, *, download, progress):  # noqa: ANN001, ANN201
+    def splits(self, arg: str, data_dir: Path, contract: PreprocessContract, dataset: DatasetSpec, *, download: bool,
+               progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
         train, val = split_train_val(self._set(arg, "train", contract), dataset.n_val, dataset.split_seed)
         return train, val, self._set(arg, "test", contract)
 
@@ -296,7 +300,8 @@ class FolderEntry(DatasetEntry):
         side = next(iter(sizes))[0] if len(sizes) == 1 and len({*next(iter(sizes))}) == 1 else DEFAULT_FOLDER_SIZE
         return min(max(side, 8), 256), 3 if colour else 1
 
-    def splits(self, arg, data_dir, contract, dataset, *, download, progress):  # noqa: ANN001, ANN201
+    def splits(self, arg: str, data_dir: Path, contract: PreprocessContract, dataset: DatasetSpec, *, download: bool,
+               progress: bool) -> tuple[ImageSet, ImageSet, ImageSet]:
         from osr_infer.data.folders import load_class_folder
 
         train_root, test_root = self._roots(arg)
