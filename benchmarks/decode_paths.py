@@ -8,7 +8,7 @@ median of ``--repeat`` alternating runs:
   libjpeg-turbo directly, small images laid out or resized as stacks);
 - ``pil``: the same with ``--decoder pil``, the reference path (PIL decodes every file and the
   layout step runs image by image): the same pixels, so the results file must be identical;
-- ``straightforward``: ``benchmarks/straightforward_pipeline.py``, the README's integration
+- ``straightforward``: ``benchmarks/straightforward_pipeline.py``, the integration guide's
   snippet in a ``multiprocessing.Pool`` with ONNX Runtime at batch 256, what a user would
   write; its labels must be osr-infer's.
 On:

@@ -2,7 +2,7 @@
 
     python benchmarks/straightforward_pipeline.py FOLDER MODEL OUT.csv
 
-The README's integration snippet (PIL decoding and the contract's preprocessing, the layout
+The integration guide's snippet (docs/integration.md) (PIL decoding and the contract's preprocessing, the layout
 step included where the model has it), run over a folder in a ``multiprocessing.Pool`` of one
 process per core (``imap``, 64 files a task), ONNX Runtime at batch 256, labels written to a
 CSV. ``decode_paths.py`` times it against ``osr-infer`` in the same run, as a subprocess, so
@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "integration.md"
 SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def snippet(model: Path) -> str:
     """The integration guide's code, reading ``model``."""
-    match = re.search(r"<!-- integration-snippet -->\s*```python\n(.*?)```", README.read_text(), re.S)
+    match = re.search(r"<!-- snippet: integration -->\s*```python\n(.*?)```", GUIDE.read_text(), re.S)
     if not match:
-        raise SystemExit("the README's integration snippet was not found")
+        raise SystemExit(f"the integration snippet was not found in {GUIDE}")
     return match.group(1).replace('"model.onnx"', repr(str(model)))
 
 

@@ -10,7 +10,8 @@ share rejected, and the characters accepted most often with the digit they are t
 ``--lookalikes``, also the share rejected of the characters that the training bank's pixel test
 (osr_train.script_glyphs.font_lookalike, fixed before these figures and blind to any model) calls written
 like a digit, and of the others: is what is accepted shaped like a digit? Writes
-``experiments/results/near_ood_characters.{json,md}`` and a gallery, ``near_ood_characters.png``: for each
+``experiments/results/near_ood_characters.{json,md}`` and a gallery, ``docs/research/near_ood_characters.png`` (the
+research log shows it; ``--gallery``): for each
 set, one drawing of each of its most accepted characters, titled with the share accepted and the digit.
 """
 
@@ -130,6 +131,7 @@ def main() -> None:
     parser.add_argument("--lookalikes", action="store_true", help="split each near-OOD set by the pixel look-alike test")
     parser.add_argument("--top", type=int, default=10, help="characters listed (and drawn) per set")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "near_ood_characters")
+    parser.add_argument("--gallery", type=Path, default=HERE.parent / "docs" / "research" / "near_ood_characters.png")
     args = parser.parse_args()
     folders = sorted(p for p in args.near_ood.iterdir() if p.is_dir()) + ([args.letters] if args.letters else [])
     result: dict = {"model": str(args.model), "sets": {}}
@@ -140,7 +142,7 @@ def main() -> None:
     if args.lookalikes:
         result["lookalikes"] = pixel_lookalikes(args.near_ood)
     write_table(args.output, result, table(result, args.top))
-    print(f"gallery: {gallery(result, args.output.with_suffix('.png'), args.top)}")
+    print(f"gallery: {gallery(result, args.gallery, args.top)}")
 
 
 if __name__ == "__main__":

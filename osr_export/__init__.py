@@ -6,10 +6,10 @@ The public API, importable from here::
     report = export("artifacts/siamese/model.pt", formats=("onnx",), quantize="int8")
     report.passed, report.written, report.formats    # one parity report per format
 
-:func:`export` -> :class:`ExportReport`; it prints nothing (pass a
-:class:`osr_infer.reporting.Reporter` to hear from it) and raises
-:class:`osr_infer.errors.VerificationError` when an artefact disagrees with PyTorch.
-Built on :mod:`osr_infer` (the spec, metadata schema, parity rule) and :mod:`osr_train`.
+`export` -> `ExportReport`; it prints nothing (pass a
+`osr_infer.reporting.Reporter` to hear from it) and raises
+`osr_infer.errors.VerificationError` when an artefact disagrees with PyTorch.
+Built on `osr_infer` (the spec, metadata schema, parity rule) and `osr_train`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The decisions compared are the run's own: on the top softmax probability
 (``max(probs) >= P``) when the run was given ``--threshold P``, else on the score at the
 model's threshold or ``--score-threshold``.
 
-The statistics and the rule that judges them are osr-export's (:func:`osr_export.verify.compare`),
+The statistics and the rule that judges them are osr-export's (`osr_export.verify.compare`),
 so that the export-time check and this one can never disagree about what "within tolerance"
 means: the score may differ by ``atol + SCORE_RTOL * |score|`` (scores such as Mahalanobis
 distances run into the hundreds); an argmax flip between top logits within ``2 * atol`` of
@@ -36,7 +36,7 @@ from osr_train.checkpoint import CheckpointError, file_sha256
 from osr_train.scoring import ScoredClassifier
 
 
-#: The :func:`compare` statistics about decisions, recomputed on max(probs) when the run decides on it.
+#: The `compare` statistics about decisions, recomputed on max(probs) when the run decides on it.
 DECISION_STATS = ("decision_disagree", "near_threshold", "near_threshold_disagree")
 
 
@@ -47,7 +47,7 @@ def _msp_as_score(outputs: ModelOutputs) -> ModelOutputs:
 
 @dataclass
 class SourceParity:
-    """The comparison so far over one source: :func:`compare` statistics, merged batch by batch."""
+    """The comparison so far over one source: `compare` statistics, merged batch by batch."""
 
     name: str
     stats: dict[str, Any] | None = None

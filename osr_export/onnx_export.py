@@ -1,4 +1,4 @@
-"""ONNX export of a :class:`ScoredClassifier` with a dynamic batch axis and ``osr.*`` metadata."""
+"""ONNX export of a `ScoredClassifier` with a dynamic batch axis and ``osr.*`` metadata."""
 
 from __future__ import annotations
 

@@ -48,8 +48,8 @@ BATCH_SIZE = 1024
 
 @dataclass
 class ExportReport:
-    """What :func:`export` did: ``passed`` (every format verified), ``written`` (the files and
-    folders, all or none), ``formats`` (one :class:`~osr_export.verify.FormatReport` per format
+    """What `export` did: ``passed`` (every format verified), ``written`` (the files and
+    folders, all or none), ``formats`` (one `FormatReport` per format
     verified against PyTorch), ``int8`` (the INT8 model's agreement report, when quantised) and
     ``record`` (all of it as JSON, what ``--report`` writes)."""
 
@@ -187,14 +187,14 @@ def export(
     reporter: Reporter = SILENT,
     **options: Any,
 ) -> ExportReport:
-    """Export ``checkpoint`` (a ``model.pt`` from :func:`osr_train.train` or ``osr-train``) to
+    """Export ``checkpoint`` (a ``model.pt`` from `osr_train.train` or ``osr-train``) to
     ``formats`` (``onnx``, ``torchscript``, ``web``) in ``out`` (default: its folder), verify each
     artefact against PyTorch on a probe batch, and write them all, or none.
 
     ``quantize="int8"`` also writes ``model.int8.onnx``. Further ``options`` are the fields of
-    :class:`ExportOptions` (``score_threshold``, ``opset``, ``atol``, ``probe_size``, ``data_dir``,
+    `ExportOptions` (``score_threshold``, ``opset``, ``atol``, ``probe_size``, ``data_dir``,
     ``report``, ``int8_min_agreement``, ``calibration_size``, ``web_runtime``). Raises
-    :class:`~osr_infer.errors.VerificationError` when an artefact disagrees (nothing written),
+    `VerificationError` when an artefact disagrees (nothing written),
     ``ModelError``, ``DataError``, ``ParameterError`` or ``ExportError`` otherwise."""
     return run_export(ExportOptions(checkpoint=Path(checkpoint), formats=tuple(formats), quantize=quantize,
                                     out=Path(out) if out is not None else None, **options),

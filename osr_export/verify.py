@@ -3,7 +3,7 @@
 For every format and every probe source, at batch size 1 and at the large batch size, the
 report gives max and mean ``|Δlogits|``, max ``|Δprobs|`` and ``|Δscore|``, argmax agreement and
 threshold-decision agreement, and a PASS/FAIL line, judged by the one parity rule of
-:mod:`osr_infer.parity_rule`.
+`osr_infer.parity_rule`.
 """
 
 from __future__ import annotations

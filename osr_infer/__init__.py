@@ -7,10 +7,10 @@ The public API, importable from here::
     p = model.predict(["digit.png"])          # paths, PIL images, uint8 arrays, bytes
     p.labels, p.class_index, p.score, p.probability, p.known
 
-* :class:`Model`, :class:`Predictions`, :class:`FileRun`: inference (``osr_infer.model``);
-* :class:`ModelSpec`, :class:`PreprocessContract`: what a model means and how an image becomes
+* `Model`, `Predictions`, `FileRun`: inference (``osr_infer.model``);
+* `ModelSpec`, `PreprocessContract`: what a model means and how an image becomes
   its input;
-* the exception tree under :class:`OSRError` (``osr_infer.errors``).
+* the exception tree under `OSRError` (``osr_infer.errors``).
 
 Below it: image decoding (``decode``), the metadata schema (``metadata``), the score registry
 (``scores``), numpy metrics (``metrics``), the parity rule (``parity_rule``), atomic writes

@@ -1,8 +1,8 @@
 """``osr-infer``: classify images with an exported ONNX model (a known class, or unknown).
 
-A thin client of :class:`osr_infer.Model`: it parses the options, picks the model (``--model``,
+A thin client of `osr_infer.Model`: it parses the options, picks the model (``--model``,
 else the card's ``artifacts/siamese/model.onnx`` where it exists, else the model shipped with
-the package), streams :meth:`Model.predict_files` into the results file and a progress bar,
+the package), streams `Model.predict_files` into the results file and a progress bar,
 prints the report, and maps errors to exit codes. Torch-free unless ``--parity`` is given:
 the parity observer (from the training install's ``osr_export``) is found only then.
 """
@@ -28,6 +28,11 @@ from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
 from osr_infer.session import BOTH_THRESHOLDS
+
+#: Runs of up to this many images print one row per image; larger ones a summary, rows in a file.
+TABLE_ROWS = 50
+#: The folder of the results files of large runs given no ``--output``.
+DEFAULT_RESULTS_DIR = "artifacts/osr-infer"
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,7 +95,8 @@ def infer(
         None, "--workers", help="Decoding processes [default: CPU count]; 0 decodes in the main process.", show_default=False
     ),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score) [default: none, the report only].",
+        None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score) [default: none for up to "
+        f"{TABLE_ROWS} images, which are listed one a row; for more, {DEFAULT_RESULTS_DIR}/results-TIME.csv].",
         show_default=False,
     ),
     unknown: Optional[list[str]] = typer.Option(None, "--unknown", metavar="SOURCE", help="A source whose every image counts as unknown (repeatable)."),
@@ -168,6 +174,19 @@ def resolve_model_path(model: Path | None) -> Path | None:
     return CARD_MODEL if CARD_MODEL.is_file() else None
 
 
+def default_results_path() -> Path:
+    """Where the rows of a run too large to list go without ``--output``: a new file a run."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(DEFAULT_RESULTS_DIR) / f"results-{stamp}.csv"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(DEFAULT_RESULTS_DIR) / f"results-{stamp}-{n}.csv"
+    return path
+
+
 def infer_command(options: InferOptions) -> int:
     """The whole command as a function (tests and benchmarks call it); returns the exit status."""
     from osr_infer.model import Model, ort_threading
@@ -190,6 +209,9 @@ def infer_command(options: InferOptions) -> int:
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
         data_dir=options.data_dir,
     )
+    if output is None and run_files.total > TABLE_ROWS:  # too many to list: the rows go to a file, and the report says where
+        output = default_results_path()
+        check_output(output)
     session = model.session
     if session.fixed_batch is not None and session.fixed_batch != options.batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
@@ -232,7 +254,7 @@ def infer_command(options: InferOptions) -> int:
         if not len(run.predictions):
             n = len(run.failures)
             raise InputError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
-    print_report(run, out, output=str(output) if output is not None else None)
+    print_report(run, out, output=str(output) if output is not None else None, list_up_to=TABLE_ROWS)
     for note in run_files.decode_notes():
         err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)
     if run.failures:

@@ -1,11 +1,11 @@
 """What the three command-line tools share: how they fail, and how they stop on Ctrl-C.
 
-Torch-free (osr-infer imports it). The library raises :class:`~osr_infer.errors.OSRError` s
-whose messages name Python parameters; :func:`library_errors` turns them into the commands'
+Torch-free (osr-infer imports it). The library raises `OSRError` s
+whose messages name Python parameters; `library_errors` turns them into the commands'
 one-line errors: the parameter becomes its flag, and the exception's branch its exit code
-(:data:`EXIT_CODES`, the one table). Typer turns Ctrl-C inside a command into a silent exit
+(`EXIT_CODES`, the one table). Typer turns Ctrl-C inside a command into a silent exit
 130, so a command that should say what an interruption left behind catches it itself,
-through :func:`interruptible`.
+through `interruptible`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
 
 
 def exit_code(exc: BaseException) -> int:
-    """The exit status of a command that stopped on ``exc`` (:data:`EXIT_CODES`)."""
+    """The exit status of a command that stopped on ``exc`` (`EXIT_CODES`)."""
     return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), EXIT_ERROR)
 
 
@@ -59,7 +59,7 @@ def error_line(exc: BaseException, flags: Mapping[str, str] | None = None) -> st
 @contextlib.contextmanager
 def library_errors(console: Console, flags: Mapping[str, str] | None = None) -> Iterator[None]:
     """Run library code; what it raises about its inputs ends the command with one line and
-    the exit status of :data:`EXIT_CODES` (a full disk or a refused path: 2)."""
+    the exit status of `EXIT_CODES` (a full disk or a refused path: 2)."""
     try:
         yield
     except OSRError as exc:
@@ -126,7 +126,7 @@ def file_error_message(exc: BaseException) -> str:
 
 
 class ConsoleReporter(Reporter):
-    """A :class:`~osr_infer.reporting.Reporter` that prints with rich: lines as they come,
+    """A `Reporter` that prints with rich: lines as they come,
     progress as a bar (kept on screen with ``transient=False``)."""
 
     def __init__(self, console: Console, *, flags: Mapping[str, str] | None = None, transient: bool = False) -> None:

@@ -7,7 +7,7 @@ that are ready, so decoding and inference overlap; a bounded window of chunks in
 keeps memory flat however many files there are. ``workers=0`` decodes in the calling
 thread (for debugging, or a machine where processes are unwelcome).
 
-Every file goes through :func:`osr_infer.preprocess.load_image` with the model's contract;
+Every file goes through `osr_infer.preprocess.load_image` with the model's contract;
 a file that fails is reported with its reason and skipped, never fatal. A worker process
 that dies (killed, out of memory, a crashing codec) is replaced and its files decoded again;
 a file that kills its worker is reported like any other unreadable file.
@@ -69,7 +69,7 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)]).
 
     ``fast``: JPEGs through libjpeg-turbo, and small images laid out as stacks of the same size
-    (:meth:`PreprocessContract.finish_stack`); both give the reference path's pixels, bit for bit.
+    (`PreprocessContract.finish_stack`); both give the reference path's pixels, bit for bit.
     False: PIL and one image at a time, the reference path."""
     pixels = np.empty((len(paths), *contract.pixel_shape), dtype=np.uint8)
     done = np.zeros(len(paths), dtype=bool)
@@ -109,7 +109,7 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
 
 
 def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:
-    """:func:`decode_files` with PIL for every format (``osr-infer --decoder pil``)."""
+    """`decode_files` with PIL for every format (``osr-infer --decoder pil``)."""
     return decode_files(paths, contract, fast=False)
 
 
@@ -119,9 +119,9 @@ def _survived(pending: Future[Decoded] | Piece) -> bool:
 
 
 class DecodePool:
-    """Ordered, bounded-prefetch decoding of sources into :class:`Piece` s.
+    """Ordered, bounded-prefetch decoding of sources into `Piece` s.
 
-    Use as a context manager; :meth:`start` starts the workers before the first chunk.
+    Use as a context manager; `start` starts the workers before the first chunk.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
-"""The exceptions osr-toolkit raises on purpose: one tree under :class:`OSRError`.
+"""The exceptions osr-toolkit raises on purpose: one tree under `OSRError`.
 
-Catch :class:`OSRError` for everything the toolkit reports about its inputs; catch a branch
+Catch `OSRError` for everything the toolkit reports about its inputs; catch a branch
 for one kind of trouble (as with httpx's exception tree)::
 
     OSRError
@@ -70,7 +70,7 @@ class ExportError(OSRError):
 class VerificationError(ExportError):
     """An exported artefact failed verification against PyTorch; nothing was written.
 
-    ``report`` is the export's :class:`osr_export.ExportReport` (its parity tables say what
+    ``report`` is the export's `osr_export.ExportReport` (its parity tables say what
     failed), where the export got that far; else None."""
 
     report: Any = None

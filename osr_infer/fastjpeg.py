@@ -5,7 +5,7 @@ outside the decoder (opening, parsing, plugin machinery); simplejpeg calls libjp
 TurboJPEG API directly (~18 us). Both use the accurate integer IDCT and fancy upsampling, and
 DCT scaling for draft mode, so the pixels are bit-identical: tests/test_fastjpeg.py checks all
 10,000 CIFAR-10 JPEGs and photos at every draft scale. What this path does not take (CMYK and
-YCCK, XMP orientation, unreadable EXIF, files over :data:`MAX_FAST_BYTES`, anything
+YCCK, XMP orientation, unreadable EXIF, files over `MAX_FAST_BYTES`, anything
 simplejpeg refuses) goes to PIL unchanged, so errors and unusual files read as before.
 """
 

@@ -1,8 +1,8 @@
 """The ``osr-infer`` command's entry point.
 
-It boots the forkserver that decoding workers fork from (:func:`osr_infer.workers.boot_early`)
+It boots the forkserver that decoding workers fork from (`osr_infer.workers.boot_early`)
 before importing the CLI, so that the server's imports overlap the CLI's, ONNX Runtime's and
-the model's loading instead of following them; then it runs :func:`osr_infer.cli.main`. Worker
+the model's loading instead of following them; then it runs `osr_infer.cli.main`. Worker
 processes re-run this module (multiprocessing's rule for the main script): it imports nothing.
 """
 

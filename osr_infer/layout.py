@@ -7,13 +7,13 @@ or ruled lines, the digit small and off-centre. This step brings any greyscale i
 layout (at any input size: the box is 20/28 of the frame), so that a model trained on MNIST
 laid out the same way sees the same kind of input. numpy and Pillow only: it runs at the edge.
 
-1. work on a copy whose longer side is at most :data:`WORK_SIDE` pixels (box-filtered);
+1. work on a copy whose longer side is at most `WORK_SIDE` pixels (box-filtered);
 2. polarity: subtract a local paper level (the median of coarse cell means around each place,
    so lighting gradients go first); of what is left, the tail beyond a few robust noise levels
    that carries more mass is the ink's. Dark ink is inverted, so the ink is bright;
 3. paper level: the image's cell means over a coarse grid, each the minimum over its
    neighbours (ink rarely covers a whole neighbourhood), smoothly upsampled (one median level
-   for images under :data:`SMALL_SIDE` pixels); it is subtracted, which removes lighting
+   for images under `SMALL_SIDE` pixels); it is subtracted, which removes lighting
    gradients and paper tone;
 4. ink: brighter than Otsu's threshold of what is left, and than a fraction of the
    strongest ink (faint ruled or squared lines and paper texture stay below it); only ink
@@ -212,7 +212,7 @@ def _expand(grid: np.ndarray, cell: int, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _straight_lines(marks: np.ndarray) -> np.ndarray:
-    """The marks on straight lines across the image (:func:`_horizontal_lines`, both ways).
+    """The marks on straight lines across the image (`_horizontal_lines`, both ways).
 
     Lines are looked for on a coarse grid (at most ``LINE_GRID`` cells a side; a cell holds a
     mark if any of its pixels does): lines are long, so the grid finds them as well, many times
@@ -353,14 +353,14 @@ def _place(crop: np.ndarray, size: int, resize: Image.Resampling) -> np.ndarray:
 # (no working copy, one paper level, no lines, no clusters), and what they do take is a few
 # dozen numpy calls on a thousand pixels: per image, Python's overhead dominates. The functions
 # below take a stack of same-size images through the same arithmetic in whole-stack calls, in
-# the same float32 and float64 operations as :func:`layout` (Pillow's blur and resize as
+# the same float32 and float64 operations as `layout` (Pillow's blur and resize as
 # osr_infer/pillow_numpy.py computes them), so the pixels are the same bit for bit
 # (tests/test_layout_stack.py compares them on synthetic images of every kind, and on every
 # MNIST test digit and CIFAR-10 test image).
 
 
 def _float32(values: np.ndarray) -> np.ndarray:
-    """Per-image Python-float scalars as :func:`layout` meets them: cast to float32 where they
+    """Per-image Python-float scalars as `layout` meets them: cast to float32 where they
     meet a float32 array (numpy's rule for a Python float next to an array), shaped to broadcast."""
     return np.asarray(values, dtype=np.float64).astype(np.float32)[:, None]
 
@@ -379,7 +379,7 @@ def _kth(values: np.ndarray, counts: np.ndarray, *ks: int, ascending: bool = Fal
 
 
 def _middle(values: np.ndarray, counts: np.ndarray, n: int, ascending: bool = False) -> np.ndarray:
-    """:func:`_median` of each row's multiset of ``n`` float32 values (the float32 mean of the
+    """`_median` of each row's multiset of ``n`` float32 values (the float32 mean of the
     two middle values for an even count)."""
     if n % 2:
         odd: np.ndarray = _kth(values, counts, n // 2, ascending=ascending)[0]
@@ -390,9 +390,9 @@ def _middle(values: np.ndarray, counts: np.ndarray, n: int, ascending: bool = Fa
 
 
 def _otsu_many(ink_levels: np.ndarray, counts: np.ndarray, tops: np.ndarray) -> np.ndarray:
-    """:func:`_otsu` of each image's ink, each with its own top, from its histogram: the ink of
+    """`_otsu` of each image's ink, each with its own top, from its histogram: the ink of
     pixels of level ``j`` is ``ink_levels[i, j]`` (float32), and there are ``counts[i, j]`` of them.
-    Each level falls into the bin its pixels would, so the bins' weights are :func:`_otsu`'s."""
+    Each level falls into the bin its pixels would, so the bins' weights are `_otsu`'s."""
     count = len(ink_levels)
     tops = np.maximum(tops, 1e-6)
     bins = np.minimum((ink_levels * _float32(256 / tops)).astype(np.intp), 255)
@@ -411,7 +411,7 @@ def _otsu_many(ink_levels: np.ndarray, counts: np.ndarray, tops: np.ndarray) -> 
 
 
 def _mass_ranges(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_mass_range` of each row of ``profiles`` (cumulative mass is non-decreasing, so a
+    """`_mass_range` of each row of ``profiles`` (cumulative mass is non-decreasing, so a
     search is a count)."""
     cumulative = np.cumsum(profiles, axis=1)
     total = cumulative[:, -1:]
@@ -421,11 +421,11 @@ def _mass_ranges(profiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def layout_small(stack: np.ndarray, size: int, resize: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
-    """:func:`layout` of each image of a ``(n, h, w)`` uint8 stack of greyscale images under
-    :data:`SMALL_SIDE` pixels: the same ``(n, size, size)`` uint8 frames, bit for bit, in
+    """`layout` of each image of a ``(n, h, w)`` uint8 stack of greyscale images under
+    `SMALL_SIDE` pixels: the same ``(n, size, size)`` uint8 frames, bit for bit, in
     whole-stack numpy calls (images with nothing to lay out are resized one by one, as
-    :func:`layout` does, and so are the crops for resampling filters other than bilinear:
-    :func:`osr_infer.pillow_numpy.resize_crops`)."""
+    `layout` does, and so are the crops for resampling filters other than bilinear:
+    `osr_infer.pillow_numpy.resize_crops`)."""
     count, h, w = stack.shape
     if max(h, w) >= SMALL_SIDE:
         raise ValueError(f"layout_small takes images under {SMALL_SIDE} pixels a side, not {w}x{h}")

@@ -2,7 +2,7 @@
 
 ``osr-infer one.png`` must not pay for the data-set readers, and ``from osr_train import
 TrainConfig`` must not import torch; each package root lists where its names live and gets
-its module ``__getattr__`` and ``__dir__`` from :func:`lazy_exports`.
+its module ``__getattr__`` and ``__dir__`` from `lazy_exports`.
 """
 
 from __future__ import annotations

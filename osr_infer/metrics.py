@@ -2,7 +2,7 @@
 
 Convention: a higher score means "more like a known class"; an input is accepted as known
 when ``score >= threshold``. Labels are ``0..C-1`` for the known classes and
-:data:`osr_infer.spec.UNKNOWN` (-1) for unknowns, in truths and in open-set predictions.
+`osr_infer.spec.UNKNOWN` (-1) for unknowns, in truths and in open-set predictions.
 Open-set confusion matrices put *unknown* in the last row and column. The ranking metrics
 match scikit-learn's ``roc_auc_score``, ``roc_curve`` and ``average_precision_score``
 (tests compare them); they are written here so that the edge install needs numpy only.

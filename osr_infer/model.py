@@ -5,12 +5,12 @@
 >>> p = model.predict(["digit.png", pil_image, pixels, jpeg_bytes])   # doctest: +SKIP
 >>> p.labels, p.class_index, p.score, p.probability, p.known          # doctest: +SKIP
 
-:meth:`Model.predict` takes paths, PIL images, uint8 arrays and the bytes of image files, and
+`Model.predict` takes paths, PIL images, uint8 arrays and the bytes of image files, and
 applies the model's preprocessing contract to each (EXIF orientation, alpha, colour, the
 layout step, resize, normalisation) exactly as ``osr-infer`` does: the same pixels, bit for bit,
 so the same labels and scores (ONNX Runtime's last bit of a score can depend on the row's place
 in its batch).
-:meth:`Model.predict_files` streams files, folders and data set references through the
+`Model.predict_files` streams files, folders and data set references through the
 decoding pool, batch by batch; unreadable files are reported in each batch and skipped.
 ``osr-infer`` is a thin client of both. Torch-free.
 """
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from osr_infer.sources import Source
     from osr_infer.spec import ModelSpec
 
-#: One input of :meth:`Model.predict`: a path, the bytes of an image file, a PIL image, or
+#: One input of `Model.predict`: a path, the bytes of an image file, a PIL image, or
 #: uint8 pixels (``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA).
 ImageInput = Union[str, os.PathLike[str], bytes, "Image.Image", np.ndarray]
 
@@ -64,10 +64,10 @@ class Predictions:
     """One row per input, as numpy arrays (``len(p)`` rows).
 
     ``class_index`` is the top class whether accepted or not; ``known`` the decision
-    (:attr:`Model.decision_rule`); ``labels`` the class name where known, else ``"unknown"``;
+    (`Model.decision_rule`); ``labels`` the class name where known, else ``"unknown"``;
     ``label_index`` the class index where known, else -1 (negative labels for unknowns, as
     pytorch-ood's detectors give them). ``probability`` is the top softmax probability and
-    ``score`` the model's own known-vs-unknown score. From :meth:`Model.predict_files`,
+    ``score`` the model's own known-vs-unknown score. From `Model.predict_files`,
     ``paths`` names each row's file (or ``source:index`` for an in-memory data set),
     ``failures`` lists the files skipped since the previous batch as ``(path, reason)`` (and
     ``failure_sources`` the source of each), and ``source``/``index`` say which source and
@@ -110,7 +110,7 @@ class Predictions:
 
 
 class FileRun:
-    """What :meth:`Model.predict_files` returns: iterate it for :class:`Predictions` batches.
+    """What `Model.predict_files` returns: iterate it for `Predictions` batches.
 
     The sources are resolved when it is made (a missing folder or a typo fails at once):
     ``sources`` holds them with their labels, ``notes`` what the resolution left out. While
@@ -141,7 +141,7 @@ class FileRun:
 
     def collect(self, *, writer: "ResultsWriter | None" = None,
                 on_batch: "Callable[[ClassifiedBatch], None] | None" = None) -> "InferenceRun":
-        """Run it all and keep every row: the :class:`~osr_infer.pipeline.InferenceRun` that
+        """Run it all and keep every row: the `InferenceRun` that
         ``osr-infer``'s report and metrics read (``osr_infer.report.run_metrics``). Rows are
         streamed to ``writer`` (a results file); ``on_batch`` sees each batch as it is classified."""
         from osr_infer.pipeline import run_inference
@@ -169,9 +169,9 @@ class FileRun:
 class Model:
     """An exported osr-toolkit model (ONNX), ready to classify images: a known class, or unknown.
 
-    Use :meth:`load`. The model decides ``score >= threshold`` on its own score and stored
+    Use `load`. The model decides ``score >= threshold`` on its own score and stored
     threshold, unless ``threshold`` (on the top softmax probability, the seed's 0.999 rule)
-    or ``score_threshold`` (on its own score) was given to :meth:`load`.
+    or ``score_threshold`` (on its own score) was given to `load`.
     """
 
     def __init__(self, session: "InferenceModel", *, shipped: bool = False, threads: int | None = None,
@@ -192,15 +192,15 @@ class Model:
         spin: bool | None = None,
     ) -> "Model":
         """Load ``path`` (an ONNX file written by ``osr-export``), or with no path the model that
-        ships with the package (:func:`shipped_model_path`).
+        ships with the package (`shipped_model_path`).
 
         ``threshold``: accept when the top softmax probability reaches it, in (0, 1);
         ``score_threshold``: accept when the model's own score reaches it; at most one.
         ``threads``: ONNX Runtime's intra-op threads (default: every core, or what
-        :meth:`predict_files` leaves its decoding workers); ``spin``: let idle runtime threads
+        `predict_files` leaves its decoding workers); ``spin``: let idle runtime threads
         busy-wait (default: only when nothing decodes beside them).
-        Raises :class:`~osr_infer.errors.ModelError` for a missing or unusable model and
-        :class:`~osr_infer.errors.ParameterError` for a bad threshold."""
+        Raises `ModelError` for a missing or unusable model and
+        `ParameterError` for a bad threshold."""
         from osr_infer.session import InferenceModel
 
         check("threshold", threshold, Interval(float, 0, 1, closed="neither"), NONE)
@@ -238,12 +238,12 @@ class Model:
 
     @property
     def contract(self) -> "PreprocessContract":
-        """How an image becomes the network's input (:class:`~osr_infer.preprocess.PreprocessContract`)."""
+        """How an image becomes the network's input (`PreprocessContract`)."""
         return self.session.contract
 
     @property
     def threshold(self) -> float:
-        """The threshold of the decision (:attr:`decision_rule`)."""
+        """The threshold of the decision (`decision_rule`)."""
         return self.session.threshold
 
     @property
@@ -253,7 +253,7 @@ class Model:
 
     @property
     def threshold_origin(self) -> str:
-        """``"model"`` (its stored threshold), ``"threshold"`` or ``"score_threshold"`` (given to :meth:`load`)."""
+        """``"model"`` (its stored threshold), ``"threshold"`` or ``"score_threshold"`` (given to `load`)."""
         return self.session.threshold_origin
 
     @property
@@ -294,7 +294,7 @@ class Model:
     def predict(self, inputs: ImageInput | Sequence[ImageInput], *, batch_size: int = DEFAULT_BATCH_SIZE) -> Predictions:
         """Classify ``inputs``: one path, bytes, PIL image or array, or a list of them (a 3-D
         array that is not one colour image, or a 4-D array, is a batch of images). One row per
-        input, in order. Raises :class:`~osr_infer.errors.InputError` naming the first input
+        input, in order. Raises `InputError` naming the first input
         that cannot be read (nothing is classified then)."""
         check("batch_size", batch_size, Interval(int, 1, MAX_BATCH_SIZE))
         from osr_infer.decode import DecodePool
@@ -340,7 +340,7 @@ class Model:
         observers: Sequence["BatchObserver"] = (),
     ) -> FileRun:
         """Classify files, folders (recursive) and data set references (``mnist:test``,
-        ``folder:PATH``...), streaming: iterate the result for :class:`Predictions` batches of
+        ``folder:PATH``...), streaming: iterate the result for `Predictions` batches of
         ``batch_size`` rows, in input order. ``unknown`` sources count every image as unknown
         (for labels and metrics). Files are decoded by ``workers`` processes (default: one per
         core, none for a handful of files); an unreadable file is listed in the next batch's
@@ -380,7 +380,7 @@ class Model:
         return 0 if few_plain_files(list(specs)) else default_cores()
 
     def _tune_session(self, decode_workers: int, batch_size: int) -> None:
-        """Match ONNX Runtime's threads to the run, unless :meth:`load` was told (a new session
+        """Match ONNX Runtime's threads to the run, unless `load` was told (a new session
         only when the threading differs: the model is small, loading costs milliseconds)."""
         threads, spin = ort_threading(decode_workers, batch_size)
         threads = self._threads or threads

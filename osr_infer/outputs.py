@@ -1,7 +1,7 @@
 """The one outputs record of an exported model, and the names of its graph's tensors.
 
 Every runtime (ONNX Runtime at the edge, PyTorch and TorchScript at export time) returns a
-:class:`ModelOutputs`, so verification, parity and inference compare like with like.
+`ModelOutputs`, so verification, parity and inference compare like with like.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Modelled on scikit-learn's ``_parameter_constraints``: a typed configuration (a dataclass)
 lists, per field, the constraints one of which the value must satisfy, and calls
-:func:`validate` in ``__post_init__``. The error is a :class:`~osr_infer.errors.ParameterError`
+`validate` in ``__post_init__``. The error is a `ParameterError`
 (a ValueError) that names the parameter and what was expected, in one line:
 ``lr must be a number in (0, inf), got nan``; the command-line tools map the parameter to their
 flag (``--lr``). NaN and infinities never pass an interval.

@@ -108,7 +108,7 @@ _MAXED = ("max_abs_logits", "max_abs_probs", "max_abs_score", "score_excess")
 
 
 def merge_stats(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
-    """:func:`compare` statistics of two disjoint sets of images, as if compared in one go
+    """`compare` statistics of two disjoint sets of images, as if compared in one go
     (osr-infer compares batch by batch)."""
     if a is None or not a["n"]:
         return dict(b)

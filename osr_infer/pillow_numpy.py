@@ -1,7 +1,7 @@
 """Pillow's operations on stacks of same-size images, in numpy, bit for bit.
 
 The layout step and the resize of small images run on whole stacks (osr_infer/layout.py:
-layout_small; :func:`resize_stack`) instead of one PIL call per image, where Python's overhead
+layout_small; `resize_stack`) instead of one PIL call per image, where Python's overhead
 per call costs more than the pixels. Each function here computes what Pillow computes, in its
 fixed-point arithmetic and order of operations (Pillow's ``libImaging/BoxBlur.c`` and
 ``Resample.c``), and tests/test_layout_stack.py compares them with Pillow itself.
@@ -118,7 +118,7 @@ def vertical_first(h: np.ndarray, w: np.ndarray, new_h: np.ndarray, new_w: np.nd
 @functools.lru_cache(maxsize=1)
 def pass_order() -> str:
     """The installed Pillow's order of resampling passes, found on a fixed probe whose two
-    orders differ (:func:`probe_orders`): "pillow13" or "horizontal"; "pil" where neither
+    orders differ (`probe_orders`): "pillow13" or "horizontal"; "pil" where neither
     matches, and then every resize goes through Pillow itself."""
     expected, candidates = probe_orders()
     return next((order for order, got in candidates.items() if np.array_equal(got, expected)), "pil")

@@ -289,7 +289,7 @@ def run_inference(
     observers: list[BatchObserver] | None = None,
     on_batch: Callable[[ClassifiedBatch], None] | None = None,
 ) -> InferenceRun:
-    """Classify every item of ``sources`` (:func:`iter_batches`) and keep every row: the run
+    """Classify every item of ``sources`` (`iter_batches`) and keep every row: the run
     that ``osr-infer`` reports on. Rows are streamed to ``writer``; ``on_batch`` sees each
     batch as it is classified (progress, failures)."""
     names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)

@@ -176,7 +176,7 @@ class PreprocessContract:
         return f"{self.channels}x{self.size}x{self.size} ({self.color}, {how})"
 
     def to_uint8(self, image: Image.Image) -> np.ndarray:
-        """Steps 3-5 on a decoded PIL image: a uint8 array of :attr:`pixel_shape`."""
+        """Steps 3-5 on a decoded PIL image: a uint8 array of `pixel_shape`."""
         return self.finish(self.convert(image))
 
     def convert(self, image: Image.Image) -> Image.Image:
@@ -186,7 +186,7 @@ class PreprocessContract:
         return to_grayscale(image) if self.color == "L" else to_rgb(image)
 
     def finish(self, converted: Image.Image) -> np.ndarray:
-        """Steps 4-5 on a converted image (:meth:`convert`): the resize or the layout step."""
+        """Steps 4-5 on a converted image (`convert`): the resize or the layout step."""
         if self.layout:
             return layout(converted, self.size, _RESAMPLING[self.resize])
         if converted.size != (self.size, self.size):
@@ -194,7 +194,7 @@ class PreprocessContract:
         return np.asarray(converted, dtype=np.uint8)
 
     def stacks(self, height: int, width: int) -> bool:
-        """Whether converted images of this size take steps 4-5 as a stack (:meth:`finish_stack`):
+        """Whether converted images of this size take steps 4-5 as a stack (`finish_stack`):
         small images (under ``layout.SMALL_SIDE`` pixels a side), with the layout step or a
         bilinear resize, where a stack is many times faster than one PIL call per image."""
         return self.can_stack and max(height, width) < SMALL_SIDE
@@ -205,8 +205,8 @@ class PreprocessContract:
         return self.layout or self.resize == "bilinear"
 
     def finish_stack(self, stack: np.ndarray) -> np.ndarray:
-        """:meth:`finish` of each image of a ``(n, h, w)`` (or, for RGB, ``(n, h, w, 3)``) uint8
-        stack of converted images (:meth:`stacks`), in whole-stack numpy calls: the same pixels,
+        """`finish` of each image of a ``(n, h, w)`` (or, for RGB, ``(n, h, w, 3)``) uint8
+        stack of converted images (`stacks`), in whole-stack numpy calls: the same pixels,
         bit for bit."""
         if self.layout:
             return layout_small(stack, self.size, _RESAMPLING[self.resize])
@@ -214,7 +214,7 @@ class PreprocessContract:
 
     def in_color(self, stack: np.ndarray) -> np.ndarray:
         """A stack of uint8 grey ``(n, h, w)`` or RGB ``(n, h, w, 3)`` images in the contract's
-        colour, as PIL's ``convert`` would make it (for :meth:`finish_stack`)."""
+        colour, as PIL's ``convert`` would make it (for `finish_stack`)."""
         if self.color == "L":
             return luma(stack) if stack.ndim == 4 else stack
         return np.repeat(stack[..., None], 3, axis=-1) if stack.ndim == 3 else stack
@@ -248,7 +248,7 @@ class PreprocessContract:
         return out
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 :attr:`pixel_shape` images (or one image) -> float32 ``(N, channels, size, size)``."""
+        """uint8 `pixel_shape` images (or one image) -> float32 ``(N, channels, size, size)``."""
         if pixels.dtype != np.uint8:
             raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
         if pixels.ndim == len(self.pixel_shape):
@@ -269,7 +269,7 @@ class PreprocessContract:
 PREPROCESSING = PreprocessContract()
 #: Images per thread when a whole array is conformed.
 CONFORM_CHUNK = 2048
-#: Images per stack for the layout step of small images (:meth:`PreprocessContract.finish_stack`).
+#: Images per stack for the layout step of small images (`PreprocessContract.finish_stack`).
 STACK_CHUNK = 256
 
 
@@ -317,7 +317,7 @@ def flatten_alpha(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit 'RGB' (high-bit-depth grey through :func:`to_grayscale`)."""
+    """Any PIL mode -> 8-bit 'RGB' (high-bit-depth grey through `to_grayscale`)."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -396,12 +396,12 @@ _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
 def load_stackable(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
-    """For decoding many files at once (:func:`osr_infer.decode.decode_files`): an image that
-    takes steps 4-5 in a stack (:meth:`PreprocessContract.stacks`) as its upright uint8 array,
-    for :meth:`PreprocessContract.in_color` and :meth:`PreprocessContract.finish_stack` (a JPEG
+    """For decoding many files at once (`osr_infer.decode.decode_files`): an image that
+    takes steps 4-5 in a stack (`PreprocessContract.stacks`) as its upright uint8 array,
+    for `PreprocessContract.in_color` and `PreprocessContract.finish_stack` (a JPEG
     or PNG on the fast path before colour conversion, any other file after it); every other
-    image converted, as :func:`load_converted` returns it, for :func:`finish_converted`. The
-    same pixels as :func:`load_image`; ImageDecodeError where the file is unusable."""
+    image converted, as `load_converted` returns it, for `finish_converted`. The
+    same pixels as `load_image`; ImageDecodeError where the file is unusable."""
     with _decode_errors():
         pixels = _fast_pixels(path, contract)
         if pixels is not None:
@@ -419,15 +419,15 @@ def load_image(path: str | Path, contract: PreprocessContract = PREPROCESSING, f
 
 
 def finish_converted(converted: Image.Image, contract: PreprocessContract) -> np.ndarray:
-    """Steps 4-5 of :func:`load_image` on what :func:`load_converted` returned."""
+    """Steps 4-5 of `load_image` on what `load_converted` returned."""
     with _decode_errors():
         return contract.finish(converted)
 
 
 def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSING, fast: bool = True) -> Image.Image:
-    """Steps 1-3 of :func:`load_image`: the decoded image, upright and in the contract's colour
-    mode, for :meth:`PreprocessContract.finish` (or, for many small images at once,
-    :meth:`PreprocessContract.finish_stack`); ImageDecodeError where the file is unusable."""
+    """Steps 1-3 of `load_image`: the decoded image, upright and in the contract's colour
+    mode, for `PreprocessContract.finish` (or, for many small images at once,
+    `PreprocessContract.finish_stack`); ImageDecodeError where the file is unusable."""
     path = Path(path)
     with _decode_errors():
         file_size = path.stat().st_size
@@ -440,7 +440,7 @@ def load_converted(path: str | Path, contract: PreprocessContract = PREPROCESSIN
 
 
 def load_converted_bytes(data: bytes, contract: PreprocessContract = PREPROCESSING) -> Image.Image:
-    """:func:`load_converted` of an encoded image held in memory (the bytes of a file): the
+    """`load_converted` of an encoded image held in memory (the bytes of a file): the
     same steps, through PIL (whose pixels the fast decoders reproduce bit for bit)."""
     import io
 

@@ -1,6 +1,6 @@
 """What a run prints: per-image rows for small runs, a summary for large ones, and metrics.
 
-Metrics come from :mod:`osr_infer.metrics`, the same code that scored the model in
+Metrics come from `osr_infer.metrics`, the same code that scored the model in
 training: for labelled sources (knowns from MNIST/digits, unknowns from CIFAR-10 or any
 ``--unknown`` source) closed-set accuracy, known acceptance, unknown rejection and the
 11-class open-set accuracy, per source and over everything labelled. They are measured on the
@@ -23,7 +23,6 @@ from osr_infer.metrics import ood_report, open_set_report
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
 
 #: Runs up to this many images get one table row per image.
-TABLE_ROWS = 50
 
 
 def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, threshold: float, n_classes: int) -> dict[str, Any] | None:
@@ -47,7 +46,7 @@ def labelled_metrics(labels: np.ndarray, pred: np.ndarray, score: np.ndarray, th
 def run_metrics(run: InferenceRun) -> dict[str, dict[str, Any]]:
     """``{source name: metrics}`` for each labelled source, plus ``"all labelled"`` when several.
 
-    Measured on the run's decision (:meth:`InferenceRun.decision_values` at ``model.threshold``),
+    Measured on the run's decision (`InferenceRun.decision_values` at ``model.threshold``),
     AUROC included; each entry names it as ``decision`` (e.g. ``msp >= 0.999``).
     """
     labels, p, thr = run.true_labels(), run.predictions, run.model.threshold
@@ -91,18 +90,25 @@ def decision_text(run: InferenceRun) -> str:
     return f"known when {run.model.decision_rule} ({run.model.origin_label(FLAGS)})"
 
 
-def print_report(run: InferenceRun, console: Console, *, output: str | None = None) -> None:
+def print_report(run: InferenceRun, console: Console, *, output: str | None = None, list_up_to: int = 50) -> None:
+    """The run as a person reads it: one row a file for up to ``list_up_to`` files, else the
+    counts per label; the metrics of labelled sources; the speed; where the rows were written."""
     p = run.predictions
     rule = decision_text(run)
-    if 0 < len(p) <= TABLE_ROWS:
+    if 0 < len(p) <= list_up_to:
+        # One row a file, as a person reads it: what it is, how sure, and the decision.
+        quantity = "probability" if run.model.decides_on_probs else run.model.decision_score
+        values = p.probability if run.model.decides_on_probs else p.score
         table = Table(title=_images(len(p)), caption=escape(rule), show_header=True, header_style="bold")
-        for name, justify in (("path", "left"), ("label", "right"), ("probability", "right"), ("score", "right")):
-            table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]  # rich wants a Literal
+        for name, justify in (("file", "left"), ("label", "left"), (quantity, "right"), ("decision", "left")):
+            table.add_column(escape(name), justify=justify, overflow="fold")  # type: ignore[arg-type]  # rich wants a Literal
         labels = run.open_set_labels()
+        names = run.model.class_names
         for k in range(len(p)):
             source = run.sources[int(p.source[k])]
-            table.add_row(escape(printable(source.item_id(int(p.index[k])))), escape(printable(labels[k])), f"{p.probability[k]:.6f}",
-                          f"{p.score[k]:.6g}")
+            decision = "known" if p.known[k] else f"unknown (nearest: {names[int(p.pred[k])]})"
+            table.add_row(escape(printable(source.item_id(int(p.index[k])))), escape(printable(labels[k])), f"{values[k]:.4g}",
+                          escape(printable(decision)))
         console.print(table)
     else:
         counts = label_counts(run)

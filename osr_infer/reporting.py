@@ -1,7 +1,7 @@
-"""How long work tells what it is doing, without printing: a :class:`Reporter` the caller supplies.
+"""How long work tells what it is doing, without printing: a `Reporter` the caller supplies.
 
 The library reports through it and prints nothing itself; the base class is silent. The
-command-line tools supply one that prints with rich (:class:`osr_infer.cli_support.ConsoleReporter`);
+command-line tools supply one that prints with rich (`osr_infer.cli_support.ConsoleReporter`);
 a program can log instead::
 
     class LogReporter(Reporter):

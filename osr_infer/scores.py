@@ -4,7 +4,7 @@ Every score is "higher means more like a known class"; an input is accepted when
 ``score >= threshold``. The checkpoint and the exported metadata name the score; the ONNX
 graph computes it as its ``score`` output, so an edge client never recomputes it. The torch
 implementation and the fitting step of each score live beside the network, in
-:mod:`osr_train.scoring`, keyed by the same name; a new score is one entry here and one there.
+`osr_train.scoring`, keyed by the same name; a new score is one entry here and one there.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ quantities:
 * with ``threshold``, on any model, the top softmax probability (msp, the maximum of
   ``probs``): ``max(probs) >= threshold``, the seed notebook's rule.
 
-:class:`osr_infer.Model` is the public face of this session; this module is its engine.
+`osr_infer.Model` is the public face of this session; this module is its engine.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from osr_infer.spec import ModelSpec, is_finite_number
 REQUIRED_OUTPUTS = ("logits", "probs")
 #: The quantity ``threshold`` is on: the top softmax probability.
 MSP = "msp"
-#: Where a run's threshold came from (:attr:`InferenceModel.threshold_origin`): the
+#: Where a run's threshold came from (`InferenceModel.threshold_origin`): the
 #: ``threshold`` or ``score_threshold`` parameter, or the model's own stored threshold.
 ORIGINS = ("threshold", "score_threshold", "model")
 #: The name of a model's ``score`` output when no osr.* metadata names its score.
@@ -204,7 +204,7 @@ class InferenceModel:
         return dim if isinstance(dim, int) else None
 
     def run(self, x: np.ndarray) -> ModelOutputs:
-        """Normalised float32 ``(N, C, H, W)`` -> outputs; :meth:`decide` makes the decision."""
+        """Normalised float32 ``(N, C, H, W)`` -> outputs; `decide` makes the decision."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         try:
             out = self._session.run(self._output_names, {self.input_name: x})
@@ -223,7 +223,7 @@ class InferenceModel:
         return f"{self.decision_score} >= {self.threshold:g}"
 
     def decision_values(self, outputs: ModelOutputs) -> np.ndarray:
-        """The quantity compared with :attr:`threshold`: ``max(probs)`` with ``threshold``, else the score."""
+        """The quantity compared with `threshold`: ``max(probs)`` with ``threshold``, else the score."""
         return outputs.probs.max(axis=1) if self.decides_on_probs else outputs.score
 
     def decide(self, outputs: ModelOutputs) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 * a file or a folder (searched recursively, sorted, common image suffixes): unlabelled,
   or every image counted as *unknown* when passed with ``--unknown``;
-* a data set reference from the registry (:mod:`osr_infer.data.registry`): ``mnist:test``,
+* a data set reference from the registry (`osr_infer.data.registry`): ``mnist:test``,
   ``mnist:train``, ``cifar10:test`` (every image an unknown), ``digits`` (the test split of
   the model's own split seed plus the sample-photo crops), ``folder:PATH`` (one subfolder
   per class, e.g. what ``osr-train sample-images`` writes) and ``idx:PATH`` (the test split).

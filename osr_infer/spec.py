@@ -7,7 +7,7 @@ assumes a shape, a class count or a label convention of its own. It holds:
 * the preprocessing contract (input size, channels, colour conversion, resize,
   normalisation, further steps);
 * the class names (2 or more) and the unknown convention: class ``k`` is label ``k``,
-  an unknown is the negative label :data:`UNKNOWN` (as pytorch-ood does);
+  an unknown is the negative label `UNKNOWN` (as pytorch-ood does);
 * the score, its fitted parameters, the threshold and how it was chosen;
 * the softmax temperature: ``probs = softmax(logits / temperature)``, the probabilities the
   card's rule (``--threshold``, on the top one) reads; 1 unless training fitted it (schema 3);

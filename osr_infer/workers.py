@@ -1,7 +1,7 @@
 """Worker processes for decoding, without numpy: how they start, and how they clean up.
 
-Kept apart from :mod:`osr_infer.decode` so that ``osr-infer`` can boot the forkserver the
-workers fork from before it imports anything heavy (:func:`boot_early`, called by
+Kept apart from `osr_infer.decode` so that ``osr-infer`` can boot the forkserver the
+workers fork from before it imports anything heavy (`boot_early`, called by
 ``osr_infer.launch``): the server then imports the decoder on the second core while the main
 process imports ONNX Runtime and loads the model, instead of after.
 """
@@ -44,7 +44,7 @@ def _start_method() -> str:
 
 
 def prepare_workers(method: str | None = None) -> "multiprocessing.context.BaseContext":
-    """The context worker processes start from (``method``, or :func:`_start_method`'s choice);
+    """The context worker processes start from (``method``, or `_start_method`'s choice);
     a forkserver is booted now, in the background, so that it imports the decoder while the
     caller loads the model and lists files."""
     import multiprocessing
@@ -98,7 +98,7 @@ def without_main_script() -> Iterator[None]:
 
 
 def _decoder_context(context: "multiprocessing.context.BaseContext") -> "multiprocessing.context.BaseContext":
-    """``context`` whose processes start :func:`without_main_script` (fork copies the process
+    """``context`` whose processes start `without_main_script` (fork copies the process
     and needs no preparation: it is returned as it is)."""
     method = context.get_start_method()
     if method not in _DECODER_PROCESSES:
@@ -108,8 +108,8 @@ def _decoder_context(context: "multiprocessing.context.BaseContext") -> "multipr
     return decoder_context
 
 
-#: The process classes of :func:`_decoder_context`, by start method: made on first use
-#: (:func:`__getattr__`; a worker unpickling its process object finds them the same way).
+#: The process classes of `_decoder_context`, by start method: made on first use
+#: (`__getattr__`; a worker unpickling its process object finds them the same way).
 _DECODER_PROCESSES = {"forkserver": "DecoderForkServerProcess", "spawn": "DecoderSpawnProcess"}
 
 
@@ -233,7 +233,7 @@ def small_run(paths: list[str]) -> bool:
 
 def few_plain_files(sources: list[str]) -> bool:
     """Are all the sources image files (no folder, no data set reference), few and small
-    (:func:`small_run`)? Such a run decodes in-process."""
+    (`small_run`)? Such a run decodes in-process."""
     return bool(sources) and all(os.path.isfile(source) for source in sources) and small_run(sources)
 
 

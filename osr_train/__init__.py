@@ -7,12 +7,12 @@ The public API, importable from here::
     trained.spec, trained.metrics
     trained.save("artifacts/siamese/model.pt")          # what osr-export reads
 
-* :class:`TrainConfig`: the one training configuration (the seed notebook's defaults),
-  :data:`RECIPES` the named sets of overrides (``best``, ``seed``);
-* :func:`train` -> :class:`TrainedModel`; it prints nothing (pass a
-  :class:`osr_infer.reporting.Reporter` to hear from it).
+* `TrainConfig`: the one training configuration (the seed notebook's defaults),
+  `RECIPES` the named sets of overrides (``best``, ``seed``);
+* `train` -> `TrainedModel`; it prints nothing (pass a
+  `osr_infer.reporting.Reporter` to hear from it).
 
-Built on :mod:`osr_infer` (the spec, the data sets, the metrics), never the reverse. Names
+Built on `osr_infer` (the spec, the data sets, the metrics), never the reverse. Names
 load on first use: ``TrainConfig`` needs no torch.
 """
 

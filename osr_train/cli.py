@@ -29,7 +29,7 @@ def _choices(name: str, values: Iterable[str]) -> type[Enum]:
 
 
 class StrEnumChoice(str, Enum):
-    """What a choice made by :func:`_choices` is: a string enum."""
+    """What a choice made by `_choices` is: a string enum."""
 
 
 if TYPE_CHECKING:  # made at run time from the registries: to the type checker, string enums
@@ -56,7 +56,7 @@ FLAGS = {"ood_dirs": "--ood-dir", "work_dir": "--out"}
 
 def _train(model: str, recipe: Recipe, out: Optional[Path], threshold: Optional[float], **options) -> None:  # noqa: ANN003
     """``osr-train baseline|siamese``: the configuration from the recipe and the options given,
-    :func:`osr_train.train`, then the model, metrics and plots in the output folder."""
+    `osr_train.train`, then the model, metrics and plots in the output folder."""
     from osr_train.config import TrainConfig
     from osr_train.pipeline import train
 

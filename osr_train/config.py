@@ -1,8 +1,8 @@
-"""The one training configuration, :class:`TrainConfig`, and the recipes as overrides of it.
+"""The one training configuration, `TrainConfig`, and the recipes as overrides of it.
 
 Every hyper-parameter has one default here, the seed notebook's, and one constraint; a recipe
-(:data:`osr_train.recipes.RECIPES`) is only the fields it changes. ``osr-train`` builds its
-configuration with :meth:`TrainConfig.from_recipe` from the options it was given, and its help
+(`osr_train.recipes.RECIPES`) is only the fields it changes. ``osr-train`` builds its
+configuration with `TrainConfig.from_recipe` from the options it was given, and its help
 texts quote the recipes' values from the same table. Torch-free, so ``--help`` stays fast.
 
 >>> from osr_train import TrainConfig

@@ -28,7 +28,7 @@ LAYERS = ("hidden_pre", "hidden", "penultimate")
 @torch.inference_mode()
 @full_fp32()
 def hidden_features(model: ConvNet, images: np.ndarray, contract: PreprocessContract, batch_size: int = 2048) -> dict[str, np.ndarray]:
-    """Logits and the features of :data:`LAYERS` for uint8 ``images`` already in the contract's
+    """Logits and the features of `LAYERS` for uint8 ``images`` already in the contract's
     pixel shape (``contract.conform``): ``forward_with_layers``' outputs, and ``fc2``'s input from
     a hook (the activation differs between the networks)."""
     normalize = Normalizer(contract)

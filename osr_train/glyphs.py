@@ -9,9 +9,9 @@ nor any character that is one of the model's class names: calling those unknown 
 convention, not open-set skill. The evaluation sets of ``benchmarks/`` render TrueType fonts
 (matplotlib's and Pillow's) instead, so they do not measure this generator against itself.
 
-Two more kinds widen the near unknowns beyond Latin: :func:`render_symbols` draws Hershey's
+Two more kinds widen the near unknowns beyond Latin: `render_symbols` draws Hershey's
 Japanese kana and kanji and its symbol fonts (astrology, meteorology, music, maths, markers),
-and :func:`render_pieces` makes up characters from the strokes of two glyphs. Hershey's Greek
+and `render_pieces` makes up characters from the strokes of two glyphs. Hershey's Greek
 and Cyrillic are never drawn: the near-OOD sets of ``tools/make_near_ood.py`` measure
 scripts that training never saw.
 """
@@ -71,7 +71,7 @@ def drawable(char: str) -> bool:
 
 
 def glyph_characters(class_names: tuple[str, ...] | list[str] = ()) -> str:
-    """The characters to draw: :data:`CHARACTERS` less any that is a class name."""
+    """The characters to draw: `CHARACTERS` less any that is a class name."""
     known = {name for name in class_names if len(name) == 1}
     return "".join(c for c in CHARACTERS if c not in known and c not in LOOKALIKES)
 
@@ -100,7 +100,7 @@ def _pen(strokes: Sequence[Stroke], side: int, rng: np.random.Generator) -> np.n
 
 
 def render_glyphs(n: int, side: int, rng: np.random.Generator, characters: str) -> np.ndarray:
-    """``n`` random Latin glyphs of ``characters`` as uint8 ``(n, side, side)`` (see :func:`_pen`)."""
+    """``n`` random Latin glyphs of ``characters`` as uint8 ``(n, side, side)`` (see `_pen`)."""
     if not characters:
         return np.zeros((0, side, side), dtype=np.uint8)
     out = np.empty((n, side, side), dtype=np.uint8)
@@ -161,8 +161,8 @@ def _shape(font: str, key: str) -> tuple:
 
 @lru_cache(maxsize=1)
 def symbol_glyphs() -> tuple[tuple[str, str], ...]:
-    """The ``(font, key)`` pairs of :data:`SYMBOL_FONTS` drawn as outliers: no plain ASCII glyph,
-    no Latin letter or digit, no duplicate, no dot, line or loop, none of :data:`SYMBOL_LOOKALIKES`."""
+    """The ``(font, key)`` pairs of `SYMBOL_FONTS` drawn as outliers: no plain ASCII glyph,
+    no Latin letter or digit, no duplicate, no dot, line or loop, none of `SYMBOL_LOOKALIKES`."""
     keys = [chr(c) for c in range(33, 127)]
     chosen, seen = [], set()
     for font in SYMBOL_FONTS:
@@ -182,7 +182,7 @@ def symbol_glyphs() -> tuple[tuple[str, str], ...]:
 
 
 def render_symbols(n: int, side: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random glyphs of :func:`symbol_glyphs` (kana, kanji and symbols), drawn like :func:`render_glyphs`."""
+    """``n`` random glyphs of `symbol_glyphs` (kana, kanji and symbols), drawn like `render_glyphs`."""
     items = symbol_glyphs()
     out = np.empty((n, side, side), dtype=np.uint8)
     for i in range(n):
@@ -193,7 +193,7 @@ def render_symbols(n: int, side: int, rng: np.random.Generator) -> np.ndarray:
 
 def render_pieces(n: int, side: int, rng: np.random.Generator, characters: str) -> np.ndarray:
     """``n`` made-up characters: some strokes of one glyph (Latin or symbol) joined to some strokes of
-    another, each piece at its own place and size, then drawn like :func:`render_glyphs`. Shapes of
+    another, each piece at its own place and size, then drawn like `render_glyphs`. Shapes of
     handwriting that belong to no script; a result that is one straight line or one loop is drawn again."""
     sources = [(font, c) for font in FONTS for c in characters if c not in FONT_LOOKALIKES.get(font, "")] + list(symbol_glyphs())
     out = np.empty((n, side, side), dtype=np.uint8)

@@ -90,8 +90,8 @@ class WideConvNet(ConvNet):
 
 
 class WideLeakyConvNet(WideConvNet):
-    """:class:`WideConvNet` whose head (the two hidden linear layers) uses a leaky ReLU (slope
-    :data:`HEAD_SLOPE`) instead of a ReLU; the same layers and parameters.
+    """`WideConvNet` whose head (the two hidden linear layers) uses a leaky ReLU (slope
+    `HEAD_SLOPE`) instead of a ReLU; the same layers and parameters.
 
     Why: outlier exposure teaches the ReLU head to send outliers to an all-zero embedding,
     where every logit is the last layer's bias. On MNIST 98 % of the CIFAR-10 images end there,
@@ -126,15 +126,15 @@ class TwoBranch:
 
 
 class SiameseNet(TwoBranch, ConvNet):  # type: ignore[misc]  # forward takes pairs
-    """The seed's Siamese model: :class:`ConvNet` trained in two stages."""
+    """The seed's Siamese model: `ConvNet` trained in two stages."""
 
 
 class WideSiameseNet(TwoBranch, WideConvNet):  # type: ignore[misc]  # forward takes pairs
-    """:class:`WideConvNet` trained in the two Siamese stages."""
+    """`WideConvNet` trained in the two Siamese stages."""
 
 
 class WideLeakySiameseNet(TwoBranch, WideLeakyConvNet):  # type: ignore[misc]  # forward takes pairs
-    """:class:`WideLeakyConvNet` trained in the two Siamese stages."""
+    """`WideLeakyConvNet` trained in the two Siamese stages."""
 
 
 ARCHITECTURES: dict[str, type[ConvNet]] = {

@@ -1,6 +1,6 @@
-"""Training as a function: :func:`train` loads the data, trains, calibrates and evaluates, and
-returns a :class:`TrainedModel` (``.spec``, ``.metrics``, ``.save(path)``). It prints nothing:
-what it has to say goes to the :class:`~osr_infer.reporting.Reporter` it is given.
+"""Training as a function: `train` loads the data, trains, calibrates and evaluates, and
+returns a `TrainedModel` (``.spec``, ``.metrics``, ``.save(path)``). It prints nothing:
+what it has to say goes to the `Reporter` it is given.
 
 >>> from osr_train import TrainConfig, train
 >>> trained = train(TrainConfig.from_recipe("seed", epochs=2, pretrain_epochs=1), dataset="digits")  # doctest: +SKIP
@@ -35,11 +35,11 @@ if TYPE_CHECKING:  # torch is imported when training starts, not with this modul
 
 @dataclass
 class TrainedModel:
-    """What :func:`train` returns: the network, its spec, and what training measured.
+    """What `train` returns: the network, its spec, and what training measured.
 
     ``metrics`` are the test figures (closed-set accuracy, known acceptance, unknown rejection,
-    AUROC per unknown set...), ``history`` one record per epoch. :meth:`save` writes the
-    checkpoint that ``osr-export`` reads; :meth:`save_report` the metrics, history and plots.
+    AUROC per unknown set...), ``history`` one record per epoch. `save` writes the
+    checkpoint that ``osr-export`` reads; `save_report` the metrics, history and plots.
     """
 
     spec: ModelSpec
@@ -103,7 +103,7 @@ def train(
     without it, a temporary folder is used and removed. ``threads`` sets torch's CPU threads for
     this call (the process's count is restored on return).
     The threshold is ``config.score_threshold``, or calibrated at ``config.target_tpr`` on
-    validation knowns. Raises :class:`~osr_infer.errors.DataError`, ``ParameterError``,
+    validation knowns. Raises `DataError`, ``ParameterError``,
     ``TrainingError`` or ``TrainingInterrupted`` (Ctrl-C; the checkpoint to resume from is named).
     """
     import tempfile

@@ -28,7 +28,7 @@ NETWORKS: dict[str, dict[str, str]] = {
 DEFAULT_RECIPE = "best"
 #: The card's and the seed's rule: known when the top softmax probability reaches 0.999.
 CARD_MSP_THRESHOLD = 0.999
-#: Each recipe is the fields of :class:`osr_train.config.TrainConfig` it changes; the seed's are its defaults.
+#: Each recipe is the fields of `osr_train.config.TrainConfig` it changes; the seed's are its defaults.
 RECIPES: dict[str, dict[str, Any]] = {
     "seed": {},
     "best": dict(

@@ -3,7 +3,7 @@ module ``x -> (logits, probs, score)`` that is evaluated in PyTorch and exported
 
 The same module is what gets exported, so the ONNX graph's ``score`` output is by
 construction the score the threshold was chosen for. The facts about each score (range,
-what it is computed from, whether it is fitted) are in :mod:`osr_infer.scores`; this module
+what it is computed from, whether it is fitted) are in `osr_infer.scores`; this module
 adds, per name, the torch function and the fit. Scores that need fitted statistics keep
 them as buffers, and as ``score_params`` in the model spec.
 """
@@ -137,7 +137,7 @@ def kl_prototype_score(logits: torch.Tensor, hidden: torch.Tensor, prototypes: t
 @full_fp32()
 def fit_kl_prototype(classifier: Classifier, images: torch.Tensor, labels: torch.Tensor, normalize: Normalize, batch_size: int = 4096,
                      held_out: int = STANDARDISATION_HELD_OUT, seed: int = 0) -> dict[str, Any]:
-    """Prototypes (:func:`fit_prototypes`) on the training knowns but ``held_out`` of them (a
+    """Prototypes (`fit_prototypes`) on the training knowns but ``held_out`` of them (a
     seeded random draw, at most a fifth), and each term's mean and standard deviation on those."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).to(images.device)
     n_held = max(1, min(held_out, len(images) // 5))

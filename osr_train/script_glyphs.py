@@ -1,9 +1,9 @@
 """Letters of other scripts as outliers: a bank of glyph masks rendered once from outline fonts,
 drawn at training time with a random affine warp and a dilated stroke weight.
 
-The Hershey fonts of :mod:`osr_train.glyphs` carry Latin, kana, kanji and symbols only; a digit
+The Hershey fonts of `osr_train.glyphs` carry Latin, kana, kanji and symbols only; a digit
 reader also meets letters of every other script. The bank (``script_glyphs.npz``, shipped with the
-package, so training needs no font installed) holds the letters of :data:`TRAINING_SCRIPTS`,
+package, so training needs no font installed) holds the letters of `TRAINING_SCRIPTS`,
 rendered from Debian's ``fonts-noto-core``. It is rebuilt with
 
     python -m osr_train.script_glyphs build      # needs fonts-noto-core and fonts-dejavu
@@ -17,7 +17,7 @@ Lao and the Tai scripts; Caucasian Albanian), and the construction differs: a gl
 its bank mask with an affine warp and dilations, never a blur-and-threshold or an
 elastic warp.
 
-Letters written like a digit are left out when the bank is built (see :func:`build`): those whose
+Letters written like a digit are left out when the bank is built (see `build`): those whose
 rendering lies as near to a digit (of a reference outline font, or pen-drawn from a Hershey font) as
 digits lie to each other across fonts, and those an audit with the default model found.
 """
@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 BANK_PATH = Path(__file__).with_name("script_glyphs.npz")
-#: Side of a bank mask; the ink is fitted into :data:`BANK_INK` pixels of it, aspect kept.
+#: Side of a bank mask; the ink is fitted into `BANK_INK` pixels of it, aspect kept.
 BANK_SIDE, BANK_INK = 32, 28
 #: Script (the prefix of its characters' Unicode names) -> Noto fonts that carry it.
 TRAINING_SCRIPTS: dict[str, tuple[str, ...]] = {
@@ -127,7 +127,7 @@ def _is_line_or_dot(mask: Image.Image, em: float) -> bool:
 
 
 def candidates() -> list[tuple[str, str, Path]]:
-    """``(script, char, font)`` for every letter of :data:`TRAINING_SCRIPTS` that a font draws."""
+    """``(script, char, font)`` for every letter of `TRAINING_SCRIPTS` that a font draws."""
     from matplotlib.ft2font import FT2Font
 
     found = []
@@ -155,9 +155,9 @@ def candidates() -> list[tuple[str, str, Path]]:
 REFERENCE_FONTS = ("noto/NotoSans-Regular.ttf", "noto/NotoSans-Italic.ttf", "noto/NotoSerif-Regular.ttf",
                    "noto/NotoSerif-Italic.ttf", "dejavu/DejaVuSans.ttf", "dejavu/DejaVuSans-Oblique.ttf",
                    "dejavu/DejaVuSerif.ttf", "dejavu/DejaVuSansMono.ttf", "dejavu/DejaVuSansCondensed.ttf")
-#: An accepted letter this near to a reference digit (blurred pixels, see :func:`reference_distance`) is a lookalike.
+#: An accepted letter this near to a reference digit (blurred pixels, see `reference_distance`) is a lookalike.
 AUDIT_DISTANCE = 3.0
-#: Letters written like a digit, found by an audit (:func:`audit`, ``python -m osr_train.script_glyphs audit``):
+#: Letters written like a digit, found by an audit (`audit`, ``python -m osr_train.script_glyphs audit``):
 #: every letter that passed the pixel test was drawn four times and scored by the default model (seed 0);
 #: those it accepted as a digit in two drawings or more and that lie within AUDIT_DISTANCE of a reference
 #: digit are left out (192 of the 494 it accepted; looked at, most are shaped like a 2-9, an S, Z, G or B).
@@ -203,7 +203,7 @@ def _nearest(queries: np.ndarray, reference: np.ndarray, chunk: int = 2048) -> t
 @lru_cache(maxsize=1)
 def _references() -> tuple[np.ndarray, float]:
     """Digits and the Latin letters written like one (glyphs.LOOKALIKES), MNIST-style and blurred: in
-    :data:`REFERENCE_FONTS` at two stroke weights, and pen-drawn from the 15 Latin Hershey fonts twice (handwriting's
+    `REFERENCE_FONTS` at two stroke weights, and pen-drawn from the 15 Latin Hershey fonts twice (handwriting's
     variety), with the lookalike limit: 1.1 times the 75th percentile of each one's distance to the same character
     in another reference font. No MNIST image is used: the protocol's unknown digits stay unseen."""
     from osr_train.glyphs import FONTS, LOOKALIKES, _pen, _strokes
@@ -261,7 +261,7 @@ def build(out: Path = BANK_PATH) -> dict[str, object]:
 
     Written like a digit: a letter whose MNIST-style rendering (at two stroke weights, blurred) lies as near
     to a digit or digit-like Latin letter of a reference font as those characters lie to themselves across
-    fonts (:func:`font_lookalike`), or one in :data:`AUDITED_LOOKALIKES`."""
+    fonts (`font_lookalike`), or one in `AUDITED_LOOKALIKES`."""
     masks, codes, scripts, views = [], [], [], []
     fonts: dict[Path, ImageFont.FreeTypeFont] = {}
     audited = 0
@@ -302,7 +302,7 @@ def bank() -> np.ndarray:
 
 
 def _draw(mask: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
-    """One drawing of a bank mask (see :func:`render_scripts`)."""
+    """One drawing of a bank mask (see `render_scripts`)."""
     big = 2 * side
     fill = rng.uniform(0.55, 0.85) * big / BANK_INK
     angle = np.radians(rng.uniform(-12, 12))
@@ -334,8 +334,8 @@ def render_scripts(n: int, side: int, rng: np.random.Generator) -> np.ndarray:
 
 def audit(checkpoint: Path, bank_path: Path = BANK_PATH, draws: int = 4) -> str:
     """The bank's letters that the model of ``checkpoint`` accepts as one of its classes (its stored score at
-    its threshold) in at least half of ``draws`` drawings each and that lie within :data:`AUDIT_DISTANCE` of a
-    reference digit (:func:`font_lookalike`'s distance): :data:`AUDITED_LOOKALIKES`. An accepted letter far from
+    its threshold) in at least half of ``draws`` drawings each and that lie within `AUDIT_DISTANCE` of a
+    reference digit (`font_lookalike`'s distance): `AUDITED_LOOKALIKES`. An accepted letter far from
     every digit stays in the bank: it is the hard unknown the outliers are for."""
     import torch
 

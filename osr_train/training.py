@@ -136,7 +136,7 @@ def predict_logits(classifier: Classifier, x: torch.Tensor, normalize: Normalize
 
 
 class Trainer:
-    """Runs the stages of a :class:`TrainConfig` on an :class:`OpenSetData`."""
+    """Runs the stages of a `TrainConfig` on an `OpenSetData`."""
 
     def __init__(
         self,
@@ -277,7 +277,7 @@ class Trainer:
 
     def _turned_half(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first half of a (normalised, augmented) known batch, each image turned by a random
-        multiple of 90 degrees, and the turn's index into :data:`ROTATION_TURNS`."""
+        multiple of 90 degrees, and the turn's index into `ROTATION_TURNS`."""
         half = x[: max(1, len(x) // 2)]
         turns = torch.randint(0, len(ROTATION_TURNS), (len(half),), generator=self.generator).to(self.device)
         turned = half.clone()
@@ -377,7 +377,7 @@ class Trainer:
         self.last_saved = (stage, epoch)
 
     def restore(self, state_dict: dict[str, Any], resume: dict[str, Any]) -> None:
-        """Continue from an interrupted run's checkpoint (see :meth:`_save_epoch`)."""
+        """Continue from an interrupted run's checkpoint (see `_save_epoch`)."""
         self.model.load_state_dict(state_dict)
         if self.rotation_head is not None:
             if "rotation_head" not in resume:

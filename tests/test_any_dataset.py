@@ -163,22 +163,14 @@ def test_training_on_a_data_set_that_is_not_there_is_one_error_line(tmp_path):
 
 
 def test_a_new_data_set_is_one_registry_entry(tmp_path, monkeypatch):
-    """The README's example: an .npz data set registered in one place trains, exports and is a reference."""
+    """The docs' example (docs/datasets.md, ``snippet: npz-entry``), run as written: an .npz data
+    set registered in one place trains, exports and is an osr-infer reference."""
+    from docs_testing import snippet
     from osr_infer.data import registry
-    from osr_infer.data.datasets import ImageSet, split_train_val
 
-    class NpzEntry(registry.DatasetEntry):
-        def class_names(self, arg, data_dir):
-            return tuple(str(c) for c in np.unique(np.load(arg)["y_train"]))
-
-        def splits(self, arg, data_dir, contract, dataset, *, download, progress):
-            z = np.load(arg)
-            names = self.class_names(arg, data_dir)
-            full = ImageSet(z["x_train"], z["y_train"], "npz-train", class_names=names).conformed(contract)
-            train, val = split_train_val(full, dataset.n_val, dataset.split_seed)
-            return train, val, ImageSet(z["x_test"], z["y_test"], "npz-test", class_names=names).conformed(contract)
-
-    monkeypatch.setitem(registry.DATASETS, "npz", NpzEntry("npz", "arrays in an .npz file", "npz:data.npz", needs_argument=True))
+    monkeypatch.setitem(registry.DATASETS, "npz", None)  # the snippet registers it; put back as it was after
+    exec(compile(snippet("npz-entry").code, "docs/datasets.md", "exec"), {})  # noqa: S102 - the docs' own code
+    assert type(registry.DATASETS["npz"]).__name__ == "NpzEntry"
     rng = np.random.default_rng(0)
 
     def make(n: int) -> tuple[np.ndarray, np.ndarray]:

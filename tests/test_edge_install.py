@@ -89,11 +89,12 @@ def test_labelled_metrics_at_the_edge_need_no_scikit_learn(edge_venv, tmp_path_f
 
 
 def readme_quickstart() -> str:
-    """The README's Python quick start: the python block after ``<!-- quickstart -->``."""
-    text = (REPO / "README.md").read_text()
-    start = text.index("<!-- quickstart -->")
-    block = text[text.index("```python\n", start) + len("```python\n"):]
-    return block[: block.index("```")]
+    """The README's Python quick start: the block marked ``snippet: quickstart``."""
+    from docs_testing import snippet
+
+    block = snippet("quickstart")
+    assert block.file.name == "README.md" and block.language == "python"
+    return block.code
 
 
 def _quickstart_files(folder: Path) -> None:

@@ -478,6 +478,7 @@ def test_osr_export_on_a_full_disk_is_one_line_and_leaves_nothing(trained_digits
     assert not [p.name for p in out.iterdir()] if out.exists() else True
 
 
+@pytest.mark.slow
 def test_sigkill_of_osr_export_keeps_the_previous_model_and_the_next_run_cleans_up(trained_digits, tmp_path):
     out = tmp_path / "export"
     out.mkdir()

@@ -136,16 +136,40 @@ def test_threshold_override_changes_decisions_only(onnx_model, digit_folder, tmp
     assert all((r["label"] == "unknown") == (r["score"] < 0.5) == (r["probability"] < 0.5) for r in low)
 
 
-def test_small_runs_print_a_row_per_image_large_ones_a_summary(onnx_model, digit_folder, tmp_path, monkeypatch):
+def test_small_runs_print_a_row_per_image_large_ones_a_summary_and_where_the_rows_are(onnx_model, digit_folder, tmp_path, monkeypatch):
+    """Five files: each one's label, score and decision, as a person reads them. Many files: the
+    counts per label, and the rows written to a results file that the report names."""
+    import re
+
     folder, _ = digit_folder
     monkeypatch.chdir(tmp_path)  # a short relative path: the table folds long cells
     odd_name = "[bold]x.png"  # printed as it is, not as rich markup
     shutil.copy(sorted(folder.glob("*.png"))[0], odd_name)
-    few = invoke([odd_name, "--model", onnx_model])
-    assert few.exit_code == EXIT_OK and "[bold]x.png" in few.stdout and "probability" in few.stdout
-    assert "1 image classified" in few.stdout
+    few_files = [odd_name]
+    for k, source in enumerate(sorted(folder.glob("*.png"))[1:4]):
+        few_files.append(shutil.copy(source, f"d{k}.png"))
+    Image.new("RGB", (40, 30), (20, 200, 90)).save("flat.png")  # a flat green image: no digit
+    few_files.append("flat.png")
+    few = invoke([*few_files, "--model", onnx_model, "-o", "few.csv"])
+    assert few.exit_code == EXIT_OK, few.output
+    rows = {Path(r["path"]).name: r for r in read_results(tmp_path / "few.csv")}
+    assert "[bold]x.png" in few.stdout and "decision" in few.stdout and "5 images classified" in few.stdout
+    for name, row in rows.items():
+        line = next(line for line in few.stdout.splitlines() if name in line)
+        cells = [c.strip() for c in re.split(r"[│┃]", line) if c.strip()]
+        assert cells[1] == row["label"], (line, row)
+        assert float(cells[2]) == pytest.approx(row["score"], rel=1e-3), (line, row)  # the decision's quantity
+        nearest = f"unknown (nearest: {cells[1]})"
+        assert cells[3] == "known" if row["label"] != "unknown" else cells[3].startswith("unknown (nearest: ") and cells[3] != nearest
+    assert rows["flat.png"]["label"] == "unknown"
     many = invoke([folder, "--model", onnx_model])
+    assert many.exit_code == EXIT_OK, many.output
     assert "img00000.png" not in many.stdout and "predicted labels" in many.stdout and "images/s" in many.stdout
+    written = re.search(r"results: (\S+) \(([\d,]+) rows\)", many.stdout)
+    assert written, many.stdout
+    path = tmp_path / written[1]
+    assert path.parent == tmp_path / "artifacts" / "osr-infer" and path.suffix == ".csv"
+    assert len(read_results(path)) == int(written[2].replace(",", "")) == len(list(folder.glob("*.png")))
 
 
 def test_digits_source_reproduces_the_training_metrics(onnx_model, trained_digits):
@@ -630,6 +654,7 @@ def test_sources_reject_duplicates_and_nothing(tmp_path):
 # --- the card commands ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_card_commands_in_a_clean_folder(trained_digits, digit_folder, tmp_path, monkeypatch):
     """osr-train siamese --dataset digits -> osr-export --format onnx -> osr-infer <pngs> --threshold 0.999.
 

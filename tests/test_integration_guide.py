@@ -1,11 +1,10 @@
-"""The README's integration guide: its onnxruntime + numpy + Pillow snippet, executed as written,
+"""The integration guide (docs/integration.md): its onnxruntime + numpy + Pillow snippet, executed as written,
 gives osr-infer's labels and scores on a mixed folder (PNGs, JPEGs up to 12 megapixels, EXIF
 orientation, transparency), for a model with the plain resize and one with the layout step."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from conftest import REPO
+from docs_testing import snippet
 from export_testing import cifar_like_rgb
 from infer_testing import digit_images, export_onnx
 from osr_infer.results import read_results
@@ -23,10 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 def guide_snippet() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"<!-- integration-snippet -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "the README's integration guide lost its snippet marker"
-    return match.group(1)
+    """The integration guide's code (docs/integration.md, the block marked ``snippet: integration``)."""
+    return snippet("integration").code
 
 
 def mixed_folder(root: Path) -> Path:
@@ -61,7 +59,7 @@ def test_the_guide_snippet_matches_osr_infer(trained_digits, tmp_path, layout, m
 
     monkeypatch.chdir(tmp_path)  # the snippet opens "model.onnx"
     namespace: dict = {}
-    exec(compile(guide_snippet(), "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(guide_snippet(), "docs/integration.md", "exec"), namespace)  # noqa: S102 - the guide's own code
     labels, scores = namespace["classify"](paths)
 
     from osr_infer.cli import app

@@ -23,6 +23,7 @@ runner = CliRunner()
 RGB32 = PreprocessContract.for_shape(32, 3)
 
 
+@pytest.mark.slow
 def test_outliers_are_in_range_varied_and_reproducible():
     digits = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
     a = OutlierGenerator(digits, PREPROCESSING, use_photos=False, seed=3)(256)
@@ -37,6 +38,7 @@ def test_outliers_are_in_range_varied_and_reproducible():
     assert "photo" not in OutlierGenerator(digits, PREPROCESSING, use_photos=False).kinds
 
 
+@pytest.mark.slow
 def test_glyph_outliers_are_letters_never_a_digit_lookalike_or_a_class_name():
     from osr_train.glyphs import LOOKALIKES, glyph_characters, render_glyphs
 
@@ -54,6 +56,7 @@ def test_glyph_outliers_are_letters_never_a_digit_lookalike_or_a_class_name():
     assert "glyphs" in gen.kinds and gen.weights[gen.kinds.index("glyphs")] > gen.weights[gen.kinds.index("noise")]
 
 
+@pytest.mark.slow
 def test_symbol_outliers_are_other_scripts_and_symbols_never_latin_greek_cyrillic_or_a_lookalike():
     from osr_train.glyphs import _PLAIN_FONTS, SYMBOL_FONTS, SYMBOL_LOOKALIKES, _shape, render_pieces, render_symbols, symbol_glyphs
 
@@ -93,6 +96,7 @@ def test_one_line_or_one_loop_is_no_symbol_outlier():
     assert _shape_lookalike(cross, 10.0)  # a dot beside the font's glyphs
 
 
+@pytest.mark.slow
 def test_outliers_for_a_3_channel_32x32_contract_are_colour_uint8_images():
     known = torch.randint(0, 256, (50, 32, 32, 3), dtype=torch.uint8)
     a = OutlierGenerator(known, RGB32, use_photos=False, seed=3)(256)
@@ -326,6 +330,7 @@ def best_digits(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_best_recipe_calibrates_on_validation_knowns(best_digits):
     payload = torch.load(best_digits / "model.pt", weights_only=True)
     spec, record = payload["spec"], payload["config"]
@@ -344,6 +349,7 @@ def test_best_recipe_calibrates_on_validation_knowns(best_digits):
                                            "kl_prototype", "openmax"}
 
 
+@pytest.mark.slow
 def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
     result = runner.invoke(app, ["evaluate", str(best_digits / "model.pt"), "--out", str(tmp_path), "--no-tsne"])
     assert result.exit_code == 0, result.output
@@ -364,6 +370,7 @@ def test_evaluate_writes_report_and_figures(best_digits, tmp_path):
         assert metrics["ood_pooled"][score]["auroc"] == pytest.approx(report_of_score["auroc"], abs=1e-9), score
 
 
+@pytest.mark.slow
 def test_rescore_stores_another_score_with_its_own_calibrated_threshold(best_digits, tmp_path):
     from osr_train.checkpoint import load_checkpoint
 

@@ -152,6 +152,7 @@ def test_threads_option_sets_torchs_threads_for_the_run_only(tmp_path):
     assert torch.get_num_threads() == before  # the library leaves the process's setting as it found it
 
 
+@pytest.mark.slow
 def test_contention_on_the_cores_is_pointed_out(tmp_path):
     """With the default thread count, osr-train points out when other processes keep the cores
     busy, since one thread per core then waits on them."""
@@ -192,6 +193,7 @@ def _spin() -> None:
         pass
 
 
+@pytest.mark.slow
 def test_the_wide_network_trains_exports_with_batch_norm_folded_and_agrees_on_the_edge(tmp_path):
     """``--network wide`` end to end: the spec names the architecture, the checkpoint reloads it,
     and osr-export's own verification (ONNX Runtime against PyTorch) passes with batch norm."""

@@ -45,7 +45,7 @@ def decode_paths(
     paths: list[str], name: str, contract: PreprocessContract = PREPROCESSING, *, progress: bool = False, workers: int | None = None
 ) -> ImageSet:
     """Decode ``paths`` with the contract, in threads, in chunks (small images are laid out as
-    stacks: :func:`osr_infer.decode.decode_files`); unreadable files are logged and skipped."""
+    stacks: `osr_infer.decode.decode_files`); unreadable files are logged and skipped."""
     from osr_infer.decode import CHUNK_FILES, Decoded, decode_files
 
     chunks = [paths[start : start + CHUNK_FILES] for start in range(0, len(paths), CHUNK_FILES)]

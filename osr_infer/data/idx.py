@@ -59,7 +59,7 @@ def read_idx(
     Checks the magic number, the element type, the number of dimensions, and that the file
     length matches the header exactly. ``expected_shape`` entries of ``None`` match any size.
     The header is read first and the payload streamed into an array of the size it announces,
-    which is bounded (:data:`MAX_IDX_BYTES`, and :data:`MAX_GZIP_RATIO` times a gzip file's
+    which is bounded (`MAX_IDX_BYTES`, and `MAX_GZIP_RATIO` times a gzip file's
     size): a small file never costs gigabytes of memory.
     """
     path = Path(path)

@@ -4,7 +4,7 @@ A data set reference is ``NAME`` or ``NAME:ARGUMENT`` (``mnist``, ``digits``,
 ``folder:PATH``, ``idx:PATH``). Everything that needs images of a model's data set goes
 through here: training's splits, evaluation's unknowns, osr-export's probe and INT8
 calibration images, and osr-infer's labelled references (``mnist:test``, ``digits``,
-``folder:PATH``...). Adding a data set is one :class:`DatasetEntry` in :data:`DATASETS`.
+``folder:PATH``...). Adding a data set is one `DatasetEntry` in `DATASETS`.
 
 ``--known-classes`` trains on a subset of a data set's classes: the splits keep only those
 (relabelled ``0..k-1`` in the order given), and the test images of the other classes become
