@@ -269,6 +269,7 @@ def test_page_classifies_a_chosen_file_and_a_drawing(web_site):
             broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
             driver.find_element(By.ID, "files").send_keys(f"{broken}\n{photo}")
             WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result")) >= 4)
+            assert len(driver.find_elements(By.CSS_SELECTOR, ".result")) == 4, "one card a file: two before, two now"
             texts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".result")[:2]]
             assert any("cannot read this image" in t and "broken.png" in t for t in texts), texts
             assert any("seven-exif6.jpg" in t and "cannot read" not in t for t in texts), texts

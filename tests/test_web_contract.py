@@ -523,6 +523,8 @@ def test_contract_js_gives_pythons_pixels(tmp_path, capsys):
     pngs = [p for p in files if p.suffix == ".png"] + broken
 
     data = real_data_dir()
+    if data is None and os.environ.get("CI") == "true":
+        pytest.fail(f"MNIST and the CIFAR-10 test JPEGs are not under {shared_data_dir()} (CI=true: the real images are checked here)")
     if data is not None:  # MNIST test digits (mode L) and CIFAR-10 JPEGs decoded by PIL (mode RGB)
         from osr_infer.data.mnist import load_mnist
 
