@@ -54,10 +54,11 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 # ruff (pyflakes, pycodestyle, bugbear, annotations) and mypy (strict on osr_infer, basic on the
-# layers above); configured in pyproject.toml.
+# layers above and on the benchmarks, experiments and tools); configured in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy osr_infer osr_train osr_export
+	$(BIN)/mypy benchmarks experiments tools
 
 # The user documentation (docs/, mkdocs.yml) as a site in site/, strict: a broken link or a
 # missing API reference fails the build.

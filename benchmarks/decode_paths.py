@@ -134,8 +134,8 @@ def main() -> None:
     compileall.compile_dir(HERE.parent / "osr_infer", quiet=2)  # no run pays for compiling stale bytecode
     cifar = args.data_dir / "cifar10-test-jpeg"
     result: dict = {"command": "python " + " ".join(sys.argv), "cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         plain = plain_copy(args.model, tmp / "plain.onnx")
         if cifar.is_dir():
             result["cifar10_model_as_exported"] = compare(cifar, args.model, args.repeat, tmp)

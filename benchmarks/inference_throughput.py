@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import io
 import json
 import os
@@ -36,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -82,7 +84,7 @@ def folder_source(folder: Path, contract: PreprocessContract) -> Source:
 
 def inline_decode_cpu_us(folder: Path, contract: PreprocessContract, n: int = 2000) -> float:
     """CPU per image of decoding alone, in this process (no pool, no inter-process traffic)."""
-    paths = folder_source(folder, contract).paths[:n]
+    paths = folder_source(folder, contract).file_paths[:n]
     t0 = time.process_time()
     decode_files(paths, contract)
     return (time.process_time() - t0) * 1e6 / len(paths)
@@ -97,7 +99,7 @@ def make_batches(data_dir: Path, contract: PreprocessContract, batch: int, n_ima
     if folder.is_dir():
         with DecodePool(contract, default_workers()) as pool:
             source = folder_source(folder, contract)
-            source.paths = source.paths[:n_images]
+            source.paths = source.file_paths[:n_images]
             source.labels = source.labels[:n_images]
             pixels = np.concatenate([p.pixels for p in pool.pieces([source])])
     else:
@@ -149,7 +151,7 @@ def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, da
         for _ in range(repeats):
             for name, fn in runners.items():
                 rates[name].append(time_pass(fn, batches))
-        entry = {f"{name}_images_per_s": round(median_rate(r), 1) for name, r in rates.items()}
+        entry: dict[str, Any] = {f"{name}_images_per_s": round(median_rate(r), 1) for name, r in rates.items()}
         entry |= {f"{name}_images_per_s_best": round(max(r), 1) for name, r in rates.items()}
         entry["samples_images_per_s"] = {name: [round(v, 1) for v in r] for name, r in rates.items()}
         entry["images_per_pass"] = sum(len(x) for x in batches)
@@ -196,7 +198,7 @@ def end_to_end(
     return sum(1 for _ in open(out)) - 1
 
 
-def measure(fn: Callable[[], object]) -> tuple[float, float]:
+def measure(fn: Callable[[], int]) -> tuple[float, float]:
     """(images per second of wall time, machine CPU microseconds per image)."""
     c0, t0 = machine_cpu_seconds(), time.perf_counter()
     n = fn()
@@ -217,13 +219,15 @@ def pipeline_comparison(folder: Path, model: Path, workers: int, repeats: int, t
     out = tmp / "results.csv"
     contract = model_contract(model)  # decode-only decodes as osr-infer does for this model
     cli.out = Console(file=io.StringIO())  # the report is not what is measured
-    variants = {("end_to_end", "process", CHUNK_FILES, workers): lambda: end_to_end(folder, model, workers, out)}
-    variants[("decode_only", "process", CHUNK_FILES, workers)] = lambda: decode_only(folder, contract, workers)
+    variants: dict[tuple[str, str, int, int], Callable[[], int]] = {
+        ("end_to_end", "process", CHUNK_FILES, workers): functools.partial(end_to_end, folder, model, workers, out),
+        ("decode_only", "process", CHUNK_FILES, workers): functools.partial(decode_only, folder, contract, workers),
+    }
     if sweep:
         grid = [("process", 32, workers), ("process", 64, workers), ("process", 128, workers), ("thread", CHUNK_FILES, workers), ("process", CHUNK_FILES, 1)]
         for kind, chunk, w in grid:
-            variants[("end_to_end", kind, chunk, w)] = lambda k=kind, c=chunk, w=w: end_to_end(folder, model, w, out, c, k)
-            variants[("decode_only", kind, chunk, w)] = lambda k=kind, c=chunk, w=w: decode_only(folder, contract, w, c, k)
+            variants[("end_to_end", kind, chunk, w)] = functools.partial(end_to_end, folder, model, w, out, chunk, kind)
+            variants[("decode_only", kind, chunk, w)] = functools.partial(decode_only, folder, contract, w, chunk, kind)
     decode_only(folder, contract, workers)  # warm the page cache
     samples: dict = {key: [] for key in variants}
     for _ in range(repeats):

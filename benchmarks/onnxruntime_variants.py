@@ -157,7 +157,8 @@ def main() -> None:
         def eager(x: np.ndarray) -> object:
             return classifier(torch.from_numpy(x))
 
-        channels_last = copy.deepcopy(classifier).to(memory_format=torch.channels_last)
+        channels_last = copy.deepcopy(classifier)
+        channels_last.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # in place; the stubs omit memory_format
 
         @torch.inference_mode()
         def eager_cl(x: np.ndarray) -> object:

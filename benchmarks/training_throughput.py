@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from osr_infer.cli_support import ConsoleReporter
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_infer.preprocess import PREPROCESSING
 from osr_infer.spec import DatasetSpec, ModelSpec
@@ -43,7 +44,9 @@ def load_data(data_dir: Path | None) -> tuple[OpenSetData, ModelSpec]:
     else:
         rng = np.random.default_rng(0)
         names = tuple(str(d) for d in range(10))
-        make = lambda n, name: ImageSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n), name)  # noqa: E731
+        def make(n: int, name: str) -> ImageSet:
+            return ImageSet(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n), name)
+
         data = OpenSetData("random", make(50_000, "train"), make(10_000, "val"), make(10_000, "test"), names)
         dataset, contract = DatasetSpec("random", all_classes=names), PREPROCESSING
     return data, ModelSpec(class_names=data.class_names, architecture="ConvNet", preprocessing=contract, dataset=dataset)
@@ -78,8 +81,9 @@ def full_epoch(data: OpenSetData, spec: ModelSpec, batch_size: int, seed: int, o
     """One epoch of the real loop: batches, optimiser, progress bar, validation, checkpoint."""
     config = TrainConfig(model="baseline", epochs=1, batch_size=batch_size, seed=seed, device=device)
     assert config.architecture == spec.architecture
-    console = Console(file=open(os.devnull, "w"), force_terminal=True)
-    trainer = Trainer(config, data, spec, out_dir, console, {"model": "baseline", "recipe": "seed"})
+    # the progress bar drawn, as in a real run, to nowhere
+    reporter = ConsoleReporter(Console(file=open(os.devnull, "w"), force_terminal=True))
+    trainer = Trainer(config, data, spec, out_dir, reporter, {"model": "baseline", "recipe": "seed"})
     synchronize(device)
     t0 = time.perf_counter()
     trainer.fit()  # ends with a checkpoint written from the device's weights: synchronised

@@ -75,7 +75,7 @@ def agreement_with_osr_infer(site: Path, rows: list) -> dict:
         out = Path(tmp) / "r.jsonl"
         infer_command(InferOptions([str(listing)], model=site / "web" / "model.onnx", output=out, progress=False))
         python = {int(Path(r["path"]).stem): r for r in read_results(out)}
-    result = {}
+    result: dict[str, float] = {}
     for kind, want in (("exact", True), ("approximate", False)):
         chosen = [(k, row) for k, row in enumerate(rows) if bool(row[3]) == want]
         if chosen:

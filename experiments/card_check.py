@@ -22,6 +22,7 @@ import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -86,7 +87,7 @@ def main() -> None:
     images = args.out / "images"
     if not images.is_dir():
         build(images, args.data_dir, args.n_digits, args.n_cifar, args.n_letters, args.seed)
-    report = {
+    report: dict[str, Any] = {
         "model": str(args.model),
         "folder": f"python experiments/card_check.py {args.out} (--n-digits {args.n_digits} --n-cifar {args.n_cifar} "
                   f"--n-letters {args.n_letters} --seed {args.seed})",

@@ -25,6 +25,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ def known_digits(spec) -> list[int]:  # noqa: ANN001 - a ModelSpec
 def protocol(root: Path, train, test) -> dict:  # noqa: ANN001 - ImageSets
     """Each split of the standard protocol: its knowns' training images fit the scores; all
     10,000 test digits are scored, the split's 4 other digits being the unknowns."""
-    splits = []
+    splits: list[dict[str, Any]] = []
     for checkpoint in sorted(root.glob("split-*/model.pt")):
         _, spec, _ = load_checkpoint(checkpoint)
         known = known_digits(spec)
@@ -123,7 +124,7 @@ def unknown_sets(checkpoint: Path, folders: list[Path], train, test) -> dict:  #
     mask = np.isin(train.labels, known)
     scorer = FeatureScorer(checkpoint, train.images[mask], train.labels[mask])
     known_scores = scorer.scores(test.images[np.isin(test.labels, known)])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for folder in folders:
         if not folder.is_dir():
             print(f"skipped {folder}: not a folder", flush=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from osr_infer.cli_support import ConsoleReporter
+
 from experiment_support import write_table
 from osr_train.report import evaluate_command
 
@@ -85,11 +87,11 @@ def main() -> None:
     cifar = args.data_dir / "cifar10-test-jpeg"
     if cifar.is_dir():
         sets.append(cifar)
-    console = Console(stderr=True)
+    reporter = ConsoleReporter(Console(stderr=True))  # progress of each evaluation
     rows = []
     for checkpoint, name in zip(args.checkpoints, names, strict=True):
         with tempfile.TemporaryDirectory() as tmp:
-            metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, console=console)
+            metrics = evaluate_command(checkpoint, data_dir=args.data_dir, ood_dirs=sets, out=Path(tmp), tsne=False, reporter=reporter)
         per_set = {}
         for set_name, result in metrics["per_unknown_set"].items():
             per_set[set_name] = {"n": result["at_threshold"]["n_unknown"], "rejected": result["at_threshold"]["unknown_rejection"],

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from osr_infer.cli_support import ConsoleReporter
+
 from experiment_support import write_table
 from osr_train.report import evaluate_command
 
@@ -45,10 +47,10 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", "data")))
     parser.add_argument("--output", type=Path, default=HERE / "results" / "open_set_table")
     args = parser.parse_args()
-    console = Console(stderr=True)
+    reporter = ConsoleReporter(Console(stderr=True))  # progress of each evaluation
     rows = []
     for ckpt in args.checkpoints:
-        metrics = evaluate_command(ckpt, data_dir=args.data_dir, tsne=True, console=console)
+        metrics = evaluate_command(ckpt, data_dir=args.data_dir, tsne=True, reporter=reporter)
         rows.append({k: v for k, v in metrics.items() if not k.startswith("confusion")})
     write_table(args.output, rows, table(rows))
 

@@ -12,7 +12,6 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from conftest import REPO
 from docs_testing import snippet
 from export_testing import cifar_like_rgb
 from infer_testing import digit_images, export_onnx

@@ -167,8 +167,9 @@ def main() -> None:
             except ValueError:  # a glyph that came out empty
                 continue
             written += 1
-        manifest[name] = {"characters": "".join(usable), "fonts": sorted({p.name for ps in fonts.values() for p in ps}), "n": written}
-        print(f"{name}: {written} images of {len(usable)} characters in {len(manifest[name]['fonts'])} font(s)")
+        font_names = sorted({p.name for ps in fonts.values() for p in ps})
+        manifest[name] = {"characters": "".join(usable), "fonts": font_names, "n": written}
+        print(f"{name}: {written} images of {len(usable)} characters in {len(font_names)} font(s)")
     (args.folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -160,7 +160,7 @@ def printed_mask(char: str, font_path: str, target: int, rng: np.random.Generato
     u = rng.random()
     stroke = int(round(rng.uniform(0.005, 0.03) * size)) if u < 0.35 else 0
     x0, y0, x1, y1 = font.getbbox(char, stroke_width=stroke)
-    img = Image.new("L", (x1 - x0, y1 - y0), 0)
+    img = Image.new("L", (int(x1 - x0), int(y1 - y0)), 0)
     ImageDraw.Draw(img).text((-x0, -y0), char, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
     img = pad(img)
     if u > 0.8:  # thinner than the font draws it
