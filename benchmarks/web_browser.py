@@ -1,4 +1,4 @@
-"""The web format in headless Chromium: images/s of the page, and a screenshot for the README.
+"""The web format in headless Chromium: images/s of the page, and a screenshot for the docs (docs/web-page.png).
 
     python benchmarks/web_browser.py --model artifacts/siamese/model.pt
 

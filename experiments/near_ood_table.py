@@ -1,4 +1,4 @@
-"""The README's near-OOD table: each model on each unknown set, per score.
+"""The near-OOD table of the research log (docs/research/): each model on each unknown set, per score.
 
     python tools/make_near_ood.py /tmp/near-ood --n 600
     python tools/make_letters.py /tmp/letters --n 2000

@@ -1,4 +1,4 @@
-"""Regenerate the README's open-set table: seed recipe vs best recipe, per score.
+"""Regenerate the open-set table of docs/results.md: seed recipe vs best recipe, per score.
 
 Evaluates each checkpoint on its data set's test knowns and all unknown sets (CIFAR-10 test
 by default, from $OSR_DATA_DIR) and writes a Markdown table and the raw figures as JSON.

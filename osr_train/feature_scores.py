@@ -4,7 +4,7 @@ Not a registered score: a bank of training embeddings large enough for kNN would
 edge budget of an ONNX file (1 MB; 18,000 x 128 numbers are 9 MB). The registered ``prototype``
 score (osr_train.scoring) is its edge-sized form: 10 k-means centres a class and the nearest
 one. ``experiments/feature_scores.py`` measures both against the stored score on any MNIST
-checkpoint (README, "Feature-space scores").
+checkpoint (docs/research/2026-11-27-feature-space-scores.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ KINDS = ("smooth", "texture", "grating", "shapes", "silhouette", "strokes", "gly
 #: and made-up characters at 2 raised the AUROC of all nine near-OOD sets of tools/make_near_ood.py
 #: by 0.1-0.7 points, but took the Latin letters' share of the mix from 25 % to 19 %, and fewer
 #: rendered letters were rejected at the threshold (88.8 % against 93.1 %); Latin glyphs at 4.5 keep
-#: their share (26 %): 91.4 and 93.0 % on two seeds (README, near-OOD).
+#: their share (26 %): 91.4 and 93.0 % on two seeds (docs/research/2026-11-27-near-ood-scripts.md).
 KIND_WEIGHTS = {"glyphs": 4.5, "symbols": 2.0, "pieces": 2.0}
 #: Glyphs are drawn once into a pool of this many, then picked at random.
 GLYPH_POOL = 12_000
