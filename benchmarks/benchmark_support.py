@@ -30,9 +30,9 @@ def export_everything(checkpoint: Path, out: Path, data_dir: Path) -> None:
 
 
 def end_to_end_with(folder: Path, model: Path, workers: int, out: Path, *, threads: int | None = None,
-                    chunk_files: int | None = None, kind: str = "process", batch_size: int = 256) -> int:
+                    chunk_files: int | None = None, batch_size: int = 256) -> int:
     """What ``osr-infer FOLDER --output OUT`` runs, assembled from the library's pieces so that a
-    benchmark can set what the command chooses itself (ONNX Runtime threads, the pool's kind and
+    benchmark can set what the command chooses itself (ONNX Runtime threads and the pool's
     chunk): the session, the decode pool, the streaming classifier and the results writer. The
     number of rows written."""
     from osr_infer.decode import CHUNK_FILES, DecodePool
@@ -43,6 +43,6 @@ def end_to_end_with(folder: Path, model: Path, workers: int, out: Path, *, threa
 
     m = Model.load(model, threads=threads, spin=False if workers else None)
     sources = resolve_sources([str(folder)], [], None, m.contract, m.spec, m.classes)
-    with DecodePool(m.contract, workers, kind=kind, chunk_files=chunk_files or CHUNK_FILES) as pool, ResultsWriter(out) as writer:
+    with DecodePool(m.contract, workers, chunk_files=chunk_files or CHUNK_FILES) as pool, ResultsWriter(out) as writer:
         run = run_inference(sources, m.session, pool, batch_size=batch_size, writer=writer)
     return int(run.output_rows or 0)

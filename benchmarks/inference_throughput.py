@@ -171,27 +171,26 @@ def runtime_comparison(onnx_path: Path, scored, contract: PreprocessContract, da
 # --- 2. osr-infer end to end vs decode-only -----------------------------------------------------
 
 
-def decode_only(folder: Path, contract: PreprocessContract, workers: int, chunk_files: int = CHUNK_FILES, kind: str = "process") -> int:
+def decode_only(folder: Path, contract: PreprocessContract, workers: int, chunk_files: int = CHUNK_FILES) -> int:
     """List and decode every file (through the model's contract) with the pool osr-infer uses, and nothing else."""
     source = folder_source(folder, contract)
     n = 0
-    with DecodePool(contract, workers, kind=kind, chunk_files=chunk_files) as pool:
+    with DecodePool(contract, workers, chunk_files=chunk_files) as pool:
         for piece in pool.pieces([source]):
             n += len(piece.index)
     return n
 
 
 def end_to_end(
-    folder: Path, model: Path, workers: int, out: Path, chunk_files: int = CHUNK_FILES, kind: str = "process", batch_size: int = 256,
+    folder: Path, model: Path, workers: int, out: Path, chunk_files: int = CHUNK_FILES, batch_size: int = 256,
     ort_threads: int | None = None,
 ) -> int:
     """``osr-infer FOLDER --model M --output results.csv`` in-process (report printed to /dev/null);
-    with another pool kind, chunk or thread count, the same pieces assembled by the benchmark."""
-    if (chunk_files, kind, ort_threads) != (CHUNK_FILES, "process", None):
+    with another chunk or thread count, the same pieces assembled by the benchmark."""
+    if (chunk_files, ort_threads) != (CHUNK_FILES, None):
         from benchmark_support import end_to_end_with
 
-        return end_to_end_with(folder, model, workers, out, threads=ort_threads, chunk_files=chunk_files, kind=kind,
-                               batch_size=batch_size)
+        return end_to_end_with(folder, model, workers, out, threads=ort_threads, chunk_files=chunk_files, batch_size=batch_size)
     options = cli.InferOptions([str(folder)], model=model, output=out, workers=workers, batch_size=batch_size, progress=False)
     status = cli.infer_command(options)
     assert status == 0, status
@@ -215,7 +214,7 @@ def summarise(samples: list[tuple[float, float]]) -> dict:
 
 
 def pipeline_comparison(folder: Path, model: Path, workers: int, repeats: int, tmp: Path, sweep: bool) -> dict:
-    """Alternating rounds of end-to-end and decode-only; optional variants of pool kind and chunking."""
+    """Alternating rounds of end-to-end and decode-only; optional variants of chunking and workers."""
     out = tmp / "results.csv"
     contract = model_contract(model)  # decode-only decodes as osr-infer does for this model
     cli.out = Console(file=io.StringIO())  # the report is not what is measured
@@ -224,10 +223,10 @@ def pipeline_comparison(folder: Path, model: Path, workers: int, repeats: int, t
         ("decode_only", "process", CHUNK_FILES, workers): functools.partial(decode_only, folder, contract, workers),
     }
     if sweep:
-        grid = [("process", 32, workers), ("process", 64, workers), ("process", 128, workers), ("thread", CHUNK_FILES, workers), ("process", CHUNK_FILES, 1)]
-        for kind, chunk, w in grid:
-            variants[("end_to_end", kind, chunk, w)] = functools.partial(end_to_end, folder, model, w, out, chunk, kind)
-            variants[("decode_only", kind, chunk, w)] = functools.partial(decode_only, folder, contract, w, chunk, kind)
+        grid = [(32, workers), (64, workers), (128, workers), (CHUNK_FILES, 1)]
+        for chunk, w in grid:
+            variants[("end_to_end", "process", chunk, w)] = functools.partial(end_to_end, folder, model, w, out, chunk)
+            variants[("decode_only", "process", chunk, w)] = functools.partial(decode_only, folder, contract, w, chunk)
     decode_only(folder, contract, workers)  # warm the page cache
     samples: dict = {key: [] for key in variants}
     for _ in range(repeats):
@@ -274,7 +273,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=default_ckpt)
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("OSR_DATA_DIR", REPO.parent / "shared" / "datasets")))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sweep", action="store_true", help="Also record the tuning variants (threads, pool kind, chunk and batch sizes).")
+    parser.add_argument("--sweep", action="store_true", help="Also record the tuning variants (threads, chunk and batch sizes).")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "inference_throughput.json")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS", help="First wait up to this long for a load average below 0.6.")
     args = parser.parse_args()

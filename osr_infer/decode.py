@@ -125,16 +125,13 @@ class DecodePool:
     """
 
     def __init__(
-        self, contract: PreprocessContract, workers: int | None = None, *, kind: str = "process", chunk_files: int = CHUNK_FILES,
+        self, contract: PreprocessContract, workers: int | None = None, *, chunk_files: int = CHUNK_FILES,
         decode: DecodeFn = decode_files, max_crashes: int = MAX_WORKER_CRASHES,
     ) -> None:
-        if kind not in ("process", "thread"):
-            raise ValueError(f"pool kind must be 'process' or 'thread', not {kind!r}")
         self.contract = contract
         self.workers = default_workers() if workers is None else int(workers)
         if self.workers < 0:
             raise ParameterError("workers", f"workers must be 0 or more, not {self.workers}")
-        self.kind = kind
         self.chunk_files = max(1, int(chunk_files))
         self.decode = decode
         self.max_crashes = max_crashes
@@ -149,23 +146,17 @@ class DecodePool:
 
     def start(self) -> "DecodePool":
         if self._executor is None and self.workers > 0:
-            if self.kind == "thread":
-                from concurrent.futures import ThreadPoolExecutor
+            from concurrent.futures import ProcessPoolExecutor
 
-                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="osr-decode")
-            else:
-                from concurrent.futures import ProcessPoolExecutor
-
-                context = prepare_workers()
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init,
-                                                     initargs=(os.getpid(),))
-                try:
-                    self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
-                except BrokenExecutor:
-                    self.close()
-                    raise InferenceError(
-                        "the decoding worker processes could not start (see the error above); rerun with `workers` 0 to decode in-process"
-                    ) from None
+            context = prepare_workers()
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),))
+            try:
+                self._executor.submit(_noop).result()  # start the workers now, not on the first chunk
+            except BrokenExecutor:
+                self.close()
+                raise InferenceError(
+                    "the decoding worker processes could not start (see the error above); rerun with `workers` 0 to decode in-process"
+                ) from None
         return self
 
     def close(self) -> None:
