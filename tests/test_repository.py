@@ -11,13 +11,17 @@ APART = ("benchmarks", "experiments", "tools")
 
 
 def _imported_modules(path: Path) -> set[str]:
-    """Top-level names of every module ``path`` imports, wherever the import statement is."""
+    """Top-level names of every module ``path`` imports, wherever the import statement is, and
+    the names given to ``importlib.import_module`` or loaded from a ``.py`` file by its path."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "spec_from_file_location", "run_path"):
+            names.update(Path(c.value).stem for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str))
     return names
 
 
