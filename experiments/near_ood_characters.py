@@ -18,6 +18,7 @@ set, one drawing of each of its most accepted characters, titled with the share 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def pixel_lookalikes(near_ood: Path) -> dict[str, list[str]]:
 
     from PIL import ImageFont
 
+    sys.path.insert(0, str(HERE.parent / "tools"))  # the evaluation sets' generator
     from make_near_ood import SETS, fonts_for
     from osr_train.script_glyphs import font_lookalike, mnist_views
 

@@ -267,7 +267,10 @@ def test_page_classifies_a_chosen_file_and_a_drawing(web_site):
             # A broken file among good ones: its own card says why, the others are classified.
             broken = web_site / "broken.png"
             broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-            driver.find_element(By.ID, "files").send_keys(f"{broken}\n{photo}")
+            chooser = driver.find_element(By.ID, "files")
+            # ChromeDriver adds to a multiple input's files; a person's new choice replaces them
+            driver.execute_script("arguments[0].value = '';", chooser)
+            chooser.send_keys(f"{broken}\n{photo}")
             WebDriverWait(driver, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result")) >= 4)
             assert len(driver.find_elements(By.CSS_SELECTOR, ".result")) == 4, "one card a file: two before, two now"
             texts = [c.text for c in driver.find_elements(By.CSS_SELECTOR, ".result")[:2]]
