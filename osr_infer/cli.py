@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from osr_infer.outputs import ModelOutputs
 
+    from osr_infer.model import Model
     from osr_infer.pipeline import ClassifiedBatch
     from osr_infer.session import InferenceModel
 
@@ -95,7 +96,7 @@ def infer(
         None, "--workers", help="Decoding processes [default: CPU count]; 0 decodes in the main process.", show_default=False
     ),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Results file, .csv or .jsonl (path,label,probability,score) [default: none for up to "
+        None, "--output", "-o", help="Results file, .csv, .jsonl or .parquet (path,label,probability,score) [default: none for up to "
         f"{TABLE_ROWS} images, which are listed one a row; for more, {DEFAULT_RESULTS_DIR}/results-TIME.csv].",
         show_default=False,
     ),
@@ -110,6 +111,10 @@ def infer(
         "fast", "--decoder", help="fast: JPEGs through libjpeg-turbo directly (simplejpeg), PIL for the rest; pil: PIL for "
         "everything (the reference; the pixels are the same)."
     ),
+    shard: Optional[str] = typer.Option(
+        None, "--shard", metavar="I/N", help="Classify only shard I of N (0 <= I < N): the files whose path relative to their "
+        "SOURCE hashes to I. N runs (a job array) classify every file exactly once.", show_default=False,
+    ),
 ) -> None:
     """Classify images with an exported model: each is one of its classes, or unknown."""
     with cli_support.library_errors(err, FLAGS):
@@ -117,7 +122,7 @@ def infer(
             options = InferOptions(
                 list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
                 workers=workers, output=output, unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol,
-                progress=progress, decoder=decoder,
+                progress=progress, decoder=decoder, shard=parse_shard(shard),
             )
             code = infer_command(options)
         except MemoryError:
@@ -142,6 +147,7 @@ class InferOptions:
     atol: float = DEFAULT_ATOL
     progress: bool = True
     decoder: str = "fast"  # "pil": the reference decoding path only
+    shard: tuple[int, int] | None = None  # (index, count)
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "decoder": [OneOf(DECODERS)],
@@ -165,6 +171,32 @@ class InferOptions:
             raise InputError(BOTH_THRESHOLDS)
         if not self.sources and not self.unknown:
             raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+
+
+def results_metadata(model: Model) -> dict[str, str]:
+    """What a Parquet results file says of the run: the model (path and SHA-256), and the rule
+    every label was decided by."""
+    import hashlib
+    import json
+
+    import osr_infer
+
+    digest = hashlib.sha256(Path(model.session.path).read_bytes()).hexdigest()
+    return {"osr.model": str(model.session.path), "osr.model_sha256": digest, "osr.threshold": json.dumps(model.threshold),
+            "osr.decision": model.decision_rule, "osr.toolkit_version": osr_infer.__version__}
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard I/N`` as ``(I, N)``, checked: ``0 <= I < N``."""
+    if text is None:
+        return None
+    from osr_infer.model import check_shard
+
+    index, _, count = text.partition("/")
+    try:
+        return check_shard((int(index), int(count)))
+    except ValueError:
+        raise ParameterError("shard", f"shard must be I/N with 0 <= I < N, such as 0/4, not {text!r}") from None
 
 
 def resolve_model_path(model: Path | None) -> Path | None:
@@ -207,7 +239,7 @@ def infer_command(options: InferOptions) -> int:
                        threads=threads, spin=spin)
     run_files = model.predict_files(
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
-        data_dir=options.data_dir,
+        data_dir=options.data_dir, shard=options.shard,
     )
     if output is None and run_files.total > TABLE_ROWS:  # too many to list: the rows go to a file, and the report says where
         output = default_results_path()
@@ -243,7 +275,7 @@ def infer_command(options: InferOptions) -> int:
             bar.advance(task, len(batch.rows) + len(batch.failures))
 
     # The results file is committed only if the run completes with at least one row.
-    with ResultsWriter(output) if output is not None else contextlib.nullcontext() as writer:
+    with ResultsWriter(output, results_metadata(model)) if output is not None else contextlib.nullcontext() as writer:
         if bar:
             bar.start()
         try:
@@ -251,9 +283,15 @@ def infer_command(options: InferOptions) -> int:
         finally:
             if bar:
                 bar.stop()
-        if not len(run.predictions):
+        empty_shard = options.shard is not None and run_files.total == 0
+        if not len(run.predictions) and not empty_shard:
             n = len(run.failures)
             raise InputError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
+    if empty_shard:  # a job array over a small folder: this shard has nothing, and that is no error
+        index, count = options.shard or (0, 1)
+        err.print(f"note: shard {index}/{count} holds none of the sources' items" + (f"; {output} has the header only" if output else ""),
+                  markup=False)
+        return EXIT_OK
     print_report(run, out, output=str(output) if output is not None else None, list_up_to=TABLE_ROWS)
     for note in run_files.decode_notes():
         err.print(f"[yellow]warning:[/] {escape(note)}", markup=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, U
 
 import numpy as np
 
-from osr_infer.errors import InputError, ModelError
+from osr_infer.errors import InputError, ModelError, ParameterError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Interval, OneOf, check
 from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
@@ -338,6 +338,7 @@ class Model:
         decoder: str = "fast",
         data_dir: str | os.PathLike[str] | None = None,
         observers: Sequence["BatchObserver"] = (),
+        shard: tuple[int, int] | None = None,
     ) -> FileRun:
         """Classify files, folders (recursive) and data set references (``mnist:test``,
         ``folder:PATH``...), streaming: iterate the result for `Predictions` batches of
@@ -345,7 +346,10 @@ class Model:
         (for labels and metrics). Files are decoded by ``workers`` processes (default: one per
         core, none for a handful of files); an unreadable file is listed in the next batch's
         ``failures`` and skipped. ``decoder="pil"`` decodes everything with Pillow (the
-        reference; the same pixels). ``observers`` see each batch as the model saw it."""
+        reference; the same pixels). ``observers`` see each batch as the model saw it.
+        ``shard=(i, n)`` classifies only shard ``i`` of ``n``: the files whose path relative to
+        their source hashes to ``i`` (`osr_infer.sources.shard_of`), so ``n`` runs, on as many
+        machines, classify every file exactly once."""
         from osr_infer.data import default_data_dir
         from osr_infer.decode import DecodePool, decode_files, decode_files_pil
         from osr_infer.sources import resolve_sources
@@ -358,6 +362,10 @@ class Model:
         unknown_specs = [os.fspath(s) for s in unknown]
         root = Path(data_dir) if data_dir is not None else default_data_dir()
         resolved = resolve_sources(specs, unknown_specs, root, self.contract, self.spec, self.classes)
+        if shard is not None:
+            from osr_infer.sources import take_shard
+
+            resolved = [take_shard(s, *check_shard(shard)) for s in resolved]
         n_workers = self.auto_workers(specs + unknown_specs) if workers is None else workers
         if workers is None and small_run([path for s in resolved for path in (s.paths or [])]):
             n_workers = 0  # a small folder: in-process decoding is done before a worker would have started
@@ -435,6 +443,17 @@ def image_of_array(pixels: np.ndarray) -> "Image.Image":
 
 def _is_one_array_image(item: np.ndarray) -> bool:
     return item.ndim == 2 or (item.ndim == 3 and item.shape[2] in (1, 3, 4))
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """``(i, n)`` with ``0 <= i < n``, or a ParameterError naming ``shard``."""
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise ParameterError("shard", f"shard must be (index, count), two integers, not {shard!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ParameterError("shard", f"shard must be (index, count) with 0 <= index < count, not ({index}, {count})")
+    return index, count
 
 
 def _as_list(inputs: Any) -> list[Any]:

@@ -26,16 +26,20 @@ from osr_infer.errors import OutputError, ParameterError
 from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir, escape_undecodable
 
 FIELDS = ("path", "label", "probability", "score")
-FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+#: Rows a Parquet row group holds (the writer keeps at most this many in memory).
+PARQUET_ROWS = 65_536
 
 
 def check_output(path: str | Path) -> Path:
     """Validate ``output`` before any work: a known suffix in a writable folder."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise ParameterError("output", f"output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv or .jsonl")
+        raise ParameterError("output", f"output {path}: unsupported format {path.suffix or '(no suffix)'!r}; use .csv, .jsonl or .parquet")
     if path.is_dir():
-        raise ParameterError("output", f"output {path} is a folder; give a file name ending in .csv or .jsonl")
+        raise ParameterError("output", f"output {path} is a folder; give a file name ending in .csv, .jsonl or .parquet")
+    if FORMATS[path.suffix.lower()] == "parquet":
+        _pyarrow()  # a missing extra is said before any work
     try:
         check_output_target(path)
     except OutputPathError as exc:
@@ -66,14 +70,27 @@ def _number(value: float) -> str:
 class ResultsWriter:
     """Context manager: ``write`` batches of rows, committed on a clean exit."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+        """``metadata``: key-value pairs a Parquet file carries (the model's SHA-256, its
+        threshold); CSV and JSON lines have no place for them."""
         self.path = check_output(path)
         self.format = FORMATS[self.path.suffix.lower()]
+        self.metadata = dict(metadata or {})
         self.rows = 0
         self._stack = ExitStack()
+        self._pending: list[tuple[Sequence[str], Sequence[str], np.ndarray, np.ndarray]] = []
+        if self.format == "parquet":
+            _pyarrow()  # before any work: a missing extra is said at once
 
     def __enter__(self) -> "ResultsWriter":
         tmp = self._stack.enter_context(atomic_path(self.path))
+        if self.format == "parquet":
+            pa, pq = _pyarrow()
+            schema = pa.schema([("path", pa.string()), ("label", pa.string()), ("probability", pa.float32()), ("score", pa.float32())],
+                               metadata={k.encode(): v.encode() for k, v in self.metadata.items()})
+            self._parquet = self._stack.enter_context(pq.ParquetWriter(tmp, schema))
+            self._stack.callback(self._flush_parquet)  # runs before the writer closes (callbacks unwind last-in first-out)
+            return self
         self._fh = self._stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
         if self.format == "csv":
             self._csv = csv.writer(self._fh, lineterminator="\n")
@@ -84,6 +101,12 @@ class ResultsWriter:
         return bool(self._stack.__exit__(exc_type, exc, tb))
 
     def write(self, paths: Sequence[str], labels: Sequence[str], probability: np.ndarray, score: np.ndarray) -> None:
+        if self.format == "parquet":
+            self._pending.append((paths, labels, probability, score))
+            self.rows += len(paths)
+            if sum(len(p[0]) for p in self._pending) >= PARQUET_ROWS:
+                self._flush_parquet()
+            return
         probability_values = [_number(v) for v in np.asarray(probability, dtype=np.float64).tolist()]
         score_values = np.asarray(score, dtype=np.float64).tolist()
         if self.format == "csv":
@@ -100,13 +123,42 @@ class ResultsWriter:
         self.rows += len(paths)
 
 
+    def _flush_parquet(self) -> None:
+        """The rows held so far as one row group."""
+        if not self._pending:
+            return
+        pa, _ = _pyarrow()
+        table = pa.table({
+            "path": [escape_undecodable(p) for part in self._pending for p in part[0]],
+            "label": [label for part in self._pending for label in part[1]],
+            "probability": np.concatenate([np.asarray(part[2], dtype=np.float32) for part in self._pending]),
+            "score": np.concatenate([np.asarray(part[3], dtype=np.float32) for part in self._pending]),
+        }, schema=self._parquet.schema)
+        self._parquet.write_table(table)
+        self._pending = []
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    """pyarrow and pyarrow.parquet, or an OutputError saying which extra installs them."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise OutputError("Parquet output needs pyarrow: pip install 'osr-toolkit[parquet]' (or give a .csv or .jsonl `output`)") from None
+    return pyarrow, pyarrow.parquet
+
+
 def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Read a results file back (tests, and anyone post-processing a run)."""
     path = Path(path)
+    if FORMATS.get(path.suffix.lower()) == "parquet":
+        _, pq = _pyarrow()
+        return [{**row, "probability": float(row["probability"]), "score": float(row["score"])}
+                for row in pq.read_table(path).to_pylist()]
     with open(path, newline="", encoding="utf-8") as fh:
         if FORMATS.get(path.suffix.lower()) == "jsonl":
             return [json.loads(line) for line in fh if line.strip()]
         rows = list(csv.DictReader(fh))
-    for row in rows:
-        row["probability"], row["score"] = float(row["probability"]), float(row["score"])
+    for row in rows:  # written with 9 significant digits: exactly the float32 values the model gave
+        row["probability"], row["score"] = float(np.float32(row["probability"])), float(np.float32(row["score"]))
     return rows

@@ -15,6 +15,7 @@ reference shadows a folder of the same name (write ``./digits`` for the folder).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class Source:
     paths: list[str] | None = None
     images: np.ndarray | None = None
     note: str | None = None  # how the labels were read, for the user
+    #: Where each in-memory item sits in the whole data set, when this source is a shard of it.
+    positions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if (self.paths is None) == (self.images is None):
@@ -75,7 +78,42 @@ class Source:
 
     def item_id(self, index: int) -> str:
         """The ``path`` column: the file path, or ``<source>:<index>`` for in-memory data sets."""
-        return self.paths[index] if self.paths is not None else f"{self.name}:{index}"
+        if self.paths is not None:
+            return self.paths[index]
+        return f"{self.name}:{int(self.positions[index]) if self.positions is not None else index}"
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard of ``count`` that ``key`` falls in: the first 8 bytes of its BLAKE2b digest,
+    modulo ``count``. The same on every machine, Python version and run (``hash()`` is not)."""
+    import hashlib
+
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def shard_keys(source: Source) -> list[str]:
+    """What decides an item's shard: a file's path relative to the SOURCE it was found under
+    (the same wherever the tree is mounted), or an in-memory item's position."""
+    if source.paths is None:
+        return [str(i) for i in range(len(source))]
+    root = Path(source.name)
+    if root.is_dir():
+        return [os.path.relpath(p, root) for p in source.paths]
+    if len(source.paths) == 1:
+        return [Path(source.paths[0]).name]
+    common = os.path.commonpath(source.paths)  # a data set reference's files: relative to their common folder
+    return [os.path.relpath(p, common) for p in source.paths]
+
+
+def take_shard(source: Source, index: int, count: int) -> Source:
+    """The items of ``source`` in shard ``index`` of ``count`` (`shard_of`), in their order;
+    ``count`` runs over the shards classify every item exactly once."""
+    keep = np.flatnonzero([shard_of(key, count) == index for key in shard_keys(source)])
+    if source.paths is not None:
+        return Source(source.name, source.labels[keep], paths=[source.paths[k] for k in keep.tolist()], note=source.note)
+    before = source.positions if source.positions is not None else np.arange(len(source))
+    return Source(source.name, source.labels[keep], images=source.arrays[keep], note=source.note, positions=before[keep])
 
 
 def resolve_sources(
