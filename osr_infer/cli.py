@@ -113,7 +113,7 @@ def infer(
     ),
     shard: Optional[str] = typer.Option(
         None, "--shard", metavar="I/N", help="Classify only shard I of N (0 <= I < N): the files whose path relative to their "
-        "SOURCE hashes to I. N runs (a job array) classify every file exactly once.", show_default=False,
+        "SOURCE hashes to I. N runs (a job array) classify every file exactly once [default: all the files].", show_default=False,
     ),
 ) -> None:
     """Classify images with an exported model: each is one of its classes, or unknown."""

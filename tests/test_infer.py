@@ -511,7 +511,7 @@ def test_missing_score_output_falls_back_to_msp_only_for_msp(onnx_model, digit_f
 
 def test_bad_options_fail_before_any_work(onnx_model, digit_folder, tmp_path):
     cases = [
-        (["--output", tmp_path / "r.txt"], "unsupported format '.txt'; use .csv or .jsonl"),
+        (["--output", tmp_path / "r.txt"], "unsupported format '.txt'; use .csv, .jsonl or .parquet"),
         (["--batch-size", "0"], "--batch-size must be an integer in [1, 65536], got 0"),
         (["--batch-size", "65537"], "--batch-size must be an integer in [1, 65536], got 65537"),
         (["--workers", "-1"], "--workers must be an integer in [0, 256], got -1"),
