@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
     from osr_infer.outputs import ModelOutputs
 
-    from osr_infer.model import Model
+    from osr_infer.model import FileRun, Model
     from osr_infer.pipeline import ClassifiedBatch
+    from osr_infer.results import Interrupted
     from osr_infer.session import InferenceModel
 
 #: The card's chain: ``osr-train siamese`` then ``osr-export`` write this; without ``--model``
@@ -115,6 +116,10 @@ def infer(
         None, "--shard", metavar="I/N", help="Classify only shard I of N (0 <= I < N): the files whose path relative to their "
         "SOURCE hashes to I. N runs (a job array) classify every file exactly once [default: all the files].", show_default=False,
     ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the --output file of a run that was killed: its rows stay, the rest is classified "
+        "(same sources and options); the file then equals an uninterrupted run's.",
+    ),
 ) -> None:
     """Classify images with an exported model: each is one of its classes, or unknown."""
     with cli_support.library_errors(err, FLAGS):
@@ -122,7 +127,7 @@ def infer(
             options = InferOptions(
                 list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
                 workers=workers, output=output, unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol,
-                progress=progress, decoder=decoder, shard=parse_shard(shard),
+                progress=progress, decoder=decoder, shard=parse_shard(shard), resume=resume,
             )
             code = infer_command(options)
         except MemoryError:
@@ -148,6 +153,7 @@ class InferOptions:
     progress: bool = True
     decoder: str = "fast"  # "pil": the reference decoding path only
     shard: tuple[int, int] | None = None  # (index, count)
+    resume: bool = False  # continue the output file of an interrupted run
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "decoder": [OneOf(DECODERS)],
@@ -171,6 +177,22 @@ class InferOptions:
             raise InputError(BOTH_THRESHOLDS)
         if not self.sources and not self.unknown:
             raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+
+
+def resume_results(run_files: FileRun, output: Path) -> Interrupted | None:
+    """``--resume``: the rows an interrupted run left for ``output`` (whole batches), and the
+    run cut to start after them; None, with a note, when there is nothing to resume."""
+    from osr_infer.results import FORMATS, csv_cell, read_interrupted
+
+    prefix = read_interrupted(output, run_files.batch_size)
+    if prefix is None:
+        err.print(f"note: nothing to resume for {output} (no rows of an interrupted run): classifying from the start", markup=False)
+        return None
+    cell = csv_cell if FORMATS[output.suffix.lower()] == "csv" else str
+    skipped = run_files.resume_after(prefix.last_id, cell)
+    err.print(f"note: resuming {output}: {prefix.rows:,} rows kept from the interrupted run; "
+              f"{skipped:,} items before them not classified again", markup=False)
+    return prefix
 
 
 def results_metadata(model: Model) -> dict[str, str]:
@@ -229,6 +251,8 @@ def infer_command(options: InferOptions) -> int:
     specs, unknown, output = options.sources, options.unknown, options.output
     if output is not None:
         check_output(output)
+    if options.resume and output is None:
+        raise ParameterError("resume", "`resume` continues the results file of an interrupted run: give `output`")
     workers = Model.auto_workers([*specs, *unknown]) if options.workers is None else options.workers
     decoding = workers > 0 and _decodes_files([*specs, *unknown], options.data_dir)
     if decoding:
@@ -241,6 +265,7 @@ def infer_command(options: InferOptions) -> int:
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
         data_dir=options.data_dir, shard=options.shard,
     )
+    prefix = resume_results(run_files, output) if options.resume and output is not None else None
     if output is None and run_files.total > TABLE_ROWS:  # too many to list: the rows go to a file, and the report says where
         output = default_results_path()
         check_output(output)
@@ -275,7 +300,7 @@ def infer_command(options: InferOptions) -> int:
             bar.advance(task, len(batch.rows) + len(batch.failures))
 
     # The results file is committed only if the run completes with at least one row.
-    with ResultsWriter(output, results_metadata(model)) if output is not None else contextlib.nullcontext() as writer:
+    with ResultsWriter(output, results_metadata(model), prefix) if output is not None else contextlib.nullcontext() as writer:
         if bar:
             bar.start()
         try:
@@ -284,9 +309,13 @@ def infer_command(options: InferOptions) -> int:
             if bar:
                 bar.stop()
         empty_shard = options.shard is not None and run_files.total == 0
-        if not len(run.predictions) and not empty_shard:
+        finished = prefix is not None and run_files.total == 0  # the interrupted run had classified everything
+        if not len(run.predictions) and not empty_shard and not finished:
             n = len(run.failures)
             raise InputError(f"none of the {n:,} input file(s) could be read" if n else "nothing to classify")
+    if finished:
+        err.print(f"results: {output} ({prefix.rows if prefix else 0:,} rows, all from the interrupted run)", markup=False)
+        return EXIT_OK
     if empty_shard:  # a job array over a small folder: this shard has nothing, and that is no error
         index, count = options.shard or (0, 1)
         err.print(f"note: shard {index}/{count} holds none of the sources' items" + (f"; {output} has the header only" if output else ""),

@@ -29,15 +29,22 @@ def current_umask() -> int:
     return mask
 
 
-def _remove_stale_temps(target: Path) -> None:
+def stale_temps(target: str | Path) -> list[Path]:
     """Temp files of earlier writes to ``target`` whose process is gone (killed with SIGKILL)."""
+    target = Path(target)
+    found = []
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         try:
             pid = int(stale.name[len(target.name) + 2 :].split(".", 1)[0])
         except ValueError:
             continue
-        if pid == os.getpid() or process_alive(pid):
-            continue
+        if pid != os.getpid() and not process_alive(pid):
+            found.append(stale)
+    return found
+
+
+def _remove_stale_temps(target: Path) -> None:
+    for stale in stale_temps(target):
         stale.unlink(missing_ok=True)
 
 

@@ -13,9 +13,11 @@ run completes: an interrupted or failed run never leaves a truncated results fil
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Sequence
@@ -23,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from osr_infer.errors import OutputError, ParameterError
-from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir, escape_undecodable
+from osr_infer.io import OutputPathError, atomic_path, check_output_target, check_writable_dir, escape_undecodable, stale_temps
 
 FIELDS = ("path", "label", "probability", "score")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -70,12 +72,14 @@ def _number(value: float) -> str:
 class ResultsWriter:
     """Context manager: ``write`` batches of rows, committed on a clean exit."""
 
-    def __init__(self, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    def __init__(self, path: str | Path, metadata: dict[str, str] | None = None, prefix: Interrupted | None = None) -> None:
         """``metadata``: key-value pairs a Parquet file carries (the model's SHA-256, its
-        threshold); CSV and JSON lines have no place for them."""
+        threshold); CSV and JSON lines have no place for them. ``prefix``: the rows of an
+        interrupted run (`read_interrupted`), written first, as they were."""
         self.path = check_output(path)
         self.format = FORMATS[self.path.suffix.lower()]
         self.metadata = dict(metadata or {})
+        self.prefix = prefix
         self.rows = 0
         self._stack = ExitStack()
         self._pending: list[tuple[Sequence[str], Sequence[str], np.ndarray, np.ndarray]] = []
@@ -95,6 +99,9 @@ class ResultsWriter:
         if self.format == "csv":
             self._csv = csv.writer(self._fh, lineterminator="\n")
             self._csv.writerow(FIELDS)
+        if self.prefix is not None:
+            self._fh.write(self.prefix.text)
+            self.rows = self.prefix.rows
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
@@ -120,6 +127,7 @@ class ResultsWriter:
                     for p, lab, pr, sc in zip(paths, labels, probs, scores, strict=True)
                 )
             )
+        self._fh.flush()  # whole batches reach the file: what a killed run leaves is resumable
         self.rows += len(paths)
 
 
@@ -136,6 +144,67 @@ class ResultsWriter:
         }, schema=self._parquet.schema)
         self._parquet.write_table(table)
         self._pending = []
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """What a killed run wrote before it died: ``rows`` rows (a whole number of batches) as
+    ``text``, the last of them for the item ``last_id`` (as the file writes ids)."""
+
+    text: str
+    rows: int
+    last_id: str
+
+
+def read_interrupted(path: str | Path, batch_size: int) -> Interrupted | None:
+    """The rows of the largest temp file that a killed run (its process gone) left for
+    ``path``, cut to whole batches of ``batch_size`` (the rest is classified again, in the same
+    batches as an uninterrupted run, so its scores are the same to the last bit); None when
+    no such file holds a row. A complete ``path`` from a finished run is not resumed."""
+    path = Path(path)
+    if FORMATS.get(path.suffix.lower()) == "parquet":
+        raise ParameterError("resume", "`resume` continues .csv and .jsonl results: a Parquet file cannot be read before it is complete")
+    temps = sorted(stale_temps(path), key=lambda p: p.stat().st_size, reverse=True)
+    if not temps:
+        return None
+    text = temps[0].read_text(encoding="utf-8", errors="surrogateescape")
+    text = text[: text.rfind("\n") + 1]  # a line cut by the kill is dropped
+    if FORMATS[path.suffix.lower()] == "csv":
+        header, _, body = text.partition("\n")
+        if header != ",".join(FIELDS):
+            return None
+        rows = _csv_records(body)
+        records = [record for record, _ in rows]
+        keep = len(records) // batch_size * batch_size
+        if not keep:
+            return None
+        return Interrupted("".join(line for _, line in rows[:keep]), keep, records[keep - 1][0])
+    lines = []
+    for line in text.splitlines(keepends=True):
+        try:
+            lines.append((json.loads(line)["path"], line))
+        except (ValueError, KeyError, TypeError):
+            break
+    keep = len(lines) // batch_size * batch_size
+    if not keep:
+        return None
+    return Interrupted("".join(line for _, line in lines[:keep]), keep, lines[keep - 1][0])
+
+
+def _csv_records(body: str) -> list[tuple[list[str], str]]:
+    """Each CSV record of ``body`` with its own text (a quoted path may hold a newline)."""
+    out: list[tuple[list[str], str]] = []
+    start = 0
+    for end in [i + 1 for i, c in enumerate(body) if c == "\n"]:
+        chunk = body[start:end]
+        try:
+            records = list(csv.reader(io.StringIO(chunk)))
+        except csv.Error:
+            continue
+        if len(records) == 1 and len(records[0]) == len(FIELDS) and chunk.count('"') % 2 == 0:
+            out.append((records[0], chunk))
+            start = end
+    return out
 
 
 def _pyarrow() -> tuple[Any, Any]:

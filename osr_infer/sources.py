@@ -106,6 +106,14 @@ def shard_keys(source: Source) -> list[str]:
     return [os.path.relpath(p, common) for p in source.paths]
 
 
+def drop_first(source: Source, count: int) -> Source:
+    """``source`` without its first ``count`` items (ids kept: an in-memory item keeps its position)."""
+    if source.paths is not None:
+        return Source(source.name, source.labels[count:], paths=source.paths[count:], note=source.note)
+    before = source.positions if source.positions is not None else np.arange(len(source))
+    return Source(source.name, source.labels[count:], images=source.arrays[count:], note=source.note, positions=before[count:])
+
+
 def take_shard(source: Source, index: int, count: int) -> Source:
     """The items of ``source`` in shard ``index`` of ``count`` (`shard_of`), in their order;
     ``count`` runs over the shards classify every item exactly once."""

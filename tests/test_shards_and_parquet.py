@@ -124,3 +124,72 @@ def test_parquet_without_pyarrow_says_which_extra_before_any_work(tree, tmp_path
     result = invoke([tree, "--model", shipped_model_path(), "-o", tmp_path / "r.parquet"])
     assert result.exit_code == EXIT_ERROR and "osr-toolkit[parquet]" in result.stderr, result.output
     assert not list(tmp_path.iterdir())
+
+
+# --- --resume: a killed run continues where its output stops --------------------------------------
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory) -> Path:
+    """2,400 images (hard links of a few): enough for a run to be killed half-way."""
+    root = tmp_path_factory.mktemp("many") / "imgs"
+    root.mkdir()
+    seeds = [root / "seed-digit.png", root / "seed-photo.jpg"]
+    Image.fromarray(digit_images(1, seed=41)[0][0]).save(seeds[0])
+    Image.fromarray(cifar_like_rgb(1, seed=41)[0]).resize((160, 120)).save(seeds[1], quality=90)
+    for i in range(2400):
+        os.link(seeds[i % 2], root / f"{i:05d}{seeds[i % 2].suffix}")
+    for seed in seeds:
+        seed.unlink()
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_killed_run_resumed_equals_an_uninterrupted_run_byte_for_byte(many, tmp_path, suffix):
+    import signal
+    import time
+
+    exe = str(Path(sys.executable).with_name("osr-infer"))
+    common = ["--model", str(shipped_model_path()), "--batch-size", "64", "--workers", "1", "--no-progress"]
+    whole, part = tmp_path / f"whole{suffix}", tmp_path / f"part{suffix}"
+    assert subprocess.run([exe, str(many), "-o", str(whole), *common], capture_output=True, timeout=300).returncode == EXIT_OK
+    process = subprocess.Popen([exe, str(many), "-o", str(part), *common], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, written = time.time() + 120, 0
+    while time.time() < deadline and process.poll() is None:  # kill it once a few batches are on disk, with a row cut in two maybe
+        temps = list(tmp_path.glob(f".{part.name}.*.tmp"))
+        written = temps[0].read_bytes().count(b"\n") if temps else 0
+        if written > 200:
+            break
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 200 < written < 2400 and not part.exists(), f"the run was not killed half-way ({written} lines written)"
+    resumed = subprocess.run([exe, str(many), "-o", str(part), *common, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == EXIT_OK, resumed.stderr
+    note = next(line for line in resumed.stderr.splitlines() if "resuming" in line)  # note: resuming F: N rows kept ...
+    kept = int(note.split(f"{part}: ")[1].split()[0].replace(",", ""))
+    assert kept % 64 == 0 and 0 < kept < 2400  # whole batches kept; the rest classified again, in the same batches
+    assert part.read_bytes() == whole.read_bytes()  # nothing lost, nothing twice, the same scores to the last bit
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_needs_a_resumable_output(tree, tmp_path):
+    for extra, message in (([], "--resume continues the results file"), (["-o", tmp_path / "r.parquet"], "Parquet file cannot be read")):
+        result = invoke([tree, "--model", shipped_model_path(), "--resume", *extra])
+        assert result.exit_code == EXIT_ERROR and message in result.stderr and "--resume" in result.stderr, result.output
+    fresh = invoke([tree, "--model", shipped_model_path(), "--resume", "-o", tmp_path / "r.csv", "--workers", "0", "--no-progress"])
+    assert fresh.exit_code == EXIT_OK and "nothing to resume" in fresh.stderr and len(read_results(tmp_path / "r.csv")) == 70
+
+
+def test_the_interrupted_rows_are_cut_to_whole_batches_and_quoted_paths_survive(tmp_path):
+    from osr_infer.results import read_interrupted
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(gone.stdout)  # a process that has ended: its temp file is an interrupted run's
+    rows = [f'"a,{k}\nb.png",3,0.5,1.25\n' if k == 2 else f"img{k}.png,unknown,0.25,0.125\n" for k in range(7)]
+    (tmp_path / f".r.csv.{pid}.x1.tmp").write_text("path,label,probability,score\n" + "".join(rows) + "img7.png,3,0.")
+    found = read_interrupted(tmp_path / "r.csv", batch_size=3)
+    assert found is not None and found.rows == 6 and found.text == "".join(rows[:6]) and found.last_id == "img5.png"
+    assert read_interrupted(tmp_path / "r.csv", batch_size=8) is None  # not one whole batch: start again
+    assert read_interrupted(tmp_path / "other.csv", batch_size=1) is None
