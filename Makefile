@@ -45,8 +45,9 @@ web-runtime:
 	  (cd osr_export/web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error); \
 	else echo "npm not found: osr-export --format web and the browser tests need it (apt-get install npm)"; fi
 
+# Two processes, a test file each at a time (tests/conftest.py gives each one torch thread).
 test: $(STAMP) web-runtime
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The quick loop while changing code (under 3 minutes on 2 cores): no training of real models,
 # no real data set, no browser; two processes.

@@ -14,6 +14,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers on two cores), torch and OpenMP get one
+    thread per worker: their default of one per core would have the two workers' trainings
+    wait on each other at every operation, many times slower. Set before torch is imported."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def shared_data_dir() -> Path:
     return Path(os.environ.get("OSR_SHARED_DATA", REPO.parent / "shared" / "datasets"))
 
