@@ -300,7 +300,9 @@ def infer_command(options: InferOptions) -> int:
             bar.advance(task, len(batch.rows) + len(batch.failures))
 
     # The results file is committed only if the run completes with at least one row.
-    with ResultsWriter(output, results_metadata(model), prefix) if output is not None else contextlib.nullcontext() as writer:
+    # Only Parquet has room for the model's identity (hashing a large model for a CSV would be wasted).
+    metadata = results_metadata(model) if output is not None and output.suffix.lower() == ".parquet" else None
+    with ResultsWriter(output, metadata, prefix) if output is not None else contextlib.nullcontext() as writer:
         if bar:
             bar.start()
         try:
