@@ -135,15 +135,14 @@ class FileRun:
         """Start after the item whose id (its ``path``) is ``item_id``, as ``cell`` writes ids:
         the items up to it were classified by an earlier run (``osr-infer --resume``). Returns
         how many items are left out; a ParameterError naming ``resume`` if no item has that id."""
-        from osr_infer.sources import drop_first
-
         skipped = 0
         for s, source in enumerate(self.sources):
             ids = [cell(source.item_id(i)) for i in range(len(source))]
             if item_id in ids:
                 position = ids.index(item_id) + 1
-                self.sources = [*[drop_first(src, len(src)) for src in self.sources[:s]], drop_first(source, position),
-                                *self.sources[s + 1 :]]
+                nothing = np.arange(0)
+                self.sources = [*[src.subset(nothing) for src in self.sources[:s]],
+                                source.subset(np.arange(position, len(source))), *self.sources[s + 1 :]]
                 return skipped + position
             skipped += len(source)
         raise ParameterError("resume", f"`resume`: the results end with {item_id}, which is none of these sources' items: "

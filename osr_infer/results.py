@@ -83,8 +83,6 @@ class ResultsWriter:
         self.rows = 0
         self._stack = ExitStack()
         self._pending: list[tuple[Sequence[str], Sequence[str], np.ndarray, np.ndarray]] = []
-        if self.format == "parquet":
-            _pyarrow()  # before any work: a missing extra is said at once
 
     def __enter__(self) -> "ResultsWriter":
         tmp = self._stack.enter_context(atomic_path(self.path))
@@ -192,18 +190,22 @@ def read_interrupted(path: str | Path, batch_size: int) -> Interrupted | None:
 
 
 def _csv_records(body: str) -> list[tuple[list[str], str]]:
-    """Each CSV record of ``body`` with its own text (a quoted path may hold a newline)."""
+    """Each CSV record of ``body`` (whole lines) with its own text: a line with an odd number of
+    quotes opens a quoted field (a path holding a newline) that the next lines close."""
     out: list[tuple[list[str], str]] = []
-    start = 0
-    for end in [i + 1 for i, c in enumerate(body) if c == "\n"]:
-        chunk = body[start:end]
+    chunk = ""
+    for line in body.split("\n")[:-1]:
+        chunk += line + "\n"
+        if chunk.count('"') % 2:
+            continue
         try:
             records = list(csv.reader(io.StringIO(chunk)))
         except csv.Error:
-            continue
-        if len(records) == 1 and len(records[0]) == len(FIELDS) and chunk.count('"') % 2 == 0:
-            out.append((records[0], chunk))
-            start = end
+            break
+        if len(records) != 1 or len(records[0]) != len(FIELDS):
+            break  # not a row this writer wrote: keep what came before
+        out.append((records[0], chunk))
+        chunk = ""
     return out
 
 

@@ -76,6 +76,17 @@ class Source:
     def labelled(self) -> bool:
         return bool(np.any(self.labels != UNLABELLED))
 
+    @property
+    def item_positions(self) -> np.ndarray:
+        """Each item's position in the whole source (a subset's items keep theirs)."""
+        return self.positions if self.positions is not None else np.arange(len(self))
+
+    def subset(self, keep: np.ndarray) -> "Source":
+        """The items at ``keep`` (positions in this source, in order), their ids unchanged."""
+        if self.paths is not None:
+            return Source(self.name, self.labels[keep], paths=[self.paths[k] for k in keep.tolist()], note=self.note)
+        return Source(self.name, self.labels[keep], images=self.arrays[keep], note=self.note, positions=self.item_positions[keep])
+
     def item_id(self, index: int) -> str:
         """The ``path`` column: the file path, or ``<source>:<index>`` for in-memory data sets."""
         if self.paths is not None:
@@ -96,7 +107,7 @@ def shard_keys(source: Source) -> list[str]:
     """What decides an item's shard: a file's path relative to the SOURCE it was found under
     (the same wherever the tree is mounted), or an in-memory item's position."""
     if source.paths is None:
-        return [str(i) for i in range(len(source))]
+        return [str(int(i)) for i in source.item_positions]
     root = Path(source.name)
     if root.is_dir():
         return [os.path.relpath(p, root) for p in source.paths]
@@ -106,22 +117,10 @@ def shard_keys(source: Source) -> list[str]:
     return [os.path.relpath(p, common) for p in source.paths]
 
 
-def drop_first(source: Source, count: int) -> Source:
-    """``source`` without its first ``count`` items (ids kept: an in-memory item keeps its position)."""
-    if source.paths is not None:
-        return Source(source.name, source.labels[count:], paths=source.paths[count:], note=source.note)
-    before = source.positions if source.positions is not None else np.arange(len(source))
-    return Source(source.name, source.labels[count:], images=source.arrays[count:], note=source.note, positions=before[count:])
-
-
 def take_shard(source: Source, index: int, count: int) -> Source:
     """The items of ``source`` in shard ``index`` of ``count`` (`shard_of`), in their order;
     ``count`` runs over the shards classify every item exactly once."""
-    keep = np.flatnonzero([shard_of(key, count) == index for key in shard_keys(source)])
-    if source.paths is not None:
-        return Source(source.name, source.labels[keep], paths=[source.paths[k] for k in keep.tolist()], note=source.note)
-    before = source.positions if source.positions is not None else np.arange(len(source))
-    return Source(source.name, source.labels[keep], images=source.arrays[keep], note=source.note, positions=before[keep])
+    return source.subset(np.flatnonzero([shard_of(key, count) == index for key in shard_keys(source)]))
 
 
 def resolve_sources(
