@@ -90,7 +90,7 @@ def decision_text(run: InferenceRun) -> str:
     return f"known when {run.model.decision_rule} ({run.model.origin_label(FLAGS)})"
 
 
-def print_report(run: InferenceRun, console: Console, *, output: str | None = None, list_up_to: int = 50) -> None:
+def print_report(run: InferenceRun, console: Console, *, list_up_to: int, output: str | None = None) -> None:
     """The run as a person reads it: one row a file for up to ``list_up_to`` files, else the
     counts per label; the metrics of labelled sources; the speed; where the rows were written."""
     p = run.predictions
