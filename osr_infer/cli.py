@@ -23,7 +23,7 @@ from osr_infer import cli_support
 from osr_infer.cli_support import printable, with_flags
 from osr_infer.errors import EXIT_ERROR, EXIT_OK, EXIT_PARITY_FAILED, EXIT_SOME_INPUTS_FAILED, InputError, ModelError, ParameterError
 from osr_infer.model import DECODERS, MAX_BATCH_SIZE, MAX_WORKERS
-from osr_infer.outputs import DEFAULT_BATCH_SIZE
+from osr_infer.outputs import DEFAULT_BATCH_SIZE, PARTITION_SIZE
 from osr_infer.params import NONE, Constraint, Interval, OneOf, validate
 from osr_infer.parity_rule import DEFAULT_ATOL
 from osr_infer.scores import SCORES
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from osr_infer.outputs import ModelOutputs
 
+    from osr_infer.engines import ClusterEngine
     from osr_infer.model import FileRun, Model
     from osr_infer.pipeline import ClassifiedBatch
     from osr_infer.results import Interrupted
@@ -120,6 +121,14 @@ def infer(
         False, "--resume", help="Continue the --output file of a run that was killed: its rows stay, the rest is classified "
         "(same sources and options); the file then equals an uninterrupted run's.",
     ),
+    cluster: Optional[str] = typer.Option(
+        None, "--cluster", metavar="ENGINE:ADDRESS", help="Classify on a running cluster instead of this machine's processes: "
+        "dask:tcp://HOST:8786 (the [dask] extra) or ray:auto, ray:ray://HOST:10001 (the [ray] extra). The same rows, in the "
+        "same order; the partitions of a lost worker run again [default: this machine].", show_default=False,
+    ),
+    partition_size: int = typer.Option(
+        PARTITION_SIZE, "--partition-size", help="With --cluster: files per task (a lost worker loses at most a few of these).",
+    ),
 ) -> None:
     """Classify images with an exported model: each is one of its classes, or unknown."""
     with cli_support.library_errors(err, FLAGS):
@@ -127,7 +136,8 @@ def infer(
             options = InferOptions(
                 list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
                 workers=workers, output=output, unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol,
-                progress=progress, decoder=decoder, shard=parse_shard(shard), resume=resume,
+                progress=progress, decoder=decoder, shard=parse_shard(shard), resume=resume, cluster=cluster,
+                partition_size=partition_size,
             )
             code = infer_command(options)
         except MemoryError:
@@ -154,6 +164,8 @@ class InferOptions:
     decoder: str = "fast"  # "pil": the reference decoding path only
     shard: tuple[int, int] | None = None  # (index, count)
     resume: bool = False  # continue the output file of an interrupted run
+    cluster: str | None = None  # ENGINE:ADDRESS (osr_infer.engines)
+    partition_size: int = PARTITION_SIZE  # items per cluster task
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "decoder": [OneOf(DECODERS)],
@@ -162,6 +174,7 @@ class InferOptions:
         "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
         "workers": [Interval(int, 0, MAX_WORKERS), NONE],
         "atol": [Interval(float, 0, 1, closed="right")],
+        "partition_size": [Interval(int, 1, None)],
     }
 
     def __post_init__(self) -> None:
@@ -177,6 +190,16 @@ class InferOptions:
             raise InputError(BOTH_THRESHOLDS)
         if not self.sources and not self.unknown:
             raise InputError("nothing to classify: give at least one SOURCE (files, folders, mnist:test, cifar10:test, digits)")
+        if self.cluster is not None:
+            from osr_infer.engines import parse_cluster
+
+            parse_cluster(self.cluster)
+            for name, given in (("parity", self.parity is not None), ("resume", self.resume), ("workers", self.workers is not None),
+                                ("decoder", self.decoder != "fast")):
+                if given:
+                    raise ParameterError(name, f"`{name}` is for runs on this machine, not with `cluster` "
+                                         + ("(a cluster re-runs a lost worker's partitions itself)" if name == "resume" else
+                                            "(the cluster's workers decode and classify)"))
 
 
 def resume_results(run_files: FileRun, output: Path) -> Interrupted | None:
@@ -254,7 +277,7 @@ def infer_command(options: InferOptions) -> int:
     if options.resume and output is None:
         raise ParameterError("resume", "`resume` continues the results file of an interrupted run: give `output`")
     workers = Model.auto_workers([*specs, *unknown]) if options.workers is None else options.workers
-    decoding = workers > 0 and _decodes_files([*specs, *unknown], options.data_dir)
+    decoding = workers > 0 and options.cluster is None and _decodes_files([*specs, *unknown], options.data_dir)
     if decoding:
         prepare_workers()  # boots while the model loads and the files are listed
     # The run's threading is known now: the session is made once, for it.
@@ -263,8 +286,9 @@ def infer_command(options: InferOptions) -> int:
                        threads=threads, spin=spin)
     run_files = model.predict_files(
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
-        data_dir=options.data_dir, shard=options.shard,
+        data_dir=options.data_dir, shard=options.shard, cluster=_engine(options),
     )
+    run_files.closes_engine = run_files.engine is not None
     prefix = resume_results(run_files, output) if options.resume and output is not None else None
     if output is None and run_files.total > TABLE_ROWS:  # too many to list: the rows go to a file, and the report says where
         output = default_results_path()
@@ -276,6 +300,8 @@ def infer_command(options: InferOptions) -> int:
     if model.shipped:
         err.print(f"note: no --model and no {CARD_MODEL}: classifying with the model shipped with osr-toolkit "
                   "(MNIST digits, the default recipe; see docs/model-card.md)", markup=False)
+    if run_files.engine is not None:
+        err.print(f"cluster: {run_files.engine.describe()}", markup=False)
     for note in session.notes + run_files.notes:
         err.print(f"note: {with_flags(note, FLAGS)}", markup=False)
 
@@ -339,6 +365,15 @@ def infer_command(options: InferOptions) -> int:
         if not observers[0].passed:
             return EXIT_PARITY_FAILED
     return EXIT_SOME_INPUTS_FAILED if run.failures else EXIT_OK
+
+
+def _engine(options: InferOptions) -> ClusterEngine | None:
+    """The cluster ``--cluster`` names, connected (None: this machine)."""
+    if options.cluster is None:
+        return None
+    from osr_infer.engines import connect
+
+    return connect(options.cluster, partition_size=options.partition_size)
 
 
 def _progress(console: Console) -> Progress:

@@ -17,6 +17,7 @@ decoding pool, batch by batch; unreadable files are reported in each batch and s
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from osr_infer.decode import DecodePool
+    from osr_infer.engines import ClusterEngine
     from osr_infer.metadata import ModelMetadata
     from osr_infer.pipeline import BatchObserver, ClassifiedBatch, InferenceRun
     from osr_infer.results import ResultsWriter
@@ -118,13 +120,16 @@ class FileRun:
     """
 
     def __init__(self, model: "Model", sources: list["Source"], pool: "DecodePool", batch_size: int,
-                 observers: list["BatchObserver"]) -> None:
+                 observers: list["BatchObserver"], engine: "ClusterEngine | None" = None) -> None:
         self.model = model
         self.sources = sources
         self.notes = [s.note for s in sources if s.note]
         self._pool = pool
         self._batch_size = batch_size
         self._observers = observers
+        #: The cluster engine that classifies the partitions (None: this machine, ``workers`` processes).
+        self.engine = engine
+        self.closes_engine = False  # True: the engine is this run's own, closed when the run ends
 
     @property
     def total(self) -> int:
@@ -166,22 +171,37 @@ class FileRun:
         """Run it all and keep every row: the `InferenceRun` that
         ``osr-infer``'s report and metrics read (``osr_infer.report.run_metrics``). Rows are
         streamed to ``writer`` (a results file); ``on_batch`` sees each batch as it is classified."""
-        from osr_infer.pipeline import run_inference
+        from osr_infer.pipeline import collect_batches
 
-        with self._pool as pool:
-            return run_inference(self.sources, self.model.session, pool, batch_size=self._batch_size, writer=writer,
-                                 observers=self._observers, on_batch=on_batch)
+        with self._batches() as batches:
+            return collect_batches(self.sources, self.model.session, batches, writer=writer, on_batch=on_batch)
 
     def observe(self, observer: "BatchObserver") -> None:
-        """Hand ``observer`` each batch as the model sees it (before iterating)."""
+        """Hand ``observer`` each batch as the model sees it (before iterating; not on a cluster,
+        where the model runs elsewhere)."""
+        if self.engine is not None:
+            raise ParameterError("observers", f"`observers` see the model's batches on this machine; {self.engine.name} "
+                                 "classifies them on its workers")
         self._observers.append(observer)
 
-    def __iter__(self) -> Iterator[Predictions]:
+    @contextlib.contextmanager
+    def _batches(self) -> Iterator[Iterator["ClassifiedBatch"]]:
+        """The run's classified batches, in input order: from the engine, or this machine's pool."""
+        if self.engine is not None:
+            try:
+                yield self.engine.batches(self.sources, self.model, self._batch_size)
+            finally:
+                if self.closes_engine:
+                    self.engine.close()
+            return
         from osr_infer.pipeline import iter_batches
 
         with self._pool as pool:
-            for batch in iter_batches(self.sources, self.model.session, pool, batch_size=self._batch_size,
-                                      observers=self._observers):
+            yield iter_batches(self.sources, self.model.session, pool, batch_size=self._batch_size, observers=self._observers)
+
+    def __iter__(self) -> Iterator[Predictions]:
+        with self._batches() as batches:
+            for batch in batches:
                 rows = batch.rows
                 paths = tuple(self.sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist(), strict=True))
                 yield Predictions(self.model.classes, rows.pred, rows.probability, rows.score, rows.known, paths,
@@ -242,6 +262,11 @@ class Model:
     @property
     def path(self) -> Path:
         return self.session.path
+
+    @property
+    def thresholds(self) -> dict[str, float | None]:
+        """The ``threshold`` and ``score_threshold`` given to `load` (None: the model's own rule)."""
+        return dict(self._thresholds)
 
     @property
     def spec(self) -> "ModelSpec | None":
@@ -361,6 +386,7 @@ class Model:
         data_dir: str | os.PathLike[str] | None = None,
         observers: Sequence["BatchObserver"] = (),
         shard: tuple[int, int] | None = None,
+        cluster: "str | ClusterEngine | None" = None,
     ) -> FileRun:
         """Classify files, folders (recursive) and data set references (``mnist:test``,
         ``folder:PATH``...), streaming: iterate the result for `Predictions` batches of
@@ -371,7 +397,9 @@ class Model:
         reference; the same pixels). ``observers`` see each batch as the model saw it.
         ``shard=(i, n)`` classifies only shard ``i`` of ``n``: the files whose path relative to
         their source hashes to ``i`` (`osr_infer.sources.shard_of`), so ``n`` runs, on as many
-        machines, classify every file exactly once."""
+        machines, classify every file exactly once. ``cluster`` runs the partitions on a
+        cluster engine instead of local processes: ``"dask:tcp://HOST:8786"``, ``"ray:auto"``,
+        or an engine from `osr_infer.engines.connect` (the same rows, in the same order)."""
         from osr_infer.data import default_data_dir
         from osr_infer.decode import DecodePool, decode_files, decode_files_pil
         from osr_infer.sources import resolve_sources
@@ -397,6 +425,17 @@ class Model:
         if self.session.fixed_batch is not None:
             batch_size = self.session.fixed_batch
         decode = decode_files if decoder == "fast" else decode_files_pil
+        if cluster is not None:
+            from osr_infer.engines import connect
+
+            if decoder != "fast":
+                raise ParameterError("decoder", "`decoder` 'pil' is for checking the fast path on this machine; a cluster decodes the fast way")
+            if observers:
+                raise ParameterError("observers", "`observers` see the model's batches on this machine, not on a `cluster`")
+            engine = connect(cluster) if isinstance(cluster, str) else cluster
+            run = FileRun(self, resolved, DecodePool(self.contract, 0), batch_size, [], engine=engine)
+            run.closes_engine = isinstance(cluster, str)  # an engine it connected itself
+            return run
         # The workers start when the run is iterated, and stop when it ends: a run never iterated holds no process.
         pool = DecodePool(self.contract, n_workers, decode=decode)
         return FileRun(self, resolved, pool, batch_size, list(observers))

@@ -16,6 +16,9 @@ INPUT_NAME = "input"
 OUTPUT_NAMES = ("logits", "probs", "score")
 #: Images per ONNX Runtime call at the edge (and the decoders' chunk of files).
 DEFAULT_BATCH_SIZE = 256
+#: Items per task of a cluster engine (osr_infer.engines): large enough that a task's own cost is small
+#: beside its files', small enough that a lost worker loses little work.
+PARTITION_SIZE = 2048
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -292,12 +292,27 @@ def run_inference(
     """Classify every item of ``sources`` (`iter_batches`) and keep every row: the run
     that ``osr-infer`` reports on. Rows are streamed to ``writer``; ``on_batch`` sees each
     batch as it is classified (progress, failures)."""
+    batches = iter_batches(sources, model, pool, batch_size=batch_size, observers=observers)
+    return collect_batches(sources, model, batches, writer=writer, on_batch=on_batch)
+
+
+def collect_batches(
+    sources: list[Source],
+    model: InferenceModel,
+    batches: Iterable[ClassifiedBatch],
+    *,
+    writer: ResultsWriter | None = None,
+    on_batch: Callable[[ClassifiedBatch], None] | None = None,
+) -> InferenceRun:
+    """Keep every row of ``batches`` (a local run's `iter_batches`, or a cluster engine's,
+    over ``sources``): the run ``osr-infer`` reports on. Rows are streamed to ``writer``;
+    ``on_batch`` sees each batch as it arrives (progress, failures)."""
     names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
     parts: list[Predictions] = []
     failures: list[tuple[str, str]] = []
     failed_per_source = [0] * len(sources)
     t0 = time.perf_counter()
-    for batch in iter_batches(sources, model, pool, batch_size=batch_size, observers=observers):
+    for batch in batches:
         rows = batch.rows
         if writer is not None and len(rows):
             ids = [sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist(), strict=True)]
