@@ -87,9 +87,10 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 @cli_support.interruptible(err, "no results file was written")
 def infer(
     sources: Optional[list[str]] = typer.Argument(None, metavar="SOURCE...", help=SOURCES_HELP, show_default=False),
-    model: Optional[Path] = typer.Option(
-        None, "--model", help=f"ONNX model exported by osr-export [default: {CARD_MODEL} where it exists (the card's osr-train "
-        "then osr-export), else the model shipped with osr-toolkit (MNIST digits; docs/model-card.md)].", show_default=False,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="ONNX model exported by osr-export, a path or a URL (s3://..., https://...) "
+        f"[default: {CARD_MODEL} where it exists (the card's osr-train then osr-export), else the model shipped with "
+        "osr-toolkit (MNIST digits; docs/model-card.md)].", show_default=False,
     ),
     threshold: Optional[float] = typer.Option(None, "--threshold", help=THRESHOLD_HELP, show_default=False),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help=SCORE_THRESHOLD_HELP, show_default=False),
@@ -150,7 +151,7 @@ class InferOptions:
     """What ``osr-infer`` was asked for, validated once."""
 
     sources: list[str]
-    model: Path | None = None  # None: CARD_MODEL where it exists, else the shipped model
+    model: str | Path | None = None  # a path or URL; None: CARD_MODEL where it exists, else the shipped model
     threshold: float | None = None  # on the top softmax probability
     score_threshold: float | None = None  # on the model's own score
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -244,10 +245,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
         raise ParameterError("shard", f"shard must be I/N with 0 <= I < N, such as 0/4, not {text!r}") from None
 
 
-def resolve_model_path(model: Path | None) -> Path | None:
-    """``--model``, else the card's chain's model where it exists, else None (the shipped one)."""
+def resolve_model_path(model: str | Path | None) -> str | Path | None:
+    """``--model`` (a path or a URL), else the card's chain's model where it exists, else None (the shipped one)."""
     if model is not None:
-        return model
+        from osr_infer.remote import is_url
+
+        return model if isinstance(model, Path) or is_url(model) else Path(model)
     return CARD_MODEL if CARD_MODEL.is_file() else None
 
 

@@ -29,7 +29,8 @@ import numpy as np
 from osr_infer.errors import InferenceError, ParameterError
 from osr_infer.workers import _noop, _worker_init, prepare_workers
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
-from osr_infer.preprocess import ImageDecodeError, PreprocessContract, finish_converted, image_of, load_converted, load_stackable
+from osr_infer.preprocess import (ImageDecodeError, PreprocessContract, finish_converted, image_of, load_converted,
+                                  load_converted_bytes, load_stackable)
 
 if TYPE_CHECKING:
     from osr_infer.sources import Source
@@ -77,14 +78,20 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     # Small images of one size (and channels) are laid out together: JPEGs as the decoder's pixels.
     stacks: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     stacking = fast and contract.can_stack
+    fetched = _fetch_urls(paths)  # objects in a store (s3://...): read together, concurrently
     for i, path in enumerate(paths):
         try:
+            data = fetched.get(i)
+            if isinstance(data, str):
+                raise ImageDecodeError(data)
             if stacking:
-                loaded = load_stackable(path, contract)
+                loaded = load_stackable(path, contract, data)
                 if isinstance(loaded, np.ndarray):
                     stacks.setdefault(loaded.shape, []).append((i, loaded))
                     continue
                 pixels[i] = finish_converted(loaded, contract)
+            elif data is not None:
+                pixels[i] = finish_converted(load_converted_bytes(data, contract), contract)
             else:
                 pixels[i] = finish_converted(load_converted(path, contract, fast), contract)
             done[i] = True
@@ -106,6 +113,18 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
                     failed.append((i, f"decoder error: {type(exc).__name__}: {exc}"))
     ok = np.flatnonzero(done)
     return ok.astype(np.int64), pixels[ok], sorted(failed)
+
+
+def _fetch_urls(paths: Sequence[str]) -> dict[int, bytes | str]:
+    """The bytes (or the reason they could not be read) of the paths that are URLs, by position."""
+    from osr_infer.remote import is_url
+
+    urls = [k for k, path in enumerate(paths) if is_url(path)]
+    if not urls:
+        return {}
+    from osr_infer.remote import read_objects
+
+    return dict(zip(urls, read_objects([paths[k] for k in urls]), strict=True))
 
 
 def decode_files_pil(paths: Sequence[str], contract: PreprocessContract) -> Decoded:

@@ -233,7 +233,8 @@ class Model:
         threads: int | None = None,
         spin: bool | None = None,
     ) -> "Model":
-        """Load ``path`` (an ONNX file written by ``osr-export``), or with no path the model that
+        """Load ``path`` (an ONNX file written by ``osr-export``, or its URL: ``s3://``,
+        ``https://``... as `osr_infer.remote` reads them), or with no path the model that
         ships with the package (`shipped_model_path`).
 
         ``threshold``: accept when the top softmax probability reaches it, in (0, 1);
@@ -249,6 +250,12 @@ class Model:
         check("score_threshold", score_threshold, Interval(float, None, None), NONE)
         check("threads", threads, Interval(int, 1, 1024), NONE)
         shipped = path is None
+        from osr_infer.remote import is_url
+
+        if path is not None and is_url(os.fspath(path)):
+            from osr_infer.remote import fetch_model
+
+            path = fetch_model(os.fspath(path))
         if path is None:
             path = shipped_model_path()
             if not Path(path).is_file():

@@ -336,7 +336,7 @@ def image_of(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
 
 
-def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
+def _fast_pixels(path: str, contract: PreprocessContract, data: bytes | None = None) -> np.ndarray | None:
     """Steps 1-2 on the fast path, as an array: ``(h, w)`` grey or ``(h, w, 3)`` RGB, upright,
     PIL's pixels bit for bit: JPEGs through libjpeg-turbo (osr_infer/fastjpeg.py), PNGs through
     Pillow's own decoder without its chunk reader (osr_infer/fastpng.py); None where PIL should
@@ -346,10 +346,12 @@ def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
     is_jpeg = suffix in JPEG_SUFFIXES
     if not is_jpeg and suffix != ".png":
         return None
-    from osr_infer import fastjpeg, fastpng
+    from osr_infer import fastjpeg
 
     if is_jpeg and not fastjpeg.available():
         return None
+    if data is not None:  # read already (an object in a store)
+        return _fast_pixels_of(data, is_jpeg, contract) if 0 < len(data) <= fastjpeg.MAX_FAST_BYTES else None
     # Non-blocking: a named pipe (or a device) called x.jpg must not hang the open; only regular
     # files are read here, the rest goes the usual way (which reports it as empty).
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -362,6 +364,12 @@ def _fast_pixels(path: str, contract: PreprocessContract) -> np.ndarray | None:
         os.close(descriptor)
     if not data or len(data) != size:
         return None
+    return _fast_pixels_of(data, is_jpeg, contract)
+
+
+def _fast_pixels_of(data: bytes, is_jpeg: bool, contract: PreprocessContract) -> np.ndarray | None:
+    from osr_infer import fastjpeg, fastpng
+
     if not is_jpeg:
         return fastpng.decode(data, MAX_IMAGE_PIXELS)  # no orientation: PNGs with EXIF go to PIL
     decoded = fastjpeg.decode(data, contract.draft_size if contract.draft else None, MAX_IMAGE_PIXELS, _too_large)
@@ -395,18 +403,20 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 _LUMA_WEIGHTS = np.array([19595, 38470, 7471], dtype=np.float32)
 
 
-def load_stackable(path: str, contract: PreprocessContract) -> np.ndarray | Image.Image:
+def load_stackable(path: str, contract: PreprocessContract, data: bytes | None = None) -> np.ndarray | Image.Image:
     """For decoding many files at once (`osr_infer.decode.decode_files`): an image that
     takes steps 4-5 in a stack (`PreprocessContract.stacks`) as its upright uint8 array,
     for `PreprocessContract.in_color` and `PreprocessContract.finish_stack` (a JPEG
     or PNG on the fast path before colour conversion, any other file after it); every other
     image converted, as `load_converted` returns it, for `finish_converted`. The
-    same pixels as `load_image`; ImageDecodeError where the file is unusable."""
+    same pixels as `load_image`; ImageDecodeError where the file is unusable. ``data``: the
+    file's bytes, read already (``path`` then only names it, for its suffix)."""
     with _decode_errors():
-        pixels = _fast_pixels(path, contract)
+        pixels = _fast_pixels(path, contract, data)
         if pixels is not None:
             return pixels if contract.stacks(*pixels.shape[:2]) else contract.convert(image_of(pixels))
-    converted = load_converted(path, contract, fast=False)  # the fast path declined it: PIL, without a second try
+    # the fast path declined it: PIL, without a second try
+    converted = load_converted(path, contract, fast=False) if data is None else load_converted_bytes(data, contract)
     return np.asarray(converted) if contract.stacks(converted.height, converted.width) else converted
 
 

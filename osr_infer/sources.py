@@ -108,6 +108,9 @@ def shard_keys(source: Source) -> list[str]:
     (the same wherever the tree is mounted), or an in-memory item's position."""
     if source.paths is None:
         return [str(int(i)) for i in source.item_positions]
+    if "://" in source.name:  # a URL: the key below its prefix, as a local folder's files (one object: its name)
+        prefix = source.name.rstrip("/") + "/"
+        return [p[len(prefix):] if p.startswith(prefix) else p.rsplit("/", 1)[-1] for p in source.paths]
     root = Path(source.name)
     if root.is_dir():
         return [os.path.relpath(p, root) for p in source.paths]
@@ -166,6 +169,10 @@ def resolve_source(
         if unknown:
             source.labels = np.full(len(source), UNKNOWN, dtype=np.int64)
         return source
+    from osr_infer.remote import is_url
+
+    if is_url(spec):
+        return _url_source(spec, unknown)
     path = Path(spec)
     if not path.exists():
         prefix = spec.split(":", 1)[0]
@@ -185,6 +192,16 @@ def resolve_source(
                          + (f"; left out {skipped}" if skipped else ""))
     note = f"{spec}: left out {skipped}" if skipped else None
     return Source(spec, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files, note=note)
+
+
+def _url_source(url: str, unknown: bool) -> Source:
+    """The images at a URL (`osr_infer.remote`): one object, or every image under a prefix."""
+    from osr_infer.remote import list_images, redact
+
+    files = list_images(url, IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"no image files under {redact(url)} (looked recursively for {', '.join(IMAGE_SUFFIXES)})")
+    return Source(url, np.full(len(files), UNKNOWN if unknown else UNLABELLED, dtype=np.int64), paths=files)
 
 
 def _reference(spec: str, data_dir: Path | None, contract: PreprocessContract, model_spec: ModelSpec | None,

@@ -188,8 +188,8 @@ def boot_early(argv: list[str]) -> None:
     """Boot the forkserver now if this ``osr-infer`` command line will decode files in worker
     processes: not for help, ``--workers 0`` or a handful of image files (the CLI decodes
     those in-process). Its imports then overlap the main process's."""
-    if not argv or any(arg in ("--help", "-h", "--workers=0") for arg in argv):
-        return
+    if not argv or any(arg in ("--help", "-h", "--workers=0") or arg.startswith("--cluster") for arg in argv):
+        return  # nothing to decode here (a cluster's workers decode)
     if any(a == "--workers" and b == "0" for a, b in itertools.pairwise(argv)):
         return
     sources = []
@@ -239,7 +239,7 @@ def few_plain_files(sources: list[str]) -> bool:
 
 #: osr-infer's options that take a value that is not a source.
 _VALUE_OPTIONS = frozenset({"-o", "--model", "--threshold", "--score-threshold", "--batch-size", "--workers", "--output",
-                            "--data-dir", "--parity", "--atol", "--decoder"})
+                            "--data-dir", "--parity", "--atol", "--decoder", "--shard", "--cluster", "--partition-size"})
 
 
 #: glibc's mallopt parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.

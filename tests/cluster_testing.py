@@ -94,3 +94,21 @@ def wait_for(condition, seconds: float = 120, what: str = "the condition") -> No
         if time.time() > deadline:
             raise TimeoutError(f"{what} did not hold within {seconds:.0f} s")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3-compatible server on 127.0.0.1 (a real HTTP server, in its own process); yields
+    the environment that points the AWS SDKs at it, with throwaway credentials."""
+    port = free_port()
+    server = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)])
+    try:
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 60, "moto's server listening")
+        yield {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "s3cr3t-never-printed",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    finally:
+        _stop(server)
