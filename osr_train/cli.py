@@ -76,6 +76,11 @@ def _train(model: str, recipe: Recipe, out: Optional[Path], threshold: Optional[
             input_size=run["input_size"], channels=run["channels"], download=run["download"], work_dir=out_dir,
             resume=run["resume"], threads=run["threads"], reporter=reporter,
         )
+        from osr_train.distributed import Group
+
+        group = Group.from_environment()
+        if group is not None and not group.main:
+            return  # under torchrun, rank 0 writes the model and reports for the group
         model_path = trained.save(out_dir / "model.pt")
         trained.save_report(out_dir)
     print_summary(console, trained.metrics)

@@ -121,6 +121,9 @@ def train(
         raise ParameterError("resume", "`resume` continues the run in `work_dir`: give it")
     import torch
 
+    from osr_train.distributed import Group, process_group
+
+    group = Group.from_environment()  # started by torchrun: one rank of a data-parallel group
     with contextlib.ExitStack() as stack:
         # `threads` holds for this call: torch's process-wide count is put back on return
         stack.callback(torch.set_num_threads, torch.get_num_threads())
@@ -131,6 +134,15 @@ def train(
             check_writable_dir(work_dir)
         except PermissionError as exc:
             raise OutputError(str(exc)) from None
+        if group is not None:
+            from osr_train.training import resolve_device
+
+            stack.enter_context(process_group(group, resolve_device(config.device)))
+            if not group.main:
+                reporter = SILENT  # rank 0 reports for the group
+            if group.restarts and not resume and (work_dir / "checkpoint.pt").is_file():
+                resume = True  # torchrun restarted the group after a failure: continue, not start again
+                reporter.info(f"torchrun restarted the group (restart {group.restarts}): resuming from {work_dir / 'checkpoint.pt'}")
         dataset_spec, contract = describe_dataset(
             dataset, data_dir, known_classes=known_classes, split_seed=config.seed, input_size=input_size, channels=channels,
         )
@@ -143,11 +155,11 @@ def train(
             contract = dataclasses.replace(contract, steps=(*contract.steps, "layout"))
         source = open_set_source(dataset_spec, data_dir, [Path(d) for d in ood_dirs])
         data = load_data(source, contract, download, reporter)
-        return _train_on(config, data, dataset_spec, contract, work_dir, resume, threads, reporter)
+        return _train_on(config, data, dataset_spec, contract, work_dir, resume, threads, reporter, group)
 
 
 def _train_on(config: TrainConfig, data: OpenSetData, dataset: Any, contract: PreprocessContract, work_dir: Path, resume: bool,
-              threads: int | None, reporter: Reporter) -> TrainedModel:
+              threads: int | None, reporter: Reporter, group: Any = None) -> TrainedModel:
     from osr_train.evaluation import evaluate, run_model
     from osr_train.scoring import TORCH_SCORES
     from osr_train.training import Normalizer, Trainer, config_to_json, history_to_json, resolve_device
@@ -164,9 +176,10 @@ def _train_on(config: TrainConfig, data: OpenSetData, dataset: Any, contract: Pr
         record = {"model": config.model, "recipe": config.recipe, "hyperparameters": config_to_json(config)}
         resume_state = _resume_state(work_dir / "checkpoint.pt", spec, record) if resume else None
         # Before the trainer: its outlier pool and drawn glyphs are torch work too.
-        threads_note = _set_threads(threads, resolve_device(config.device), reporter)
+        threads_note = _set_threads(threads, resolve_device(config.device), reporter, group)
         trainer = Trainer(config, data, spec, work_dir, reporter, record,
-                          use_photo_outliers=dataset.name != "digits")  # the digits set's test unknowns are those photos
+                          use_photo_outliers=dataset.name != "digits",  # the digits set's test unknowns are those photos
+                          group=group)
         if resume_state is not None:
             trainer.restore(*resume_state)
     except OSRError:
@@ -174,8 +187,9 @@ def _train_on(config: TrainConfig, data: OpenSetData, dataset: Any, contract: Pr
     except (ValueError, RuntimeError) as exc:
         raise TrainingError(str(exc)) from None
     n_params = sum(p.numel() for p in trainer.model.parameters())
+    ranks = f" x {group.world} ranks (torchrun; global batch {config.batch_size})" if group is not None else ""
     reporter.info(
-        f"training {config.model} ({config.recipe} recipe) on {trainer.device}{threads_note}: input {contract.describe()}, "
+        f"training {config.model} ({config.recipe} recipe) on {trainer.device}{threads_note}{ranks}: input {contract.describe()}, "
         f"{spec.n_classes} classes, {n_params:,} parameters"
     )
     if resume_state is not None:
@@ -188,6 +202,9 @@ def _train_on(config: TrainConfig, data: OpenSetData, dataset: Any, contract: Pr
         raise TrainingInterrupted(
             f"interrupted; the last complete checkpoint ({stage} epoch {epoch}) is {trainer.checkpoint_path}: "
             "run the same command with `resume` to continue")
+    if group is not None and not group.main:
+        # Rank 0 calibrates, evaluates and writes for the group (the ranks hold the same weights).
+        return TrainedModel(spec, {}, history_to_json(result.history), trainer.model.cpu(), dict(record, rank=group.rank), config)
 
     # Score statistics come from training knowns; the threshold from validation knowns only.
     classifier = trainer.classifier
@@ -289,13 +306,17 @@ def _resume_state(path: Path, spec: ModelSpec, record: dict[str, Any]) -> tuple[
     return state_dict, resume
 
 
-def _set_threads(threads: int | None, device: object, reporter: Reporter) -> str:
+def _set_threads(threads: int | None, device: object, reporter: Reporter, group: Any = None) -> str:
     """Set torch's CPU threads (``--threads``); with the default, say when other processes keep
     the cores busy: there one thread per core waits on the slowest core at every operation
     (benchmarks/training_threads.py: half the speed of one thread with one of two cores busy).
     The count is never changed behind the user's back: results depend on it in the last bits."""
     import torch
 
+    if threads is None and group is not None and str(device) == "cpu":
+        from osr_infer.decode import default_workers
+
+        threads = max(1, default_workers() // group.local_world)  # the ranks on this machine share its cores
     if threads is not None:
         torch.set_num_threads(threads)
     elif str(device) == "cpu" and torch.get_num_threads() > 1:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from osr_train.augment import RandomAffine
+from osr_train.distributed import Group, average_gradients, barrier, broadcast_buffers, broadcast_parameters, gather, rank_device
 from osr_train.checkpoint import save_checkpoint
 from osr_infer.data.datasets import ImageSet, OpenSetData
 from osr_train.losses import ContrastiveLoss, pair_labels
@@ -148,13 +149,20 @@ class Trainer:
         record: dict[str, Any] | None = None,
         *,
         use_photo_outliers: bool = True,
+        group: Group | None = None,
     ) -> None:
-        """``use_photo_outliers``: False where the sample photos are the data set's own test unknowns."""
+        """``use_photo_outliers``: False where the sample photos are the data set's own test unknowns.
+        ``group``: this rank's place under torchrun (`osr_train.distributed`); None for one process."""
         self.config = config
         assert config.batch_size is not None  # settled by TrainConfig from the model
-        self.batch_size: int = config.batch_size
+        self.group = group
+        world = group.world if group is not None else 1
+        if group is not None and config.batch_size < 2 * world:
+            raise ValueError(f"batch_size {config.batch_size} is the global batch: with {world} ranks it must be at least {2 * world}")
+        self.batch_size: int = config.batch_size // world  # this rank's share of each global batch
+        self.outlier_batch = max(1, config.outlier_batch // world) if group is not None else config.outlier_batch
         self.spec = spec
-        self.device = resolve_device(config.device)
+        self.device = rank_device(resolve_device(config.device), group)
         self.reporter = reporter
         self.use_photo_outliers = use_photo_outliers
         self.out_dir = Path(out_dir)
@@ -166,7 +174,8 @@ class Trainer:
             self.train = self._with_drawn_knowns(self.train)
         self.val = TensorSplit.from_imageset(data.val, self.device)
         torch.manual_seed(config.seed)
-        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        # Augmentation and outlier draws: each rank its own stream (the epoch order is the sampler's).
+        self.generator = torch.Generator(device="cpu").manual_seed(config.seed + (1 + group.rank if group is not None else 0))
         self.model = build_model(spec).to(self.device)
         self.classifier = classifier_of(self.model)
         self.last_saved: tuple[str, int] | None = None
@@ -179,6 +188,9 @@ class Trainer:
                               if config.rotation_weight > 0 else None)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self._resume: dict[str, Any] | None = None  # an interrupted run's state, set by restore()
+        self._parameters = list(self.model.parameters()) + (list(self.rotation_head.parameters()) if self.rotation_head is not None else [])
+        if group is not None:  # every rank starts from rank 0's weights
+            broadcast_parameters([self.model] + ([self.rotation_head] if self.rotation_head is not None else []))
 
     def _with_drawn_knowns(self, train: TensorSplit) -> TensorSplit:
         """Training knowns plus, for each class named by one character that the Hershey fonts
@@ -217,10 +229,7 @@ class Trainer:
 
     def _optimizer(self, epochs: int) -> torch.optim.Optimizer:
         """A fresh Adam per stage (as the seed), with the recipe's schedule."""
-        params = list(self.model.parameters())
-        if self.rotation_head is not None:
-            params += list(self.rotation_head.parameters())
-        opt = torch.optim.Adam(params, lr=self.config.lr)
+        opt = torch.optim.Adam(self._parameters, lr=self.config.lr)
         if self.config.schedule == "onecycle":
             steps = len(self._batch_starts())
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.config.lr, total_steps=epochs * steps)
@@ -231,6 +240,8 @@ class Trainer:
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.group is not None:
+            average_gradients(self._parameters, self.group.world)
         optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
@@ -238,11 +249,27 @@ class Trainer:
 
     # -- one epoch -------------------------------------------------------------------------
     def _batch_starts(self) -> range:
-        """Where each batch of an epoch starts; a last batch of 1 is dropped (a Siamese pair needs two)."""
-        return range(0, len(self.train) - 1, self.batch_size)
+        """Where each batch of an epoch starts in this rank's order; a last batch of 1 is dropped
+        (a Siamese pair needs two). The same count on every rank."""
+        return range(0, self._epoch_length() - 1, self.batch_size)
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
+    def _epoch_length(self) -> int:
+        """Items this rank sees per epoch: all of them, or its sampler's share (the last
+        ``len % world`` dropped, so that every rank takes as many steps)."""
+        return len(self.train) if self.group is None else len(self.train) // self.group.world
+
+    def _batches(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This epoch's batches: a permutation from the run's generator, or under torchrun this
+        rank's share from a `DistributedSampler` (seeded by the run, ``set_epoch(epoch)``)."""
+        if self.group is None:
+            order = torch.randperm(len(self.train), generator=self.generator).to(self.device)
+        else:
+            from torch.utils.data import DistributedSampler
+
+            sampler = DistributedSampler(range(len(self.train)), num_replicas=self.group.world, rank=self.group.rank, shuffle=True,
+                                         seed=self.config.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            order = torch.tensor(list(sampler), dtype=torch.int64).to(self.device)
         bs = self.batch_size
         for start in self._batch_starts():
             idx = order[start : start + bs]
@@ -255,7 +282,7 @@ class Trainer:
         parts = [x]
         if self.outliers is not None:
             # Outlier exposure (Hendrycks et al.): push the posterior of outliers towards uniform.
-            idx = torch.randint(0, len(self.outliers), (self.config.outlier_batch,), generator=self.generator).to(self.device)
+            idx = torch.randint(0, len(self.outliers), (self.outlier_batch,), generator=self.generator).to(self.device)
             out = self.normalize(self.outliers[idx])
             if self.augment is not None:
                 out = self.augment(out, self.generator)
@@ -268,9 +295,9 @@ class Trainer:
         loss = F.cross_entropy(logits[: len(x)], y)
         start = len(x)
         if self.outliers is not None:
-            outlier = logits[start : start + self.config.outlier_batch]
+            outlier = logits[start : start + self.outlier_batch]
             loss = loss + self.config.outlier_weight * -(outlier.log_softmax(1)).mean(1).mean()
-            start += self.config.outlier_batch
+            start += self.outlier_batch
         if self.rotation_head is not None:
             loss = loss + self.config.rotation_weight * self._rotation_loss(hidden[start:], turns)
         return self._step(optimizer, loss)
@@ -337,8 +364,11 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             if self.scheduler is not None and resume["scheduler"] is not None:
                 self.scheduler.load_state_dict(resume["scheduler"])
-            self.generator.set_state(resume["generator"])
-            torch.set_rng_state(resume["torch_rng"])
+            generator, torch_rng = resume["generator"], resume["torch_rng"]
+            if self.group is not None:
+                generator, torch_rng = resume["rank_states"][self.group.rank]
+            self.generator.set_state(generator)
+            torch.set_rng_state(torch_rng)
             first = int(resume["epoch"]) + 1
             self._resume = None
         with self.reporter.progress(f"{stage} epoch {first}/{epochs}", total=epochs * steps, completed=(first - 1) * steps) as task:
@@ -348,10 +378,12 @@ class Trainer:
                 self.model.train()
                 total = torch.zeros((), device=self.device)
                 n = 0
-                for x, y in self._batches():
+                for x, y in self._batches(epoch + (10_000 if stage != "pretrain" else 0)):
                     total += step(x, y)
                     n += 1
                     task.advance(1)
+                if self.group is not None:
+                    broadcast_buffers(self.model)  # rank 0's batch-norm statistics, as DDP keeps them
                 train_loss = (total / max(n, 1)).item()
                 val_loss, val_acc = validate()
                 seconds = time.perf_counter() - t0
@@ -372,6 +404,12 @@ class Trainer:
         }
         if self.rotation_head is not None:  # training-only weights: not in the model's state dict
             resume["rotation_head"] = {k: v.detach().cpu() for k, v in self.rotation_head.state_dict().items()}
+        if self.group is not None:  # each rank's random streams, so that every rank continues its own
+            resume["rank_states"] = gather((self.generator.get_state(), torch.get_rng_state()))
+            resume["world"] = self.group.world
+            if not self.group.main:  # only rank 0 writes
+                self.last_saved = (stage, epoch)
+                return
         save_checkpoint(self.checkpoint_path, self.model, self.spec, dict(self.record, stage=stage, epoch=epoch, complete=False),
                         resume=resume)
         self.last_saved = (stage, epoch)
@@ -379,6 +417,9 @@ class Trainer:
     def restore(self, state_dict: dict[str, Any], resume: dict[str, Any]) -> None:
         """Continue from an interrupted run's checkpoint (see `_save_epoch`)."""
         self.model.load_state_dict(state_dict)
+        saved_world = int(resume.get("world", 1))
+        if saved_world != (self.group.world if self.group is not None else 1):
+            raise ValueError(f"the interrupted run was trained by {saved_world} process(es): resume it with as many")
         if self.rotation_head is not None:
             if "rotation_head" not in resume:
                 raise ValueError("the interrupted run was trained without --rotation-weight: give the same options to resume")
@@ -408,6 +449,8 @@ class Trainer:
             )
         except KeyboardInterrupt:
             result.interrupted = True
+        if self.group is not None and not result.interrupted:
+            barrier()  # every rank has finished its last step
         self.model.eval()
         return result
 
