@@ -55,7 +55,11 @@ def process_group(group: Group, device: torch.device) -> Iterator[None]:
 
     if device.type == "cuda":
         torch.cuda.set_device(group.local_rank)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # torchrun's store outlives a failed attempt: a restarted group's keys get a prefix of their
+    # own, or its ranks would find the dead attempt's addresses there.
+    store, rank, world = next(dist.rendezvous("env://"))
+    store = dist.PrefixStore(f"osr-train/attempt-{group.restarts}", store)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=rank, world_size=world)
     try:
         yield
     finally:

@@ -266,8 +266,9 @@ class Trainer:
         else:
             from torch.utils.data import DistributedSampler
 
-            sampler = DistributedSampler(range(len(self.train)), num_replicas=self.group.world, rank=self.group.rank, shuffle=True,
-                                         seed=self.config.seed, drop_last=True)
+            everything: Any = range(len(self.train))  # a sampler needs only the length
+            sampler: DistributedSampler[int] = DistributedSampler(everything, num_replicas=self.group.world, rank=self.group.rank,
+                                                                  shuffle=True, seed=self.config.seed, drop_last=True)
             sampler.set_epoch(epoch)
             order = torch.tensor(list(sampler), dtype=torch.int64).to(self.device)
         bs = self.batch_size
