@@ -66,8 +66,11 @@ DecodeFn = Callable[[Sequence[str], PreprocessContract], Decoded]
 MAX_WORKER_CRASHES = 16
 
 
-def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool = True) -> Decoded:
+def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool = True,
+                 contents: Sequence[bytes] | None = None) -> Decoded:
     """Decode ``paths`` (runs in a worker): (positions decoded, their pixels, [(position, reason)]).
+    ``contents``: the files' bytes, read already (by a cluster engine's reader; ``paths`` then
+    name them, for their suffixes and the reasons).
 
     ``fast``: JPEGs through libjpeg-turbo, and small images laid out as stacks of the same size
     (`PreprocessContract.finish_stack`); both give the reference path's pixels, bit for bit.
@@ -78,7 +81,8 @@ def decode_files(paths: Sequence[str], contract: PreprocessContract, fast: bool 
     # Small images of one size (and channels) are laid out together: JPEGs as the decoder's pixels.
     stacks: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
     stacking = fast and contract.can_stack
-    fetched = _fetch_urls(paths)  # objects in a store (s3://...): read together, concurrently
+    # Objects in a store (s3://...) are read together, concurrently.
+    fetched: dict[int, bytes | str] = dict(enumerate(contents)) if contents is not None else _fetch_urls(paths)
     for i, path in enumerate(paths):
         try:
             data = fetched.get(i)

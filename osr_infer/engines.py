@@ -31,7 +31,7 @@ from osr_infer.spec import UNLABELLED
 
 if TYPE_CHECKING:
     from osr_infer.model import Model
-    from osr_infer.pipeline import ClassifiedBatch
+    from osr_infer.pipeline import ClassifiedBatch, Predictions
     from osr_infer.sources import Source
 
 #: Cluster engines by the scheme of ``cluster`` (``dask:ADDRESS``, ``ray:ADDRESS``): module and class.
@@ -143,6 +143,17 @@ def classify_partition(payload: ModelPayload, partition: Partition, batch_size: 
     done = Predictions.concat(rows)
     return PartitionResult(partition.number, partition.source, done.index + partition.start, done.pred, done.probability,
                            done.score, done.known, failures)
+
+
+def classify_pixels(model: "Model", pixels: np.ndarray, batch_size: int) -> "Predictions":
+    """Classify decoded pixels (a worker's share) in the model's batches: its rows, in order."""
+    from osr_infer.decode import DecodePool
+    from osr_infer.pipeline import Predictions, iter_batches
+    from osr_infer.sources import Source
+
+    source = Source("pixels", np.full(len(pixels), UNLABELLED, dtype=np.int64), images=pixels)
+    with DecodePool(model.contract, 0) as pool:
+        return Predictions.concat([batch.rows for batch in iter_batches([source], model.session, pool, batch_size=batch_size)])
 
 
 def as_batch(result: PartitionResult) -> "ClassifiedBatch":

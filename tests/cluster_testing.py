@@ -112,3 +112,36 @@ def s3_server() -> Iterator[dict[str, str]]:
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
     finally:
         _stop(server)
+
+
+@dataclass
+class RayCluster:
+    address: str
+    second_node_port: int
+
+    def raylet_of_second_node(self) -> int | None:
+        """The pid of the second node's raylet (found by its node-manager port)."""
+        import psutil
+
+        for process in psutil.process_iter(["cmdline"]):
+            line = " ".join(process.info["cmdline"] or [])
+            if "raylet" in line and f"--node_manager_port={self.second_node_port}" in line:
+                return int(process.pid)
+        return None
+
+
+@contextlib.contextmanager
+def ray_cluster() -> Iterator[RayCluster]:
+    """A Ray head node and a second node (``ray start``), one CPU each, on 127.0.0.1, as a user
+    starts them; ``ray stop --force`` on the way out."""
+    port, node_port = free_port(), free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4"}
+    common = ["--num-cpus", "1", "--object-store-memory", str(200 << 20), "--disable-usage-stats"]
+    try:
+        subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                        "--include-dashboard", "false", *common], check=True, capture_output=True, env=env, timeout=120)
+        subprocess.run([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
+                        "--node-manager-port", str(node_port), *common], check=True, capture_output=True, env=env, timeout=120)
+        yield RayCluster(f"127.0.0.1:{port}", node_port)
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)

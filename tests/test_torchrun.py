@@ -62,6 +62,7 @@ def _rank_process(launcher: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_killed_rank_restarts_the_group_which_resumes(tmp_path):
     out = tmp_path / "run"
     launcher = subprocess.Popen(_torchrun(out, "--epochs", "40", "--batch-size", "64", restarts=1), stdout=subprocess.PIPE,
