@@ -127,8 +127,9 @@ def infer(
         "dask:tcp://HOST:8786 (the [dask] extra) or ray:auto, ray:ray://HOST:10001 (the [ray] extra). The same rows, in the "
         "same order; the partitions of a lost worker run again [default: this machine].", show_default=False,
     ),
-    partition_size: int = typer.Option(
-        PARTITION_SIZE, "--partition-size", help="With --cluster: files per task (a lost worker loses at most a few of these).",
+    partition_size: Optional[int] = typer.Option(
+        None, "--partition-size", help=f"With --cluster: files per task (a lost worker loses at most a few of these) [default: "
+        f"{PARTITION_SIZE} on Dask, 512 on Ray, whose rows come back in order: smaller blocks stream].", show_default=False,
     ),
 ) -> None:
     """Classify images with an exported model: each is one of its classes, or unknown."""
@@ -166,7 +167,7 @@ class InferOptions:
     shard: tuple[int, int] | None = None  # (index, count)
     resume: bool = False  # continue the output file of an interrupted run
     cluster: str | None = None  # ENGINE:ADDRESS (osr_infer.engines)
-    partition_size: int = PARTITION_SIZE  # items per cluster task
+    partition_size: int | None = None  # items per cluster task (None: the engine's default)
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "decoder": [OneOf(DECODERS)],
@@ -175,7 +176,7 @@ class InferOptions:
         "batch_size": [Interval(int, 1, MAX_BATCH_SIZE)],
         "workers": [Interval(int, 0, MAX_WORKERS), NONE],
         "atol": [Interval(float, 0, 1, closed="right")],
-        "partition_size": [Interval(int, 1, None)],
+        "partition_size": [Interval(int, 1, None), NONE],
     }
 
     def __post_init__(self) -> None:

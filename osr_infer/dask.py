@@ -26,7 +26,7 @@ import numpy as np
 from osr_infer.engines import ModelPayload, Partition, PartitionResult, classify_partition, ordered_batches, partitions
 from osr_infer.errors import InputError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE, PARTITION_SIZE
-from osr_infer.params import Interval, check
+from osr_infer.params import NONE, Interval, check
 from osr_infer.spec import UNKNOWN_NAME
 
 if TYPE_CHECKING:
@@ -51,12 +51,12 @@ class DaskEngine:
 
     name = "dask"
 
-    def __init__(self, address: str | None = None, *, client: Client | None = None, partition_size: int = PARTITION_SIZE,
+    def __init__(self, address: str | None = None, *, client: Client | None = None, partition_size: int | None = None,
                  timeout: float | None = None) -> None:
-        check("partition_size", partition_size, Interval(int, 1, None))
+        check("partition_size", partition_size, Interval(int, 1, None), NONE)
         self._own_client = client is None
         self.client = client if client is not None else self._connect(address, timeout)
-        self.partition_size = partition_size
+        self.partition_size = partition_size or PARTITION_SIZE
 
     @staticmethod
     def _connect(address: str | None, timeout: float | None) -> Client:

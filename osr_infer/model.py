@@ -439,6 +439,8 @@ class Model:
                 raise ParameterError("decoder", "`decoder` 'pil' is for checking the fast path on this machine; a cluster decodes the fast way")
             if observers:
                 raise ParameterError("observers", "`observers` see the model's batches on this machine, not on a `cluster`")
+            if workers is not None:
+                raise ParameterError("workers", "`workers` are this machine's decoding processes; a `cluster` decodes on its workers")
             engine = connect(cluster) if isinstance(cluster, str) else cluster
             run = FileRun(self, resolved, DecodePool(self.contract, 0), batch_size, [], engine=engine)
             run.closes_engine = isinstance(cluster, str)  # an engine it connected itself

@@ -26,7 +26,7 @@ import numpy as np
 
 from osr_infer.engines import ModelPayload, PartitionResult, as_batch, worker_model
 from osr_infer.errors import InputError
-from osr_infer.outputs import DEFAULT_BATCH_SIZE, PARTITION_SIZE
+from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Interval, check
 from osr_infer.spec import UNKNOWN_NAME
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from osr_infer.pipeline import ClassifiedBatch
     from osr_infer.sources import Source
 
+#: Files per ``map_batches`` batch: Ray hands the rows back in order, so smaller blocks stream
+#: (the first rows come sooner) where Dask's larger partitions cost less per file.
+RAY_PARTITION_SIZE = 512
+#: Concurrent read tasks (they take no CPU: each is a process reading files).
+READERS = 4
 #: The columns of `predict`'s rows: ``osr-infer``'s, and ``error`` (empty for a classified file).
 COLUMNS = ("path", "label", "class_index", "probability", "score", "known", "error")
 
@@ -77,7 +82,7 @@ def predict(
     unknown: Iterable[str | os.PathLike[str]] = (),
     shard: tuple[int, int] | None = None,
     concurrency: int | None = None,
-    partition_size: int = PARTITION_SIZE,
+    partition_size: int = RAY_PARTITION_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> ray.data.Dataset:
     """Classify the files of ``sources`` (files, folders, ``s3://`` prefixes...) on the Ray
@@ -108,7 +113,7 @@ def _dataset(sources: list[Source], model: Model, batch_size: int, partition_siz
     actors = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # Reading is I/O: its tasks take no CPU from the classifying actors (which hold one each).
     files = ray.data.read_binary_files(paths, include_paths=True, override_num_blocks=max(1, -(-len(paths) // partition_size)),
-                                       num_cpus=0)
+                                       num_cpus=0, concurrency=READERS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # restarts are passed as remote arguments, as Ray documents
         return files.map_batches(
@@ -160,12 +165,13 @@ class RayEngine:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, partition_size: int = PARTITION_SIZE, concurrency: int | None = None) -> None:
+    def __init__(self, address: str | None = None, *, partition_size: int | None = None, concurrency: int | None = None) -> None:
         import ray
 
-        check("partition_size", partition_size, Interval(int, 1, None))
+        check("partition_size", partition_size, Interval(int, 1, None), NONE)
         check("concurrency", concurrency, Interval(int, 1, None), NONE)
-        self.partition_size, self.concurrency = partition_size, concurrency
+        self.partition_size = partition_size or RAY_PARTITION_SIZE
+        self.concurrency = concurrency
         self._connected_here = False
         if not ray.is_initialized():
             _probe(address)

@@ -16,6 +16,7 @@ its own package: ``s3fs`` (the ``[s3]`` extra), ``gcsfs``, ``aiohttp`` for ``htt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -79,11 +80,19 @@ def list_images(url: str, suffixes: Sequence[str]) -> list[str]:
         found = fs.find(root, withdirs=False)
     except Exception as exc:  # noqa: BLE001 - each store raises its own tree (botocore's is not OSError)
         raise InputError(f"cannot list {redact(url)}: {_reason(exc)}") from None
+    with contextlib.suppress(AttributeError):
+        fs.invalidate_cache()  # the store's own cache of the listing (with every object's details)
+    # One list, filtered and turned into URLs in place: a listing of millions is never held twice.
     prefix = url if url.endswith("/") else url + "/"
-    keys = sorted(key for key in found if os.path.splitext(key)[1].lower() in suffixes)
-    del found
     root_key = root.rstrip("/") + "/"
-    return [prefix + key[len(root_key):] if key.startswith(root_key) else f"{protocol}://{key}" for key in keys]
+    kept = 0
+    for key in found:
+        if os.path.splitext(key)[1].lower() in suffixes:
+            found[kept] = prefix + key[len(root_key):] if key.startswith(root_key) else f"{protocol}://{key}"
+            kept += 1
+    del found[kept:]
+    found.sort(key=lambda u: u.split("/"))  # component by component, as a local folder's files
+    return found
 
 
 def read_objects(urls: Sequence[str]) -> list[bytes | str]:

@@ -135,7 +135,8 @@ def ray_cluster() -> Iterator[RayCluster]:
     """A Ray head node and a second node (``ray start``), one CPU each, on 127.0.0.1, as a user
     starts them; ``ray stop --force`` on the way out."""
     port, node_port = free_port(), free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4",
+           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1"}  # a container's small /dev/shm: /tmp instead, slower but working
     common = ["--num-cpus", "1", "--object-store-memory", str(200 << 20), "--disable-usage-stats"]
     try:
         subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
