@@ -136,13 +136,17 @@ def ray_cluster() -> Iterator[RayCluster]:
     starts them; ``ray stop --force`` on the way out."""
     port, node_port = free_port(), free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4",
-           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1"}  # a container's small /dev/shm: /tmp instead, slower but working
+           "RAY_OBJECT_STORE_ALLOW_SLOW_STORAGE": "1",  # a container's small /dev/shm: /tmp instead, slower but working
+           "RAY_AUTH_MODE": "disabled"}  # as a fresh machine: not the token a local ray.init() left in ~/.ray
     common = ["--num-cpus", "1", "--object-store-memory", str(200 << 20), "--disable-usage-stats"]
+    def ray_start(*args: str) -> None:
+        done = subprocess.run([str(BIN / "ray"), "start", *args, *common], capture_output=True, text=True, env=env, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(f"ray start {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
     try:
-        subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                        "--include-dashboard", "false", *common], check=True, capture_output=True, env=env, timeout=120)
-        subprocess.run([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1",
-                        "--node-manager-port", str(node_port), *common], check=True, capture_output=True, env=env, timeout=120)
+        ray_start("--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--include-dashboard", "false")
+        ray_start("--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", "--node-manager-port", str(node_port))
         yield RayCluster(f"127.0.0.1:{port}", node_port)
     finally:
         subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=120)
