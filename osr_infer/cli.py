@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 #: osr-infer uses it where it exists, and the model shipped with the package otherwise.
 CARD_MODEL = Path("artifacts/siamese/model.onnx")
 #: The flags of the library's parameters whose names differ from ``--`` and the name dashed.
-FLAGS = {"sources": "SOURCE", **cli_support.THRESHOLD_FLAGS}
+FLAGS = {"sources": "SOURCE", "provider_options": "--provider-option", **cli_support.THRESHOLD_FLAGS}
 
 EPILOG = (
     "Exit status: 0 all inputs classified; 1 --parity out of tolerance; 2 error (nothing classified); "
@@ -127,6 +127,14 @@ def infer(
         "dask:tcp://HOST:8786 (the [dask] extra) or ray:auto, ray:ray://HOST:10001 (the [ray] extra). The same rows, in the "
         "same order; the partitions of a lost worker run again [default: this machine].", show_default=False,
     ),
+    provider: str = typer.Option(
+        "cpu", "--provider", help="Where the model runs: cpu, cuda, tensorrt, coreml, dnnl, rocm, or auto (the best "
+        "available, named in the report). A provider that is not available is an error, never a silent CPU run.",
+    ),
+    provider_option: Optional[list[str]] = typer.Option(
+        None, "--provider-option", metavar="KEY=VALUE", help="An ONNX Runtime option of --provider (repeatable), e.g. "
+        "device_id=1 for cuda.",
+    ),
     partition_size: Optional[int] = typer.Option(
         None, "--partition-size", help=f"With --cluster: files per task (a lost worker loses at most a few of these) [default: "
         f"{PARTITION_SIZE} on Dask, 512 on Ray, whose rows come back in order: smaller blocks stream].", show_default=False,
@@ -139,7 +147,7 @@ def infer(
                 list(sources or []), model=model, threshold=threshold, score_threshold=score_threshold, batch_size=batch_size,
                 workers=workers, output=output, unknown=list(unknown or []), data_dir=data_dir, parity=parity, atol=atol,
                 progress=progress, decoder=decoder, shard=parse_shard(shard), resume=resume, cluster=cluster,
-                partition_size=partition_size,
+                partition_size=partition_size, provider=provider, provider_options=list(provider_option or []),
             )
             code = infer_command(options)
         except MemoryError:
@@ -168,6 +176,8 @@ class InferOptions:
     resume: bool = False  # continue the output file of an interrupted run
     cluster: str | None = None  # ENGINE:ADDRESS (osr_infer.engines)
     partition_size: int | None = None  # items per cluster task (None: the engine's default)
+    provider: str = "cpu"  # osr_infer.providers: a name, or auto
+    provider_options: list[str] = field(default_factory=list)  # KEY=VALUE
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "decoder": [OneOf(DECODERS)],
@@ -197,7 +207,7 @@ class InferOptions:
 
             parse_cluster(self.cluster)
             for name, given in (("parity", self.parity is not None), ("resume", self.resume), ("workers", self.workers is not None),
-                                ("decoder", self.decoder != "fast")):
+                                ("decoder", self.decoder != "fast"), ("provider", self.provider != "cpu")):
                 if given:
                     raise ParameterError(name, f"`{name}` is for runs on this machine, not with `cluster` "
                                          + ("(a cluster re-runs a lost worker's partitions itself)" if name == "resume" else
@@ -286,8 +296,10 @@ def infer_command(options: InferOptions) -> int:
         prepare_workers()  # boots while the model loads and the files are listed
     # The run's threading is known now: the session is made once, for it.
     threads, spin = ort_threading(workers if decoding else 0, options.batch_size)
+    from osr_infer.providers import parse_options
+
     model = Model.load(resolve_model_path(options.model), threshold=options.threshold, score_threshold=options.score_threshold,
-                       threads=threads, spin=spin)
+                       threads=threads, spin=spin, provider=options.provider, provider_options=parse_options(options.provider_options))
     run_files = model.predict_files(
         specs, unknown=unknown, workers=options.workers, batch_size=options.batch_size, decoder=options.decoder,
         data_dir=options.data_dir, shard=options.shard, cluster=_engine(options),
@@ -301,6 +313,7 @@ def infer_command(options: InferOptions) -> int:
     if session.fixed_batch is not None and session.fixed_batch != options.batch_size:
         session.notes.append(f"{session.path.name} takes batches of exactly {session.fixed_batch}: using --batch-size {session.fixed_batch}")
     err.print(f"model: {model.describe(FLAGS)}", markup=False)
+    err.print(f"provider: {model.provider.describe()}", markup=False)
     if model.shipped:
         err.print(f"note: no --model and no {CARD_MODEL}: classifying with the model shipped with osr-toolkit "
                   "(MNIST digits, the default recipe; see docs/model-card.md)", markup=False)

@@ -219,6 +219,7 @@ class Model:
     def __init__(self, session: "InferenceModel", *, shipped: bool = False, threads: int | None = None,
                  spin: bool | None = None, threshold: float | None = None, score_threshold: float | None = None) -> None:
         self.session = session
+        self.provider = session.provider  # where it runs (osr_infer.providers): the runs of this model keep it
         self.shipped = shipped  # the model that ships with the package
         self._threads, self._spin = threads, spin  # as given to load(): None lets each run choose
         self._thresholds = {"threshold": threshold, "score_threshold": score_threshold}  # as given to load()
@@ -232,6 +233,8 @@ class Model:
         score_threshold: float | None = None,
         threads: int | None = None,
         spin: bool | None = None,
+        provider: str = "cpu",
+        provider_options: dict[str, str] | None = None,
     ) -> "Model":
         """Load ``path`` (an ONNX file written by ``osr-export``, or its URL: ``s3://``,
         ``https://``... as `osr_infer.remote` reads them), or with no path the model that
@@ -242,8 +245,11 @@ class Model:
         ``threads``: ONNX Runtime's intra-op threads (default: every core, or what
         `predict_files` leaves its decoding workers); ``spin``: let idle runtime threads
         busy-wait (default: only when nothing decodes beside them).
-        Raises `ModelError` for a missing or unusable model and
-        `ParameterError` for a bad threshold."""
+        ``provider``: where it runs, ``cpu`` (default), ``cuda``, ``tensorrt``, ``coreml``...
+        or ``auto`` (the best available; `osr_infer.providers`), with ONNX Runtime's
+        ``provider_options``. Raises `ModelError` for a missing or unusable model and
+        `ParameterError` for a bad threshold or a provider that is not available (never a
+        silent CPU run)."""
         from osr_infer.session import InferenceModel
 
         check("threshold", threshold, Interval(float, 0, 1, closed="neither"), NONE)
@@ -260,8 +266,11 @@ class Model:
             path = shipped_model_path()
             if not Path(path).is_file():
                 raise ModelError(f"the shipped model is missing from this installation ({path}): reinstall osr-toolkit")
+        from osr_infer.providers import resolve
+
+        resolved = resolve(provider, provider_options)
         session = InferenceModel(Path(path), threshold, score_threshold=score_threshold, threads=threads or default_cores(),
-                                 spin=True if spin is None else spin)
+                                 spin=True if spin is None else spin, provider=resolved)
         return cls(session, shipped=shipped, threads=threads, spin=spin, threshold=threshold, score_threshold=score_threshold)
 
     # -- what the model is -------------------------------------------------------------------
@@ -466,7 +475,7 @@ class Model:
         if (threads, spin) != (self.session.threads, self.session.spin):
             from osr_infer.session import InferenceModel
 
-            self.session = InferenceModel(self.session.path, **self._thresholds, threads=threads, spin=spin)
+            self.session = InferenceModel(self.session.path, **self._thresholds, threads=threads, spin=spin, provider=self.provider)
 
 
 def default_cores() -> int:

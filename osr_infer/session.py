@@ -25,6 +25,8 @@ from osr_infer.errors import InferenceError, ModelError, ParameterError
 from osr_infer.metadata import MetadataError, ModelMetadata
 from osr_infer.outputs import ModelOutputs
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
+from osr_infer.providers import REDUCED_PRECISIONS, OpenVinoRunner, ResolvedProvider, check_started
+from osr_infer.providers import resolve as resolve_provider
 from osr_infer.scores import score_spec
 from osr_infer.spec import ModelSpec, is_finite_number
 
@@ -67,11 +69,14 @@ class InferenceModel:
         score_threshold: float | None = None,
         threads: int | None = None,
         spin: bool = True,
+        provider: ResolvedProvider | None = None,
     ) -> None:
         """``threshold``: decide on the top softmax probability, ``max(probs) >= threshold``
         (in (0, 1)); ``score_threshold``: decide on the model's own score at this threshold
-        instead of its stored one. At most one of them."""
+        instead of its stored one. At most one of them. ``provider``: where it runs
+        (`osr_infer.providers.resolve`; default the CPU)."""
         self.path = Path(path)
+        self.provider = provider if provider is not None else resolve_provider("cpu")
         self.threads, self.spin = max(1, threads or os.cpu_count() or 1), spin
         #: What a user of this model should know about how it decides or what it lacks (the
         #: commands print them as notes; a program may log them).
@@ -82,11 +87,16 @@ class InferenceModel:
             raise ModelError(f"model not found: {self.path}")
         try:
             self._session = ort.InferenceSession(
-                str(self.path), session_options(self.threads, spin=spin), providers=["CPUExecutionProvider"]
+                str(self.path), session_options(self.threads, spin=spin), providers=self.provider.session_providers()
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for foreign files
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self.provider.name != "cpu":
+                raise ParameterError("provider", f"{self.path}: provider {self.provider.name} failed to start ({reason})") from None
             raise ModelError(f"{self.path} is not a loadable ONNX model ({reason})") from None
+        self._openvino: OpenVinoRunner | None = None
+        if self.provider.runtime == "onnxruntime":
+            check_started(self._session, self.provider, str(self.path))
         self.metadata = self._read_metadata(threshold is not None or score_threshold is not None)
         self.spec: ModelSpec | None = self.metadata.spec if self.metadata else None
         self.contract: PreprocessContract = self.metadata.contract if self.metadata else PREPROCESSING
@@ -114,6 +124,11 @@ class InferenceModel:
             self.notes.append(
                 f"{self.path.name}'s probabilities are softmax(logits / {self.metadata.spec.temperature:.4g}), its temperature{why}"
             )
+        if self.provider.runtime == "openvino":  # ONNX Runtime's session above holds the metadata; OpenVINO runs
+            self._openvino = OpenVinoRunner(str(self.path), self.provider, self.threads, self._output_names)
+            if any(p in self._openvino.precision for p in REDUCED_PRECISIONS):
+                self.notes.append(f"OpenVINO runs in {self._openvino.precision}: scores differ from f32 and decisions near the "
+                                  "threshold can change (INFERENCE_PRECISION_HINT=f32 keeps them)")
         n_classes = self._session.get_outputs()[self._output_names.index("logits")].shape[1]
         if self.metadata:
             self.class_names = tuple(self.metadata.class_names)
@@ -207,7 +222,10 @@ class InferenceModel:
         """Normalised float32 ``(N, C, H, W)`` -> outputs; `decide` makes the decision."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         try:
-            out = self._session.run(self._output_names, {self.input_name: x})
+            if self._openvino is not None:
+                out = self._openvino.run(self.input_name, x)
+            else:
+                out = self._session.run(self._output_names, {self.input_name: x})
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types (Fail, RuntimeException...)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InferenceError(f"{self.path}: the model failed to run on a batch of {len(x)} ({reason})") from None
