@@ -132,8 +132,9 @@ def infer(
         "available, named in the report). A provider that is not available is an error, never a silent CPU run.",
     ),
     provider_option: Optional[list[str]] = typer.Option(
-        None, "--provider-option", metavar="KEY=VALUE", help="An ONNX Runtime option of --provider (repeatable), e.g. "
-        "device_id=1 for cuda.",
+        None, "--provider-option", metavar="KEY=VALUE", help="An option of --provider's runtime (repeatable), e.g. "
+        "device_id=1 for cuda, INFERENCE_PRECISION_HINT=bf16 for openvino [default: the provider's own; openvino: "
+        "INFERENCE_PRECISION_HINT=f32].", show_default=False,
     ),
     partition_size: Optional[int] = typer.Option(
         None, "--partition-size", help=f"With --cluster: files per task (a lost worker loses at most a few of these) [default: "
