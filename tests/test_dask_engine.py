@@ -44,11 +44,15 @@ def test_a_cluster_run_survives_a_killed_worker_and_equals_a_local_run(images, l
     with dask_cluster(workers=2) as cluster:
         run = subprocess.Popen([OSR_INFER, str(images), "--cluster", f"dask:{cluster.address}", "--partition-size", "40",
                                 "--output", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        temp = lambda: [p for p in tmp_path.glob(".cluster.csv.*.tmp") if p.stat().st_size > 10_000]  # noqa: E731
-        wait_for(lambda: temp() or run.poll() is not None, what="the first partitions' rows")
-        assert run.poll() is None, "the run ended before a worker could be killed"
-        os.kill(cluster.workers[0].pid, signal.SIGKILL)
-        stdout, stderr = run.communicate(timeout=300)
+        try:
+            temp = lambda: [p for p in tmp_path.glob(".cluster.csv.*.tmp") if p.stat().st_size > 10_000]  # noqa: E731
+            wait_for(lambda: temp() or run.poll() is not None, what="the first partitions' rows")
+            assert run.poll() is None, "the run ended before a worker could be killed"
+            os.kill(cluster.workers[0].pid, signal.SIGKILL)
+            stdout, stderr = run.communicate(timeout=300)
+        finally:
+            run.kill()  # nothing of the run outlives a failed test
+            run.wait()
     assert run.returncode == 3, stderr
     assert "cluster: dask at tcp://127.0.0.1" in stderr and "(2 workers, 2 threads)" in stderr
     assert "broken.png" in stderr and "Traceback" not in stderr

@@ -69,13 +69,17 @@ def test_ray_rows_equal_a_local_run_with_a_node_lost_mid_run(cluster, images, lo
     out = tmp_path / "ray.csv"
     run = subprocess.Popen([OSR_INFER, str(images), "--cluster", f"ray:{cluster.address}", "--partition-size", "100",
                             "--output", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    temp = lambda: [p for p in tmp_path.glob(".ray.csv.*.tmp") if p.stat().st_size > 10_000]  # noqa: E731
-    wait_for(lambda: temp() or run.poll() is not None, 300, "the first rows")
-    assert run.poll() is None, "the run ended before a node could be stopped"
-    raylet = cluster.raylet_of_second_node()
-    assert raylet is not None
-    os.kill(raylet, signal.SIGKILL)
-    stdout, stderr = run.communicate(timeout=600)
+    try:
+        temp = lambda: [p for p in tmp_path.glob(".ray.csv.*.tmp") if p.stat().st_size > 10_000]  # noqa: E731
+        wait_for(lambda: temp() or run.poll() is not None, 300, "the first rows")
+        assert run.poll() is None, "the run ended before a node could be stopped"
+        raylet = cluster.raylet_of_second_node()
+        assert raylet is not None
+        os.kill(raylet, signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=600)
+    finally:
+        run.kill()  # nothing of the run outlives a failed test
+        run.wait()
     assert run.returncode == 3, stderr
     assert "cluster: ray (2 nodes, 2 CPUs)" in stderr and "Traceback" not in stderr
     assert "skipped" in stderr and "broken.png: not an image file" in stderr

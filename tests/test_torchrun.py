@@ -28,10 +28,22 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run torchrun in a session of its own; its whole group (the ranks too) is killed if it
+    outlives ``timeout`` or the test fails."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, output, "")
+
+
 def test_two_ranks_train_one_model_that_exports_and_verifies(tmp_path):
     out = tmp_path / "run"
-    done = subprocess.run(_torchrun(out, "--epochs", "3", "--batch-size", "64"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=_env(), timeout=600)
+    done = _run(_torchrun(out, "--epochs", "3", "--batch-size", "64"))
     assert done.returncode == 0, done.stdout[-3000:]
     assert "x 2 ranks (torchrun; global batch 64)" in done.stdout
     assert done.stdout.count("training baseline") == 1 and done.stdout.count("model:   ") == 1  # rank 0 alone reports and writes
@@ -86,7 +98,7 @@ def test_a_killed_rank_restarts_the_group_which_resumes(tmp_path):
     assert (out / "model.pt").is_file() and not (out / "checkpoint.pt").exists()
     # Each rank continued its own random streams and the sampler's epochs: the run an uninterrupted one is.
     clean = tmp_path / "clean"
-    done = subprocess.run(_torchrun(clean, "--epochs", "40", "--batch-size", "64"), capture_output=True, text=True, env=_env(), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run(_torchrun(clean, "--epochs", "40", "--batch-size", "64"))
+    assert done.returncode == 0, done.stdout[-3000:]
     uninterrupted = json.loads((clean / "history.json").read_text())
     assert [(h["train_loss"], h["val_loss"]) for h in history] == [(h["train_loss"], h["val_loss"]) for h in uninterrupted]
