@@ -27,7 +27,7 @@ from osr_infer.engines import ModelPayload, Partition, PartitionResult, classify
 from osr_infer.errors import InputError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE, PARTITION_SIZE
 from osr_infer.params import NONE, Interval, check
-from osr_infer.spec import UNKNOWN_NAME
+from osr_infer.spec import open_set_labels
 
 if TYPE_CHECKING:
     import dask.dataframe
@@ -79,13 +79,13 @@ class DaskEngine:
             self.client.close()
 
     def describe(self) -> str:
-        workers = self.client.scheduler_info().get("workers", {})
-        threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
-        return f"dask at {self.client.scheduler_info().get('address', '?')} ({len(workers)} workers, {threads} threads)"
+        info = self.client.scheduler_info()
+        return f"dask at {info.get('address', '?')} ({len(info.get('workers', {}))} workers, {self._threads(info)} threads)"
 
-    def _threads(self) -> int:
-        workers = self.client.scheduler_info().get("workers", {})
-        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    def _threads(self, info: dict[str, Any] | None = None) -> int:
+        """The cluster's worker threads (from ``info``, the scheduler's, when given)."""
+        workers = (info if info is not None else self.client.scheduler_info()).get("workers", {})
+        return sum(int(w.get("nthreads", 1)) for w in workers.values())
 
     def results(self, sources: list[Source], model: Model, batch_size: int) -> Iterator[PartitionResult]:
         """Each partition's result as it finishes (any order), a bounded number in flight."""
@@ -100,7 +100,7 @@ class DaskEngine:
             finished.add(self.client.submit(classify_partition, payload, partition, batch_size, pure=False,
                                             key=f"osr-partition-{run}-{partition.number}"))
 
-        for partition in itertools.islice(pending, IN_FLIGHT_PER_THREAD * self._threads()):
+        for partition in itertools.islice(pending, IN_FLIGHT_PER_THREAD * max(1, self._threads())):
             submit(partition)
         try:
             for future in finished:
@@ -154,14 +154,13 @@ def _frame(payload: ModelPayload, partition: Partition, batch_size: int, classes
     import pandas as pd
 
     result = classify_partition(payload, partition, batch_size)
-    names = np.array([*classes, UNKNOWN_NAME], dtype=object)
     if partition.paths is not None:
         ids = [partition.paths[i - partition.start] for i in result.index.tolist()]
     else:
         ids = [f"{source_name}:{i}" for i in result.index.tolist()]
     rows = pd.DataFrame({
         "path": ids,
-        "label": names[np.where(result.known, result.pred, len(classes))],
+        "label": open_set_labels(classes, result.pred, result.known),
         "class_index": result.pred.astype(np.int64), "probability": result.probability, "score": result.score,
         "known": result.known.astype(bool), "error": "",
     })

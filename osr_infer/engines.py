@@ -130,36 +130,28 @@ def partitions(sources: list["Source"], size: int = PARTITION_SIZE) -> Iterator[
 def classify_partition(payload: ModelPayload, partition: Partition, batch_size: int) -> PartitionResult:
     """Classify one partition in this process (what a worker runs), through the same
     pipeline as a local run: decoding in-process, the model's batches and decision."""
-    from osr_infer.decode import DecodePool
-    from osr_infer.pipeline import Predictions, iter_batches
+    from osr_infer.pipeline import classify_source
     from osr_infer.sources import Source
 
     model = worker_model(payload)
-    n = len(partition)
-    labels = np.full(n, UNLABELLED, dtype=np.int64)
+    labels = np.full(len(partition), UNLABELLED, dtype=np.int64)
     if partition.paths is not None:
         source = Source("partition", labels, paths=partition.paths)
     else:
         source = Source("partition", labels, images=partition.pixels)
-    rows, failures = [], []
-    with DecodePool(model.contract, 0) as pool:
-        for batch in iter_batches([source], model.session, pool, batch_size=batch_size):
-            rows.append(batch.rows)
-            failures.extend(batch.failures)
-    done = Predictions.concat(rows)
+    done, failures = classify_source(source, model.session, batch_size)
     return PartitionResult(partition.number, partition.source, done.index + partition.start, done.pred, done.probability,
                            done.score, done.known, failures)
 
 
 def classify_pixels(model: "Model", pixels: np.ndarray, batch_size: int) -> "Predictions":
     """Classify decoded pixels (a worker's share) in the model's batches: its rows, in order."""
-    from osr_infer.decode import DecodePool
-    from osr_infer.pipeline import Predictions, iter_batches
+    from osr_infer.pipeline import classify_source
     from osr_infer.sources import Source
 
-    source = Source("pixels", np.full(len(pixels), UNLABELLED, dtype=np.int64), images=pixels)
-    with DecodePool(model.contract, 0) as pool:
-        return Predictions.concat([batch.rows for batch in iter_batches([source], model.session, pool, batch_size=batch_size)])
+    rows, _ = classify_source(Source("pixels", np.full(len(pixels), UNLABELLED, dtype=np.int64), images=pixels), model.session,
+                              batch_size)
+    return rows
 
 
 def as_batch(result: PartitionResult) -> "ClassifiedBatch":

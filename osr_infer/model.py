@@ -29,7 +29,7 @@ import numpy as np
 from osr_infer.errors import InputError, ModelError, ParameterError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Interval, OneOf, check
-from osr_infer.spec import UNKNOWN, UNKNOWN_NAME
+from osr_infer.spec import UNKNOWN, open_set_labels
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -96,8 +96,7 @@ class Predictions:
 
     @property
     def labels(self) -> np.ndarray:
-        names = np.array([*self.class_names, UNKNOWN_NAME], dtype=object)
-        return names[np.where(self.known, self.class_index, len(self.class_names))]
+        return open_set_labels(self.class_names, self.class_index, self.known)
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One dict per row: ``path`` (when known), ``label``, ``class_index``, ``probability``,
@@ -360,16 +359,12 @@ class Model:
         input, in order. Raises `InputError` naming the first input
         that cannot be read (nothing is classified then)."""
         check("batch_size", batch_size, Interval(int, 1, MAX_BATCH_SIZE))
-        from osr_infer.decode import DecodePool
-        from osr_infer.pipeline import Predictions as Rows
-        from osr_infer.pipeline import iter_batches
+        from osr_infer.pipeline import classify_source
         from osr_infer.sources import Source
         from osr_infer.spec import UNLABELLED
 
         pixels = self.preprocess(inputs)
-        source = Source("inputs", np.full(len(pixels), UNLABELLED), images=pixels)
-        with DecodePool(self.contract, 0) as pool:
-            rows = Rows.concat([b.rows for b in iter_batches([source], self.session, pool, batch_size=batch_size)])
+        rows, _ = classify_source(Source("inputs", np.full(len(pixels), UNLABELLED), images=pixels), self.session, batch_size)
         return Predictions(self.classes, rows.pred, rows.probability, rows.score, rows.known)
 
     def _pixels_of(self, k: int, item: Any) -> np.ndarray:

@@ -20,7 +20,8 @@ import numpy as np
 from osr_infer.decode import DecodePool, Piece
 from osr_infer.errors import InferenceError, ParameterError
 from osr_infer.results import ResultsWriter
-from osr_infer.spec import UNKNOWN_NAME, UNLABELLED
+from osr_infer.spec import UNLABELLED
+from osr_infer.spec import open_set_labels as label_column
 from osr_infer.outputs import DEFAULT_BATCH_SIZE, ModelOutputs
 from osr_infer.session import InferenceModel
 from osr_infer.sources import Source
@@ -131,9 +132,7 @@ class InferenceRun:
 
     def open_set_labels(self) -> list[str]:
         """``label`` column values: class name where accepted, ``unknown`` where rejected."""
-        names = np.array([*self.model.class_names, UNKNOWN_NAME], dtype=object)
-        p = self.predictions
-        labels: list[str] = names[np.where(p.known, p.pred, len(self.model.class_names))].tolist()
+        labels: list[str] = label_column(self.model.class_names, self.predictions.pred, self.predictions.known).tolist()
         return labels
 
 
@@ -279,6 +278,19 @@ def iter_batches(
         classifier.stop()
 
 
+def classify_source(source: Source, model: InferenceModel, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[Predictions, list[tuple[str, str]]]:
+    """Every row of one source classified in this process (decoding in-process, the model's
+    batches and decision), and its unreadable files, (path, reason): what `Model.predict` and
+    a cluster worker's partition run."""
+    parts: list[Predictions] = []
+    failures: list[tuple[str, str]] = []
+    with DecodePool(model.contract, 0) as pool:
+        for batch in iter_batches([source], model, pool, batch_size=batch_size):
+            parts.append(batch.rows)
+            failures.extend(batch.failures)
+    return Predictions.concat(parts), failures
+
+
 def run_inference(
     sources: list[Source],
     model: InferenceModel,
@@ -307,7 +319,6 @@ def collect_batches(
     """Keep every row of ``batches`` (a local run's `iter_batches`, or a cluster engine's,
     over ``sources``): the run ``osr-infer`` reports on. Rows are streamed to ``writer``;
     ``on_batch`` sees each batch as it arrives (progress, failures)."""
-    names = np.array([*model.class_names, UNKNOWN_NAME], dtype=object)
     parts: list[Predictions] = []
     failures: list[tuple[str, str]] = []
     failed_per_source = [0] * len(sources)
@@ -316,7 +327,7 @@ def collect_batches(
         rows = batch.rows
         if writer is not None and len(rows):
             ids = [sources[s].item_id(i) for s, i in zip(rows.source.tolist(), rows.index.tolist(), strict=True)]
-            writer.write(ids, names[np.where(rows.known, rows.pred, len(names) - 1)].tolist(), rows.probability, rows.score)
+            writer.write(ids, label_column(model.class_names, rows.pred, rows.known).tolist(), rows.probability, rows.score)
         failures.extend(batch.failures)
         for s in batch.failure_sources:
             failed_per_source[s] += 1

@@ -28,7 +28,7 @@ from osr_infer.engines import ModelPayload, PartitionResult, as_batch, worker_mo
 from osr_infer.errors import InputError
 from osr_infer.outputs import DEFAULT_BATCH_SIZE
 from osr_infer.params import NONE, Interval, check
-from osr_infer.spec import UNKNOWN_NAME
+from osr_infer.spec import open_set_labels
 
 if TYPE_CHECKING:
     import ray.data
@@ -53,7 +53,6 @@ class Classify:
     def __init__(self, payload: ModelPayload, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.model = worker_model(payload)
         self.batch_size = batch_size
-        self.names = np.array([*self.model.classes, UNKNOWN_NAME], dtype=object)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from osr_infer.decode import decode_files
@@ -68,7 +67,7 @@ class Classify:
             "class_index": np.full(n, -1, dtype=np.int64), "probability": np.full(n, np.nan, dtype=np.float32),
             "score": np.full(n, np.nan, dtype=np.float32), "known": np.zeros(n, dtype=bool), "error": np.full(n, "", dtype=object),
         }
-        out["label"][ok] = self.names[np.where(rows.known, rows.pred, len(self.names) - 1)]
+        out["label"][ok] = open_set_labels(self.model.classes, rows.pred, rows.known)
         out["class_index"][ok], out["probability"][ok], out["score"][ok], out["known"][ok] = rows.pred, rows.probability, rows.score, rows.known
         for k, reason in failed:
             out["error"][k] = reason

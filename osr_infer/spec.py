@@ -25,11 +25,14 @@ import dataclasses
 import json
 import math
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from osr_infer.errors import ModelError
 from osr_infer.preprocess import PREPROCESSING, PreprocessContract
 from osr_infer.scores import score_spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 T = TypeVar("T")
 
@@ -215,3 +218,11 @@ def finite_json(value: Any) -> str:
 def is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+
+def open_set_labels(class_names: "tuple[str, ...] | list[str]", pred: "np.ndarray", known: "np.ndarray") -> "np.ndarray":
+    """The ``label`` column: each row's class name where it is known, ``unknown`` where not."""
+    import numpy as np
+
+    names = np.array([*class_names, UNKNOWN_NAME], dtype=object)
+    labels: np.ndarray = names[np.where(known, pred, len(class_names))]
+    return labels
