@@ -74,6 +74,16 @@ def export(
         0.95, "--int8-min-agreement", help="Refuse the INT8 model if fewer open-set predictions agree with fp32."
     ),
     calibration_size: int = typer.Option(512, "--calibration-size", help="Validation images used to calibrate INT8."),
+    verify_provider: Optional[list[str]] = typer.Option(
+        None, "--verify-provider", metavar="NAME", help="Also run the verified ONNX model's probe on this provider (openvino, cuda, "
+        "tensorrt, coreml, dnnl, rocm; repeatable) against the CPU provider: decision flips, top-class disagreements, max score "
+        "difference. Any flip fails the export unless --max-flips allows it.", show_default=False,
+    ),
+    provider_option: Optional[list[str]] = typer.Option(
+        None, "--provider-option", metavar="KEY=VALUE", help="An option of the --verify-provider runtime (repeatable), e.g. "
+        "INFERENCE_PRECISION_HINT=bf16 for openvino, trt_fp16_enable=True for tensorrt.", show_default=False,
+    ),
+    max_flips: int = typer.Option(0, "--max-flips", help="Decision flips a --verify-provider may make on the probe."),
     web_runtime: Optional[Path] = typer.Option(
         None, "--web-runtime", help="ONNX Runtime Web's dist folder for --format web [default: $OSR_WEB_RUNTIME, or "
         "osr_export/web/node_modules after `make web-runtime`].", show_default=False,
@@ -87,6 +97,7 @@ def export(
     from osr_export.pipeline import FORMATS, ExportOptions, run_export
     from osr_export.probe import parse_probe_size
     from osr_infer.errors import VerificationError
+    from osr_infer.providers import parse_options
 
     if threshold is not None:
         fail("--threshold is osr-infer's rule on the top softmax probability; the threshold stored with the model's own "
@@ -96,7 +107,8 @@ def export(
             checkpoint=checkpoint, formats=FORMATS if format is Format.all else (format.value,), out=out, opset=opset,
             score_threshold=score_threshold, quantize=quantize.value if quantize else None, atol=atol,
             probe_size=parse_probe_size(probe_size), data_dir=data_dir, report=report, int8_min_agreement=int8_min_agreement,
-            calibration_size=calibration_size, web_runtime=web_runtime,
+            calibration_size=calibration_size, web_runtime=web_runtime, verify_providers=tuple(verify_provider or ()),
+            provider_options=parse_options(list(provider_option or [])), max_flips=max_flips,
         )
         try:
             result = run_export(options, reporter=cli_support.ConsoleReporter(console, flags=FLAGS, transient=True))
@@ -123,10 +135,33 @@ def print_export_report(report) -> None:  # noqa: ANN001 - an osr_export.pipelin
         console.print(f"[{style}]{report.int8.summary()}[/]", highlight=False, soft_wrap=True)
     elif "int8" in report.record and not report.record["int8"].get("passed"):
         console.print(f"[bold red]{report.record['int8']['summary']}[/]", highlight=False, soft_wrap=True)
+    if report.providers:
+        print_provider_parity(report.providers)
+
+
+def print_provider_parity(reports: list) -> None:  # of osr_infer.provider_parity.ProviderParity
+    """Each provider against the CPU provider, per probe source, and its verdict."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Providers vs the CPU provider (the same ONNX model, the probe)", box=box.SIMPLE_HEAD)
+    for column in ("provider", "source", "images", "decision flips", "top-class disagreements", "max |Δscore|"):
+        table.add_column(column, justify="left" if column in ("provider", "source") else "right")
+    for parity in reports:
+        for group in parity.groups:
+            table.add_row(parity.provider, group.name, f"{group.images:,}", str(group.decision_flips), str(group.top_class_disagreements),
+                          f"{group.max_abs_score_difference:.2g}")
+    console.print(table)
+    for parity in reports:
+        for note in parity.notes:
+            console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        style = "bold green" if parity.passed else "bold red"
+        console.print(f"[{style}]{parity.summary()}[/]", highlight=False, soft_wrap=True)
 
 
 #: The flags of the library's parameters whose names differ from ``--`` and the name dashed.
-FLAGS = {"formats": "--format", "checkpoint": "CHECKPOINT"}
+FLAGS = {"formats": "--format", "checkpoint": "CHECKPOINT", "provider": "--verify-provider", "verify_providers": "--verify-provider",
+         "provider_options": "--provider-option"}
 
 
 def _quiet_exporter_logs() -> None:

@@ -16,7 +16,7 @@ import logging
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -58,6 +58,8 @@ class ExportReport:
     formats: list[FormatReport]
     int8: Any | None
     record: dict[str, Any]
+    #: One `osr_infer.provider_parity.ProviderParity` per provider of ``verify_providers``.
+    providers: list[Any] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -138,6 +140,11 @@ class ExportOptions:
     int8_min_agreement: float = 0.95
     calibration_size: int = 512
     web_runtime: Path | None = None  # ONNX Runtime Web's dist folder (default: web_export.find_runtime)
+    #: Providers (osr_infer.providers) the ONNX model is also run on, against the CPU provider.
+    verify_providers: tuple[str, ...] = ()
+    provider_options: dict[str, str] | None = None
+    #: Decision flips a provider may make on the probe before the export fails.
+    max_flips: int = 0
 
     constraints: ClassVar[dict[str, list[Constraint]]] = {
         "opset": [Interval(int, DEFAULT_OPSET, None)],
@@ -147,6 +154,7 @@ class ExportOptions:
         "probe_size": [Interval(int, 1, None), NONE],
         "int8_min_agreement": [Interval(float, 0, 1)],
         "calibration_size": [Interval(int, 1, 1_000_000)],
+        "max_flips": [Interval(int, 0, None)],
     }
 
     def __post_init__(self) -> None:
@@ -170,6 +178,14 @@ class ExportOptions:
             raise ParameterError("opset", f"opset {self.opset} is newer than this onnx package knows (up to {onnx.defs.onnx_opset_version()})")
         if self.quantize and "onnx" not in self.formats:
             raise ParameterError("quantize", "quantize int8 quantises the ONNX model: use `format` onnx or `format` all")
+        self.verify_providers = tuple(self.verify_providers)
+        if self.verify_providers:
+            from osr_infer.providers import resolve
+
+            for name in self.verify_providers:  # not available here: an error now, before anything is exported
+                resolve(name, self.provider_options)
+        elif self.provider_options:
+            raise ParameterError("provider_options", "provider_options are for the providers of `verify_providers`; none was given")
         if self.report is not None and Path(self.report).is_dir():
             raise ParameterError("report", f"report {self.report} is a folder; give a file name for the JSON report")
 
@@ -193,7 +209,10 @@ def export(
 
     ``quantize="int8"`` also writes ``model.int8.onnx``. Further ``options`` are the fields of
     `ExportOptions` (``score_threshold``, ``opset``, ``atol``, ``probe_size``, ``data_dir``,
-    ``report``, ``int8_min_agreement``, ``calibration_size``, ``web_runtime``). Raises
+    ``report``, ``int8_min_agreement``, ``calibration_size``, ``web_runtime``), and
+    ``verify_providers`` (e.g. ``("openvino",)``: the ONNX model also run on each, with
+    ``provider_options``, against the CPU provider on the probe; more than ``max_flips``
+    decision flips, default 0, fail the export). Raises
     `VerificationError` when an artefact disagrees (nothing written),
     ``ModelError``, ``DataError``, ``ParameterError`` or ``ExportError`` otherwise."""
     return run_export(ExportOptions(checkpoint=Path(checkpoint), formats=tuple(formats), quantize=quantize,
@@ -242,14 +261,15 @@ def _probe_export_verify(scored, metadata: ModelMetadata, options: ExportOptions
         reporter.warning(f"probe: {note}")
 
     export = _Export(scored, metadata, options.checkpoint, options.out_dir, options.opset, options.atol, probe, reporter,
-                     options.runtime)
+                     options.runtime, options.verify_providers, options.provider_options or {}, options.max_flips)
     result = export.run(options.formats, calibration, options.int8_min_agreement)
     if options.report is not None:
         from osr_infer.io import write_json
 
         write_json(options.report, result)
         reporter.info(f"report: {options.report}")
-    report = ExportReport(bool(result["passed"]), [Path(p) for p in result["written"]], export.reports, export.int8_report, result)
+    report = ExportReport(bool(result["passed"]), [Path(p) for p in result["written"]], export.reports, export.int8_report, result,
+                          export.provider_reports)
     if not result["passed"]:
         error = VerificationError(f"verification failed ({result['failure']}); nothing was written")
         error.report = report  # what failed, for the caller to show
@@ -274,10 +294,14 @@ class _Export:
     probe: Probe
     reporter: Reporter
     runtime: tuple[Path, str] | None = None  # for the web format: ONNX Runtime Web's folder and version
+    verify_providers: tuple[str, ...] = ()
+    provider_options: dict[str, str] = field(default_factory=dict)
+    max_flips: int = 0
 
     def __post_init__(self) -> None:
         self.reports: list[FormatReport] = []
         self.int8_report: Any | None = None
+        self.provider_reports: list[Any] = []  # osr_infer.provider_parity.ProviderParity
         from osr_export.runners import run_batched, torch_runner
 
         self.x = self.metadata.contract.normalize(np.concatenate([s.images for s in self.probe.sources]))
@@ -297,7 +321,7 @@ class _Export:
         model is exported and verified all the same, and only the folder is written."""
         web = "web" in formats
         verified = [f for f in formats if f != "web"]
-        if web and "onnx" not in verified:
+        if (web or self.verify_providers) and "onnx" not in verified:
             verified.insert(0, "onnx")
         try:
             with ExitStack() as stack:
@@ -312,6 +336,10 @@ class _Export:
                     self.result["int8"] = self._quantize(temps["onnx"], int8_tmp, calibration, int8_min_agreement)
                     if not self.result["int8"]["passed"]:
                         failed.append("int8")
+                if self.verify_providers and "onnx" not in failed:
+                    self.provider_reports = [self._verify_provider(temps["onnx"], name) for name in self.verify_providers]
+                    self.result["providers"] = [r.to_dict() for r in self.provider_reports]
+                    failed += [f"provider {name}" for name, r in zip(self.verify_providers, self.provider_reports, strict=True) if not r.passed]
                 if failed:
                     self.result["failure"] = f"{', '.join(failed)} failed"
                     raise _Abort()
@@ -323,6 +351,13 @@ class _Export:
         except _Abort:
             return self.result
         return self.result
+
+    def _verify_provider(self, onnx_model: Path, name: str) -> Any:
+        """The verified ONNX model on provider ``name`` against the CPU provider, on the probe."""
+        from osr_infer.provider_parity import compare_provider
+
+        with self.reporter.status(f"running the probe on provider {name}"):
+            return compare_provider(onnx_model, self.x, name, self.provider_options, groups=self.sources, max_flips=self.max_flips)
 
     def _web_bundle(self, stack: ExitStack, onnx_model: Path) -> dict[str, Any]:
         """The page folder around the verified ONNX model, renamed into place with the rest."""

@@ -10,9 +10,14 @@ provider does not know (ONNX Runtime ignores them) are an error too.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+import shutil
+import subprocess
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
 
 from osr_infer.errors import ParameterError
 
@@ -27,12 +32,70 @@ class Provider:
     defaults: dict[str, str] = field(default_factory=dict)
     #: Which library runs the model: ONNX Runtime, or OpenVINO's own runtime (`OpenVinoRunner`).
     runtime: str = "onnxruntime"
+    #: Options that depend on the model file (TensorRT's engine cache folder), set unless given.
+    model_defaults: Callable[[Path, dict[str, str]], dict[str, str]] | None = None
+
+
+def cache_root() -> Path:
+    """The toolkit's cache folder: ``$XDG_CACHE_HOME/osr-toolkit`` (``~/.cache/osr-toolkit``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "osr-toolkit"
+
+
+def tensorrt_version() -> str:
+    """TensorRT's version (its Python package, else ``getInferLibVersion`` of libnvinfer), or ``unknown``."""
+    try:
+        import tensorrt  # type: ignore[import-not-found]
+
+        return str(tensorrt.__version__)
+    except ImportError:
+        pass
+    import ctypes
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so.8", "libnvinfer.so", "nvinfer.dll"):
+        try:
+            number = int(ctypes.CDLL(name).getInferLibVersion())
+        except (OSError, AttributeError):
+            continue
+        return f"{number // 10000}.{number // 100 % 100}.{number % 100}" if number >= 10000 else f"{number // 1000}.{number // 100 % 10}.{number % 100}"
+    return "unknown"
+
+
+def gpu_identity(device_id: int) -> str:
+    """The GPU an engine is built for: its name and UUID from ``nvidia-smi`` (an engine is
+    specific to one device model), or ``gpuN`` where nvidia-smi is absent."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            done = subprocess.run([smi, "--query-gpu=name,uuid", "--format=csv,noheader", "-i", str(device_id)],
+                                  capture_output=True, text=True, timeout=10, check=True)
+            name, _, uuid = done.stdout.strip().partition(", ")
+            if name:
+                return f"{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}-{uuid.strip()[:12]}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"gpu{device_id}"
+
+
+def tensorrt_cache(model: Path, options: dict[str, str]) -> dict[str, str]:
+    """TensorRT's engine cache, on by default, in a folder of its own for this model file (its
+    SHA-256), this ONNX Runtime, this TensorRT and this GPU: an engine built for another of any
+    of them is never loaded (TensorRT would reject it, or worse, run it). FP16 stays off unless
+    asked (``trt_fp16_enable=True``), since reduced precision can change decisions."""
+    import onnxruntime as ort
+
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    device = gpu_identity(int(options.get("device_id", "0") or 0))
+    key = f"{digest}-ort{ort.__version__}-trt{tensorrt_version()}-{device}"
+    folder = cache_root() / "tensorrt" / key
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(folder),
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(folder)}
 
 
 PROVIDERS: dict[str, Provider] = {
     "cpu": Provider("CPUExecutionProvider", "onnxruntime (installed)"),
     "cuda": Provider("CUDAExecutionProvider", "onnxruntime-gpu in place of onnxruntime, and an NVIDIA driver"),
-    "tensorrt": Provider("TensorrtExecutionProvider", "onnxruntime-gpu with TensorRT's libraries, and an NVIDIA GPU"),
+    "tensorrt": Provider("TensorrtExecutionProvider", "onnxruntime-gpu with TensorRT's libraries, and an NVIDIA GPU",
+                         {"trt_fp16_enable": "False", "trt_int8_enable": "False"}, model_defaults=tensorrt_cache),
     "coreml": Provider("CoreMLExecutionProvider", "macOS with onnxruntime (its wheels include CoreML)"),
     "dnnl": Provider("DnnlExecutionProvider", "an onnxruntime build with oneDNN"),
     "rocm": Provider("ROCMExecutionProvider", "onnxruntime-rocm and an AMD GPU"),
@@ -44,6 +107,8 @@ PROVIDERS: dict[str, Provider] = {
 }
 #: Precisions that can change decisions: asked for, they come with a note saying so.
 REDUCED_PRECISIONS = ("bf16", "bfloat16", "f16", "float16")
+#: Provider options that turn reduced precision on when "True" (TensorRT's FP16 and INT8).
+REDUCED_PRECISION_SWITCHES = ("trt_fp16_enable", "trt_int8_enable")
 #: ``auto``: the fastest available first.
 AUTO_ORDER = ("tensorrt", "cuda", "coreml", "dnnl", "openvino", "cpu")
 
@@ -71,6 +136,22 @@ class ResolvedProvider:
             return ["CPUExecutionProvider"]
         chosen: list[Any] = [(self.ort_name, dict(self.options))]
         return chosen if self.name == "cpu" else [*chosen, "CPUExecutionProvider"]
+
+    def for_model(self, model: Path) -> "ResolvedProvider":
+        """These options with the ones that depend on ``model`` (TensorRT's engine cache) added,
+        where the user did not give them."""
+        derive = PROVIDERS[self.name].model_defaults
+        if derive is None:
+            return self
+        return replace(self, options={**derive(model, self.options), **self.options})
+
+    def reduced_precision(self) -> str | None:
+        """The reduced precision these options ask for (``bf16``, ``trt_fp16_enable``...), or None."""
+        hint = self.options.get("INFERENCE_PRECISION_HINT", "").lower()
+        if hint in REDUCED_PRECISIONS:
+            return hint
+        switched = [k for k in REDUCED_PRECISION_SWITCHES if self.options.get(k, "").lower() in ("true", "1")]
+        return switched[0] if switched else None
 
     def describe(self) -> str:
         how = " (auto: the best available here)" if self.automatic else ""

@@ -77,6 +77,8 @@ class InferenceModel:
         (`osr_infer.providers.resolve`; default the CPU)."""
         self.path = Path(path)
         self.provider = provider if provider is not None else resolve_provider("cpu")
+        if self.path.is_file():
+            self.provider = self.provider.for_model(self.path)  # TensorRT's engine cache: a folder per model, versions, GPU
         self.threads, self.spin = max(1, threads or os.cpu_count() or 1), spin
         #: What a user of this model should know about how it decides or what it lacks (the
         #: commands print them as notes; a program may log them).
@@ -129,6 +131,9 @@ class InferenceModel:
             if any(p in self._openvino.precision for p in REDUCED_PRECISIONS):
                 self.notes.append(f"OpenVINO runs in {self._openvino.precision}: scores differ from f32 and decisions near the "
                                   "threshold can change (INFERENCE_PRECISION_HINT=f32 keeps them)")
+        elif self.provider.reduced_precision():
+            self.notes.append(f"{self.provider.name} runs with {self.provider.reduced_precision()}: scores differ from f32 and "
+                              "decisions near the threshold can change (osr-export --verify-provider counts them)")
         n_classes = self._session.get_outputs()[self._output_names.index("logits")].shape[1]
         if self.metadata:
             self.class_names = tuple(self.metadata.class_names)
