@@ -28,6 +28,7 @@ class Format(str, Enum):
     torchscript = "torchscript"
     all = "all"
     web = "web"
+    triton = "triton"
 
 
 class Quantize(str, Enum):
@@ -47,8 +48,9 @@ def export(
     ),
     format: Format = typer.Option(  # noqa: A002
         Format.all, "--format", "-f",
-        help="Which artefact(s) to write: onnx, torchscript, all (those two), or web (a static page folder, web/, that runs the "
-             "verified ONNX model in a browser with ONNX Runtime Web).",
+        help="Which artefact(s) to write: onnx, torchscript, all (those two), web (a static page folder, web/, that runs the "
+             "verified ONNX model in a browser with ONNX Runtime Web), or triton (a Triton model repository, triton/osr/config.pbtxt "
+             "and triton/osr/1/model.onnx, around the verified ONNX model).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: the checkpoint's folder].", show_default=False),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help=f"ONNX opset ({DEFAULT_OPSET} or newer)."),
@@ -91,7 +93,7 @@ def export(
 ) -> None:
     """Export CHECKPOINT, check each artefact against PyTorch on a probe batch, and write it only if it passes.
 
-    Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8), or web/.
+    Writes model.onnx and/or model.torchscript.pt (and model.int8.onnx with --quantize int8), or web/, or triton/.
     Exit codes: 0 written, 1 verification failed (nothing written), 2 bad input.
     """
     from osr_export.pipeline import FORMATS, ExportOptions, run_export

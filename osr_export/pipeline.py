@@ -38,9 +38,12 @@ log = logging.getLogger(__name__)
 
 #: What ``--format all`` writes.
 FORMATS = ("onnx", "torchscript")
-#: Every format: ``web`` is a static page folder around the verified ONNX model (web_export.py).
-ALL_FORMATS = (*FORMATS, "web")
-FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx", "web": "web"}
+#: Every format: ``web`` is a static page folder around the verified ONNX model (web_export.py),
+#: ``triton`` a Triton model repository around it (triton_export.py).
+ALL_FORMATS = (*FORMATS, "web", "triton")
+#: The formats that are folders around the verified ONNX model.
+FOLDER_FORMATS = ("web", "triton")
+FILENAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "int8": "model.int8.onnx", "web": "web", "triton": "triton"}
 DEFAULT_CHECKPOINT = Path("artifacts") / "siamese" / "model.pt"
 #: Images per call while verifying (and the large batch size verification checks).
 BATCH_SIZE = 1024
@@ -204,7 +207,7 @@ def export(
     **options: Any,
 ) -> ExportReport:
     """Export ``checkpoint`` (a ``model.pt`` from `osr_train.train` or ``osr-train``) to
-    ``formats`` (``onnx``, ``torchscript``, ``web``) in ``out`` (default: its folder), verify each
+    ``formats`` (``onnx``, ``torchscript``, ``web``, ``triton``) in ``out`` (default: its folder), verify each
     artefact against PyTorch on a probe batch, and write them all, or none.
 
     ``quantize="int8"`` also writes ``model.int8.onnx``. Further ``options`` are the fields of
@@ -320,8 +323,8 @@ class _Export:
         The web format is the verified ONNX model in a page folder: asked for alone, the ONNX
         model is exported and verified all the same, and only the folder is written."""
         web = "web" in formats
-        verified = [f for f in formats if f != "web"]
-        if (web or self.verify_providers) and "onnx" not in verified:
+        verified = [f for f in formats if f not in FOLDER_FORMATS]
+        if (web or "triton" in formats or self.verify_providers) and "onnx" not in verified:
             verified.insert(0, "onnx")
         try:
             with ExitStack() as stack:
@@ -345,6 +348,8 @@ class _Export:
                     raise _Abort()
                 if web:
                     self.result["web"] = self._web_bundle(stack, temps["onnx"])
+                if "triton" in formats:
+                    self.result["triton"] = self._triton_repository(stack, temps["onnx"])
                 self.result["passed"] = True
                 names = [FILENAMES[f] for f in formats] + ([FILENAMES["int8"]] if calibration is not None else [])
                 self.result["written"] = [str(self.out_dir / n) for n in names]
@@ -358,6 +363,19 @@ class _Export:
 
         with self.reporter.status(f"running the probe on provider {name}"):
             return compare_provider(onnx_model, self.x, name, self.provider_options, groups=self.sources, max_flips=self.max_flips)
+
+    def _triton_repository(self, stack: ExitStack, onnx_model: Path) -> dict[str, Any]:
+        """The Triton model repository around the verified ONNX model, renamed into place with the rest."""
+        from osr_export.triton_export import MODEL_NAME, write_repository
+        from osr_export.web_export import atomic_dir
+
+        folder = stack.enter_context(atomic_dir(self.out_dir / FILENAMES["triton"]))
+        try:
+            files, checked = write_repository(folder, onnx_model, self.metadata)
+        except ValueError as exc:
+            raise ExportError(f"the Triton config does not match the model: {exc}") from None
+        self.reporter.info(f"triton: {MODEL_NAME}/config.pbtxt {checked}")
+        return {"files": files, "model_name": MODEL_NAME, "config_check": checked}
 
     def _web_bundle(self, stack: ExitStack, onnx_model: Path) -> dict[str, Any]:
         """The page folder around the verified ONNX model, renamed into place with the rest."""
