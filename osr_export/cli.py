@@ -79,11 +79,13 @@ def export(
     verify_provider: Optional[list[str]] = typer.Option(
         None, "--verify-provider", metavar="NAME", help="Also run the verified ONNX model's probe on this provider (openvino, cuda, "
         "tensorrt, coreml, dnnl, rocm; repeatable) against the CPU provider: decision flips, top-class disagreements, max score "
-        "difference. Any flip fails the export unless --max-flips allows it.", show_default=False,
+        "difference. Any flip fails the export unless --max-flips allows it [default: none, the CPU provider only].",
+        show_default=False,
     ),
     provider_option: Optional[list[str]] = typer.Option(
         None, "--provider-option", metavar="KEY=VALUE", help="An option of the --verify-provider runtime (repeatable), e.g. "
-        "INFERENCE_PRECISION_HINT=bf16 for openvino, trt_fp16_enable=True for tensorrt.", show_default=False,
+        "INFERENCE_PRECISION_HINT=bf16 for openvino, trt_fp16_enable=True for tensorrt [default: the provider's own; openvino: "
+        "INFERENCE_PRECISION_HINT=f32].", show_default=False,
     ),
     max_flips: int = typer.Option(0, "--max-flips", help="Decision flips a --verify-provider may make on the probe."),
     web_runtime: Optional[Path] = typer.Option(

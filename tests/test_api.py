@@ -203,10 +203,11 @@ def test_the_documented_examples_run():
 
     import osr_export.pipeline
     import osr_infer.model
+    import osr_infer.serve.app
     import osr_train.config
     import osr_train.pipeline
 
-    for module in (osr_train.config, osr_infer.model, osr_train.pipeline, osr_export.pipeline):
+    for module in (osr_train.config, osr_infer.model, osr_train.pipeline, osr_export.pipeline, osr_infer.serve.app):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
     assert doctest.testmod(osr_train.config).attempted >= 2

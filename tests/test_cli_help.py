@@ -20,9 +20,10 @@ BOX_CHARACTERS = "╭╮╰╯│─┃━"
 def _apps():
     from osr_export.cli import app as export_app
     from osr_infer.cli import app as infer_app
+    from osr_infer.serve.cli import app as serve_app
     from osr_train.cli import app as train_app
 
-    return {"osr-infer": infer_app, "osr-export": export_app, "osr-train": train_app}
+    return {"osr-infer": infer_app, "osr-export": export_app, "osr-train": train_app, "osr-serve": serve_app}
 
 
 def _help(command: str, *args: str) -> str:
@@ -32,7 +33,7 @@ def _help(command: str, *args: str) -> str:
 
 
 ALL_HELP = [
-    ("osr-infer",), ("osr-export",), ("osr-train",),
+    ("osr-infer",), ("osr-export",), ("osr-train",), ("osr-serve",),
     ("osr-train", "baseline"), ("osr-train", "siamese"), ("osr-train", "evaluate"), ("osr-train", "sample-images"),
 ]
 

@@ -74,6 +74,8 @@ def test_the_base_install_has_no_torch_and_classifies_like_the_full_one(edge_ven
     assert train.returncode == 2 and "pip install 'osr-toolkit[train]'" in train.stderr and "Traceback" not in train.stderr
     parity = _run(edge_venv / "bin" / "osr-infer", folder, "--model", model, "--parity", trained_digits / "model.pt")
     assert parity.returncode == 2 and "training install" in parity.stderr and "Traceback" not in parity.stderr
+    serve = _run(edge_venv / "bin" / "osr-serve", "--help")  # the service is an extra too
+    assert serve.returncode == 2 and "pip install 'osr-toolkit[serve]'" in serve.stderr and "Traceback" not in serve.stderr
 
 
 def test_labelled_metrics_at_the_edge_need_no_scikit_learn(edge_venv, tmp_path_factory, trained_digits, tmp_path):

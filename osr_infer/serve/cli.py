@@ -37,13 +37,15 @@ def serve(
                                                  show_default=False),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime's threads [default: the cores but one].",
                                           show_default=False),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decide on the top softmax probability at this threshold.",
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Decide on the top softmax probability at this threshold "
+                                              "[default: the model's own score and threshold].",
                                               show_default=False),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Decide on the model's score at this threshold "
                                                     "[default: the model's own].", show_default=False),
     provider: str = typer.Option("cpu", "--provider", help="Where the model runs: cpu, cuda, tensorrt, openvino, coreml, auto."),
     provider_option: Optional[list[str]] = typer.Option(None, "--provider-option", metavar="KEY=VALUE",
-                                                        help="An option of --provider's runtime (repeatable).", show_default=False),
+                                                        help="An option of --provider's runtime (repeatable) [default: the "
+                                                        "provider's own; openvino: INFERENCE_PRECISION_HINT=f32].", show_default=False),
 ) -> None:
     """Serve MODEL until SIGTERM or Ctrl-C, then finish every request in flight and exit 0.
 
