@@ -26,6 +26,9 @@ from osr_infer.session import InferenceModel
 RUN_CHUNK = 256
 #: Batches classified at once: one decoding while the other runs the model.
 IN_FLIGHT_BATCHES = 2
+#: Batches of at most this many images are decoded in the batch thread even where there is a
+#: decoding process: at low load, the hop to the process would cost more than the decoding.
+IN_THREAD_IMAGES = 0
 
 
 class QueueFull(Exception):
@@ -193,7 +196,7 @@ class MicroBatcher:
         from osr_infer.decode import decode_files
 
         fast = len(names) > 1  # the stacked layout step pays off from two images on; PIL's path alone is quicker for one
-        if self._decoders is not None:
+        if self._decoders is not None and len(names) > IN_THREAD_IMAGES:
             ok, pixels, failed = self._decoders.submit(decode_files, names, self.contract, fast, contents).result()
         else:
             ok, pixels, failed = decode_files(names, self.contract, fast, contents=contents)
