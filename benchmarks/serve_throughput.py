@@ -50,7 +50,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited with {process.returncode}")
+            raise SystemExit(f"{process.args!r} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return

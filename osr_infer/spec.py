@@ -136,6 +136,7 @@ class ModelSpec:
             score_spec(self.score).check_threshold(self.threshold)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
+        object.__setattr__(self, "threshold", float(self.threshold))  # an integer (any size) in JSON is a float threshold
         if self.dataset.known_classes is not None and self.dataset.known_names != self.class_names:
             raise SpecError(
                 f"class_names {list(self.class_names)} are not the known classes {list(self.dataset.known_names)} of the data set"

@@ -235,6 +235,8 @@ def test_bad_input_gets_a_4xx_with_one_line_and_the_server_keeps_serving(served,
         "not JSON": (request(f"{url}/v2/models/osr/infer", b"{oops", {"Content-Type": "application/json"}), 400, None),
         "wrong shape": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [
             {"name": "input", "shape": [1, 1, 4, 4], "datatype": "FP32", "data": [0.0] * 16}]}).encode()), 400, None),
+        "non-finite values": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [
+            {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [float("nan")] * 784}]}).encode()), 400, None),
         "too few values": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [
             {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 7}]}).encode()), 400, None),
         "unknown output": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [

@@ -41,6 +41,7 @@ class ServeConfig:
     max_batch: int = 64  # images per model call
     max_delay_ms: float = 1.0  # how long a batch that is not full waits for more
     max_queue: int = 2048  # images accepted and not answered; beyond: 503
+    max_queue_bytes: int = 256 * 2**20  # and the memory they hold; beyond: 503
     max_body_bytes: int = 16 * 2**20  # a larger request body: 413
     timeout_s: float = 30.0  # from the request's arrival to its answer: 408 (body) or 504
     retry_after_s: int = 1
@@ -52,6 +53,7 @@ class ServeConfig:
         "max_batch": [Interval(int, 1, 65536)],
         "max_delay_ms": [Interval(float, 0, 10_000)],
         "max_queue": [Interval(int, 1, 10_000_000)],
+        "max_queue_bytes": [Interval(int, 2**20, 2**40)],
         "max_body_bytes": [Interval(int, 1024, 2**34)],
         "timeout_s": [Interval(float, 0, 86_400, closed="right")],
         "retry_after_s": [Interval(int, 1, 3600)],
@@ -145,7 +147,7 @@ class Service:
         self.metrics = Metrics(self.config.name, self.sha256, model.provider.describe())
         self.batcher = MicroBatcher(model.session, model.contract, max_batch=self.config.max_batch,
                                     max_delay=self.config.max_delay_ms / 1000, max_queue=self.config.max_queue,
-                                    decode_workers=self.config.decode_workers or 0, on_batch=self._batched)
+                                    max_queue_bytes=self.config.max_queue_bytes, decode_workers=self.config.decode_workers or 0, on_batch=self._batched)
         self.accepting = False
         self.draining = False  # told to stop: not ready, still answering what it accepted
         self.served = 0
@@ -236,7 +238,8 @@ class Service:
     # -- reading requests --------------------------------------------------------------------
 
     async def _body(self, request: Any, deadline: float) -> bytes:
-        """The body, at most ``max_body_bytes`` (413), arrived before the deadline (408)."""
+        """The body, at most ``max_body_bytes`` (413), arrived before the deadline (408). (Bodies
+        being read are bounded by uvicorn's concurrency limit, `CONCURRENCY`, times this.)"""
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -327,6 +330,8 @@ class Service:
         if x.dtype != np.float32 or x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) or not len(x):
             raise HTTPFailure(400, f"input {input_name!r} must be FP32 of shape [N, {', '.join(map(str, shape))}] (N >= 1; the "
                                    f"images normalised as the model's metadata says), not {x.dtype} {list(x.shape)}")
+        if not np.isfinite(x).all():
+            raise HTTPFailure(400, f"input {input_name!r} holds {int((~np.isfinite(x)).sum())} non-finite values")
         wanted = parsed.outputs if parsed.outputs is not None else [(name, parsed.binary_default) for name in OUTPUT_TYPES]
         unknown = [name for name, _ in wanted if name not in OUTPUT_TYPES]
         if unknown:

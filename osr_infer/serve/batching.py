@@ -46,6 +46,11 @@ class Job:
     future: "asyncio.Future[JobResult] | None" = None
     queued_at: float = field(default_factory=time.perf_counter)
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its inputs hold while it waits."""
+        return self.tensor.nbytes if self.tensor is not None else sum(len(data) for data in self.images or ())
+
 
 @dataclass
 class JobResult:
@@ -73,15 +78,16 @@ class MicroBatcher:
     another batch is running: alone, a request is classified at once."""
 
     def __init__(self, session: InferenceModel, contract: PreprocessContract, *, max_batch: int, max_delay: float,
-                 max_queue: int, decode_workers: int = 1, on_batch: Any = None) -> None:
+                 max_queue: int, max_queue_bytes: int = 256 * 2**20, decode_workers: int = 1, on_batch: Any = None) -> None:
         self.session, self.contract = session, contract
         #: Processes that decode (0: the batch thread itself): decoding holds the GIL for much of its
         #: time, which would stall the event loop's thread.
         self.decode_workers = decode_workers
         self._decoders: Any = None
         self.max_batch, self.max_delay, self.max_queue = max_batch, max_delay, max_queue
-        #: Images accepted and not yet answered (what bounds the queue).
-        self.pending = 0
+        #: Images accepted and not yet answered, and the bytes they hold (what bounds the queue).
+        self.pending, self.pending_bytes = 0, 0
+        self.max_queue_bytes = max_queue_bytes
         self.on_batch = on_batch  # called with (images, seconds) after each batch, in the event loop
         self._queue: asyncio.Queue[Job | None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -117,13 +123,17 @@ class MicroBatcher:
 
     def submit(self, job: Job) -> "asyncio.Future[JobResult]":
         """Queue ``job``; `QueueFull` when its images would take the queue past ``max_queue``
-        (a job larger than the whole queue is still taken when the queue is empty)."""
+        images or ``max_queue_bytes`` (a job larger than the whole queue is still taken when the
+        queue is empty: the request size limit bounds it)."""
         if self._queue is None or not self.running:
             raise QueueFull("the server is not running")
         if self.pending and self.pending + job.n > self.max_queue:
             raise QueueFull(f"{self.pending} images are queued (the queue holds {self.max_queue})")
+        if self.pending and self.pending_bytes + job.nbytes > self.max_queue_bytes:
+            raise QueueFull(f"the queued images hold {self.pending_bytes / 2**20:.0f} MiB (the queue holds {self.max_queue_bytes / 2**20:.0f} MiB)")
         job.future = asyncio.get_running_loop().create_future()
         self.pending += job.n
+        self.pending_bytes += job.nbytes
         self._queue.put_nowait(job)
         return job.future
 
@@ -188,6 +198,7 @@ class MicroBatcher:
                 self.on_batch(sum(job.n for job in live), time.perf_counter() - started)
         finally:
             self.pending -= n
+            self.pending_bytes -= sum(job.nbytes for job in jobs)
             slots.release()
 
     def _decode(self, names: list[str], contents: list[bytes]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:

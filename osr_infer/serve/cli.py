@@ -14,7 +14,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None,
                   help="Serve a model over HTTP: the Open Inference Protocol (KServe v2), /predict for image files, /metrics.")
 console = Console(stderr=True, emoji=False, highlight=False)
 FLAGS = {**cli_support.THRESHOLD_FLAGS, "provider_options": "--provider-option", "max_delay_ms": "--max-delay-ms",
-         "max_body_bytes": "--max-body-mb", "timeout_s": "--timeout"}
+         "max_body_bytes": "--max-body-mb", "max_queue_bytes": "--max-queue-mb", "timeout_s": "--timeout"}
 INSTALL = "osr-serve needs the serve extra: pip install 'osr-toolkit[serve]'"
 
 
@@ -30,6 +30,8 @@ def serve(
     max_batch: int = typer.Option(64, "--max-batch", help="Images per model call: requests waiting together are batched."),
     max_delay_ms: float = typer.Option(1.0, "--max-delay-ms", help="How long a batch that is not full waits for more requests."),
     max_queue: int = typer.Option(2048, "--max-queue", help="Images accepted and not yet answered; beyond it, 503 with Retry-After."),
+    max_queue_mb: float = typer.Option(256.0, "--max-queue-mb", help="The memory the queued images may hold, in MiB; beyond "
+                                       "it, 503 with Retry-After."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="The largest request body, in MiB (larger: 413)."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds from a request's arrival to its answer (408 for a slow body, 504)."),
     decode_workers: Optional[int] = typer.Option(None, "--decode-workers", help="Processes that decode /predict's images "
@@ -63,7 +65,7 @@ def serve(
 
     with cli_support.library_errors(console, FLAGS):
         config = ServeConfig(name=name, max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                             max_body_bytes=int(max_body_mb * 2**20), timeout_s=timeout,
+                             max_queue_bytes=int(max_queue_mb * 2**20), max_body_bytes=int(max_body_mb * 2**20), timeout_s=timeout,
                              decode_workers=decode_workers)
         from osr_infer.cli import resolve_model_path
 
@@ -95,7 +97,10 @@ def main() -> None:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        cli_support.fail(console, INSTALL)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(INSTALL)}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
     app()
 
 

@@ -14,6 +14,9 @@ from typing import Any, Callable
 from osr_infer.errors import ParameterError
 from osr_infer.serve.app import Service
 
+#: Connections served at once; beyond it uvicorn answers 503 (it bounds the bodies held while being read).
+CONCURRENCY = 1024
+
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host``:``port``; a ParameterError naming ``port`` (or
@@ -44,7 +47,7 @@ def run(service: Service, host: str = "127.0.0.1", port: int = 8000, *,
     sock = bind(host, port)
     config = uvicorn.Config(service.app, log_level="error", access_log=False, lifespan="on", timeout_keep_alive=5,
                             timeout_graceful_shutdown=int(service.config.timeout_s) + 5, server_header=False,
-                            proxy_headers=False)
+                            proxy_headers=False, limit_concurrency=CONCURRENCY)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
