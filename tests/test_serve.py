@@ -365,3 +365,54 @@ def test_sigterm_during_load_finishes_every_accepted_request_and_exits_0(images)
     assert set(report.statuses) <= {200, 0}, report.statuses  # answered in full, or refused before it was read (0)
     assert report.ok > 100
     assert answered == report.ok  # every request the server answered reached its client: none lost
+
+
+async def _asgi(app, method: str, path: str, body: bytes = b"", content_type: str = "application/octet-stream") -> tuple[int, dict, bytes]:
+    """One request straight to the ASGI application (no socket): (status, headers, body)."""
+    sent: list[dict] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 5),
+             "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]}
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_request_past_its_timeout_gets_504_and_a_failing_model_500_and_serving_goes_on(images):
+    """In-process (no decoding process): a model call slower than the timeout, then one that fails."""
+    from osr_infer.errors import InferenceError
+    from osr_infer.serve import ServeConfig, create_app
+
+    service = create_app(Model.load(), ServeConfig(timeout_s=0.3, decode_workers=0))
+    session, real_run = service.model.session, service.model.session.run
+    image = images[0].read_bytes()
+
+    async def scenario() -> list[tuple[int, dict, bytes]]:
+        await service.batcher.start()
+        service.accepting = True
+        answers = []
+        session.run = lambda x: (time.sleep(0.8), real_run(x))[1]  # a model slower than the timeout
+        answers.append(await _asgi(service.app, "POST", "/predict", image))
+        await asyncio.sleep(0.8)  # the slow batch ends
+        session.run = lambda x: (_ for _ in ()).throw(InferenceError("model.onnx: the model failed to run on a batch of 1 (boom)"))
+        answers.append(await _asgi(service.app, "POST", "/predict", image))
+        session.run = real_run
+        answers.append(await _asgi(service.app, "POST", "/predict", image))
+        service.accepting = False
+        await service.batcher.stop()
+        return answers
+
+    (late, failed, fine) = asyncio.run(scenario())
+    assert late[0] == 504 and json.loads(late[2])["error"].startswith("no answer within 0.3 s")
+    assert failed[0] == 500 and json.loads(failed[2])["error"] == "InferenceError: model.onnx: the model failed to run on a batch of 1 (boom)"
+    assert fine[0] == 200 and json.loads(fine[2])[0]["label"]
+    assert late[1]["x-model-sha256"] == failed[1]["x-model-sha256"] == service.sha256
+    assert service.batcher.pending == 0  # the timed-out and failed requests left the queue
