@@ -243,13 +243,13 @@ def test_bad_input_gets_a_4xx_with_one_line_and_the_server_keeps_serving(served,
             {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}], "outputs": [{"name": "embedding"}]}).encode()),
             400, None),
         "wrong method": (request(f"{url}/predict", method="GET"), 405, None),
+        "unknown URL": (request(f"{url}/v1/models/osr:predict", b"{}"), 404, None),
     }
     for name, ((status, _, body), want, fragment) in cases.items():
         assert status == want, (name, status, body)
-        if want != 405:
-            error = json.loads(body)["error"]
-            assert "\n" not in error and error, name
-            assert fragment is None or fragment not in error, (name, error)  # the client's name, not ours
+        error = json.loads(body)["error"]
+        assert "\n" not in error and error, name
+        assert fragment is None or fragment not in error, (name, error)  # the client's name, not ours
     # Too large: answered from the declared length, before the body is read (a client that waits
     # for the answer, as with Expect: 100-continue, sees it; one that sends on gets the connection closed).
     host, port = served.address.split(":")

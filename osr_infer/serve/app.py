@@ -196,7 +196,14 @@ class Service:
                 self.accepting = False
                 await self.batcher.stop()  # every accepted request has its answer by now
 
-        app = Starlette(routes=routes, lifespan=lifespan)
+        async def not_here(request: Any, exc: Any) -> Any:  # an unknown URL or method: the one error format too
+            from starlette.responses import JSONResponse
+
+            reason = (f"no endpoint {request.url.path} (see GET /v2/models/{self.config.name}; POST /predict)" if exc.status_code == 404
+                      else f"{request.method} is not allowed on {request.url.path}")
+            return JSONResponse({"error": reason}, exc.status_code, headers=getattr(exc, "headers", None))
+
+        app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_here, 405: not_here})
         sha = self.sha256.encode()
 
         def send_with_hash(send: Any) -> Callable[[Any], Awaitable[None]]:
