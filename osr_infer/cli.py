@@ -234,12 +234,12 @@ def resume_results(run_files: FileRun, output: Path) -> Interrupted | None:
 def results_metadata(model: Model) -> dict[str, str]:
     """What a Parquet results file says of the run: the model (path and SHA-256), and the rule
     every label was decided by."""
-    import hashlib
     import json
 
     import osr_infer
+    from osr_infer.io import file_sha256
 
-    digest = hashlib.sha256(Path(model.session.path).read_bytes()).hexdigest()
+    digest = file_sha256(model.session.path)
     return {"osr.model": str(model.session.path), "osr.model_sha256": digest, "osr.threshold": json.dumps(model.threshold),
             "osr.decision": model.decision_rule, "osr.toolkit_version": osr_infer.__version__}
 

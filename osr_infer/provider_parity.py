@@ -7,9 +7,11 @@ disagreements and the largest score difference, against ONNX Runtime's CPU provi
 ``osr-export --verify-provider NAME`` runs it on the export's probe and fails on any flip unless
 ``max_flips`` allows some.
 
->>> from osr_infer.provider_parity import compare_provider
->>> parity = compare_provider("model.onnx", x, "openvino")    # doctest: +SKIP
->>> parity.passed, parity.flips, parity.summary()            # doctest: +SKIP
+>>> from osr_infer import Model
+>>> from osr_infer.provider_parity import compare_provider, source_inputs
+>>> x, groups = source_inputs(Model.load(), ["mnist:test", "cifar10:test"])      # doctest: +SKIP
+>>> parity = compare_provider(Model.load().path, x, "openvino", groups=groups)  # doctest: +SKIP
+>>> parity.passed, parity.flips, parity.summary()                                # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -121,4 +123,21 @@ def compare_provider(
                           round(len(x) / max(cpu_seconds, 1e-9), 1), list(tested.notes))
 
 
-__all__ = ["GroupParity", "ProviderParity", "compare_provider"]
+def source_inputs(model: Any, sources: list[str], data_dir: str | Path | None = None) -> tuple[np.ndarray, list[tuple[str, slice]]]:
+    """The normalised inputs of ``sources`` (files, folders, data set references such as
+    ``mnist:test``) for `compare_provider`, through ``model``'s (an `osr_infer.Model`) contract,
+    with one group per source."""
+    from osr_infer.data import default_data_dir
+    from osr_infer.sources import resolve_sources
+
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    parts, groups, start = [], [], 0
+    for source in resolve_sources(sources, [], root, model.contract, model.spec, model.classes):
+        pixels = source.images if source.images is not None else model.preprocess(list(source.paths or []))
+        parts.append(model.contract.normalize(pixels))
+        groups.append((source.name, slice(start, start + len(pixels))))
+        start += len(pixels)
+    return np.concatenate(parts), groups
+
+
+__all__ = ["GroupParity", "ProviderParity", "compare_provider", "source_inputs"]

@@ -10,7 +10,6 @@ provider does not know (ONNX Runtime ignores them) are an error too.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -83,7 +82,9 @@ def tensorrt_cache(model: Path, options: dict[str, str]) -> dict[str, str]:
     asked (``trt_fp16_enable=True``), since reduced precision can change decisions."""
     import onnxruntime as ort
 
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    from osr_infer.io import file_sha256
+
+    digest = file_sha256(model)[:16]
     device = gpu_identity(int(options.get("device_id", "0") or 0))
     key = f"{digest}-ort{ort.__version__}-trt{tensorrt_version()}-{device}"
     folder = cache_root() / "tensorrt" / key

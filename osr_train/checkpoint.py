@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 import osr_infer
 from osr_infer.errors import ModelError
-from osr_infer.io import atomic_path
+from osr_infer.io import atomic_path, file_sha256  # noqa: F401 - file_sha256: re-exported, osr_export names it here
 from osr_infer.spec import ModelSpec, SpecError
 from osr_train.models import ConvNet, build_model
 
@@ -111,9 +110,3 @@ def load_resume_state(path: str | Path) -> tuple[ModelSpec, dict[str, Any], dict
     return spec, record, payload["state_dict"], resume
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

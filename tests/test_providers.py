@@ -194,17 +194,10 @@ def test_gpu_provider_parity_on_real_data(name, shared_data):
     provider, 10,000 MNIST test digits and 10,000 CIFAR-10 JPEGs: no decision flips."""
     if name not in providers.available():
         pytest.skip(f"no {name} provider here (a GPU machine runs it)")
-    from osr_infer.provider_parity import compare_provider
-
-    from osr_infer.sources import resolve_sources
+    from osr_infer.provider_parity import compare_provider, source_inputs
 
     model = Model.load()
-    x_parts, groups, start = [], [], 0
-    for source in resolve_sources(["mnist:test", "cifar10:test"], [], shared_data, model.contract, model.spec, model.classes):
-        pixels = source.images if source.images is not None else model.preprocess(list(source.paths or []))
-        x_parts.append(model.contract.normalize(pixels))
-        groups.append((source.name, slice(start, start + len(pixels))))
-        start += len(pixels)
-    parity = compare_provider(model.path, np.concatenate(x_parts), name, groups=groups)
+    x, groups = source_inputs(model, ["mnist:test", "cifar10:test"], shared_data)
+    parity = compare_provider(model.path, x, name, groups=groups)
     print(parity.summary())
     assert parity.flips == 0, parity.summary()

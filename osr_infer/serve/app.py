@@ -9,7 +9,6 @@ answered within the timeout 504.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Class
 import numpy as np
 
 from osr_infer.errors import ParameterError
+from osr_infer.io import file_sha256
 from osr_infer.params import NONE, Constraint, Interval, validate
 from osr_infer.serve.batching import Job, JobResult, MicroBatcher, QueueFull
 from osr_infer.serve.protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_request
@@ -153,7 +153,7 @@ class Service:
 
     def __init__(self, model: "Model", config: ServeConfig | None = None) -> None:
         self.model, self.config = model, config or ServeConfig()
-        self.sha256 = hashlib.sha256(model.path.read_bytes()).hexdigest()
+        self.sha256 = file_sha256(model.path)
         self.metrics = Metrics(self.config.name, self.sha256, model.provider.describe())
         self.batcher = MicroBatcher(model.session, model.contract, max_batch=self.config.max_batch,
                                     max_delay=self.config.max_delay_ms / 1000, max_queue=self.config.max_queue,
