@@ -244,6 +244,14 @@ def test_bad_input_gets_a_4xx_with_one_line_and_the_server_keeps_serving(served,
             400, None),
         "wrong method": (request(f"{url}/predict", method="GET"), 405, None),
         "unknown URL": (request(f"{url}/v1/models/osr:predict", b"{}"), 404, None),
+        "nested too deeply": (request(f"{url}/v2/models/osr/infer", b"[" * 200_000 + b"]" * 200_000), 400, None),
+        "a number beyond float": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [
+            {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [10**400] * 784}]}).encode()), 400, None),
+        "ragged data": (request(f"{url}/v2/models/osr/infer", json.dumps({"inputs": [
+            {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [[0.0], [0.0, 1.0]]}]}).encode()), 400, None),
+        "binary size beyond the body": (request(f"{url}/v2/models/osr/infer", b'{"inputs":[{"name":"input","shape":[1,1,28,28],'
+                                                b'"datatype":"FP32","parameters":{"binary_data_size":3136}}]}',
+                                                {"Inference-Header-Content-Length": "96"}), 400, None),
     }
     for name, ((status, _, body), want, fragment) in cases.items():
         assert status == want, (name, status, body)

@@ -67,6 +67,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         request = json.loads(head)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"the request is not JSON ({exc})") from None
+    except RecursionError:
+        raise ProtocolError("the request's JSON is nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
         raise ProtocolError("the request must be a JSON object with a non-empty `inputs` list")
     parameters = request.get("parameters") or {}
@@ -96,7 +98,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         else:
             try:
                 array = np.asarray(item.get("data"), dtype=DATATYPES[datatype])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError, RecursionError):
                 raise ProtocolError(f"{where}: data must be numbers of {datatype}") from None
             if array.size != count:
                 raise ProtocolError(f"{where}: {array.size} values do not fill its shape {shape}")
