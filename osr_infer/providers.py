@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -229,7 +230,7 @@ class OpenVinoRunner:
             lines = [line for line in str(exc).strip().splitlines() if line.strip() and not line.startswith("Exception from ")]
             reason = lines[-1] if lines else type(exc).__name__
             raise ParameterError("provider_options", f"{path}: OpenVINO could not compile the model with {config} ({reason})") from None
-        self._request = self._compiled.create_infer_request()
+        self._requests = threading.local()  # an infer request is not thread-safe: one per calling thread (osr-serve runs two)
         self._outputs = [self._compiled.output(name) for name in output_names]
         #: The precision it runs in: ``float32``, ``bfloat16`` (OpenVINO says ``<Type: 'bfloat16'>``).
         hint = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -237,5 +238,8 @@ class OpenVinoRunner:
         self.precision = (named.group(1) if named else hint).lower()
 
     def run(self, input_name: str, x: Any) -> list[Any]:
-        result = self._request.infer({input_name: x})
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self._compiled.create_infer_request()
+        result = request.infer({input_name: x})
         return [result[output].copy() for output in self._outputs]

@@ -424,3 +424,23 @@ def test_a_request_past_its_timeout_gets_504_and_a_failing_model_500_and_serving
     assert fine[0] == 200 and json.loads(fine[2])[0]["label"]
     assert late[1]["x-model-sha256"] == failed[1]["x-model-sha256"] == service.sha256
     assert service.batcher.pending == 0  # the timed-out and failed requests left the queue
+
+
+def test_openvino_behind_the_service_gives_the_same_rows_under_concurrent_batches(images, expected):
+    """Two batches run at once in the service: OpenVINO's infer requests are per thread."""
+    from osr_infer import providers
+
+    if "openvino" not in providers.available():
+        from conftest import missing
+
+        missing("the openvino runtime is not installed (the [openvino] extra)")
+    with server("--provider", "openvino") as served:
+        assert any("provider: openvino with INFERENCE_PRECISION_HINT=f32" in line for line in served.lines)
+        report = asyncio.run(closed_loop(f"{served.url}/predict", [p.read_bytes() for p in images], clients=32, requests=640))
+        assert report.errors == 0, report.statuses
+        body, kind = multipart([(p.name, p.read_bytes()) for p in images])
+        status, _, answer = request(f"{served.url}/predict", body, {"Content-Type": kind})
+    assert status == 200
+    for row in json.loads(answer):
+        assert row["label"] == expected[row["path"]]["label"]
+        assert row["score"] == pytest.approx(float(expected[row["path"]]["score"]), rel=1e-4, abs=1e-4)
