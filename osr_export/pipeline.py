@@ -320,11 +320,12 @@ class _Export:
     def run(self, formats: tuple[str, ...], calibration: tuple[np.ndarray, str] | None, int8_min_agreement: float) -> dict[str, Any]:
         """Export each format to a temp file, verify it, and rename them all only if all pass.
 
-        The web format is the verified ONNX model in a page folder: asked for alone, the ONNX
-        model is exported and verified all the same, and only the folder is written."""
+        The folder formats (web, triton) hold the verified ONNX model: asked for alone (or with
+        ``verify_providers``), the ONNX model is exported and verified all the same, and only the
+        folder is written."""
         web = "web" in formats
         verified = [f for f in formats if f not in FOLDER_FORMATS]
-        if (web or "triton" in formats or self.verify_providers) and "onnx" not in verified:
+        if (any(f in FOLDER_FORMATS for f in formats) or self.verify_providers) and "onnx" not in verified:
             verified.insert(0, "onnx")
         try:
             with ExitStack() as stack:

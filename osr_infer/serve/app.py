@@ -144,6 +144,17 @@ def _check_image_type(kind: str) -> None:
         raise HTTPFailure(415, f"/predict takes image bytes (application/octet-stream) or multipart/form-data files, not {kind}")
 
 
+def _error_answer(exc: Exception) -> tuple[int, dict[str, str], dict[str, str]]:
+    """The one error format: (status, ``{"error": one line}``, extra headers). An `HTTPFailure`
+    says its own status; a `ProtocolError` is the client's (400); anything else, the model
+    failing or a bug, is 500, and the server goes on."""
+    if isinstance(exc, HTTPFailure):
+        return exc.status, {"error": _one_line(exc.reason)}, exc.headers
+    if isinstance(exc, ProtocolError):
+        return 400, {"error": _one_line(str(exc))}, {}
+    return 500, {"error": _one_line(f"{type(exc).__name__}: {exc}")}, {}
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -237,12 +248,9 @@ class Service:
             started = time.perf_counter()
             try:
                 response = await handler(request)
-            except HTTPFailure as failure:
-                response = JSONResponse({"error": _one_line(failure.reason)}, failure.status, headers=failure.headers)
-            except ProtocolError as exc:
-                response = JSONResponse({"error": _one_line(str(exc))}, 400)
-            except Exception as exc:  # noqa: BLE001 - the model failed, or a bug: one line, and the server goes on
-                response = JSONResponse({"error": _one_line(f"{type(exc).__name__}: {exc}")}, 500)
+            except Exception as exc:  # noqa: BLE001 - every failure is answered in the one error format
+                status, error, headers = _error_answer(exc)
+                response = JSONResponse(error, status, headers=headers)
             if not isinstance(response, Response):
                 response = JSONResponse(response)
             self._count(label, response.status_code, time.perf_counter() - started)
@@ -446,11 +454,9 @@ class Service:
             _check_image_type(_media_type(headers.get("content-type", "")))
             body = await self._read_body(chunks(), headers, deadline)
             status, payload = 200, await self._rows(["body"], [body], False, deadline)
-        except HTTPFailure as failure:
-            status, extra = failure.status, failure.headers
-            payload = json.dumps({"error": _one_line(failure.reason)}).encode()
-        except Exception as exc:  # noqa: BLE001 - the model failed, or a bug: one line, and the server goes on
-            status, payload = 500, json.dumps({"error": _one_line(f"{type(exc).__name__}: {exc}")}).encode()
+        except Exception as exc:  # noqa: BLE001 - every failure is answered in the one error format
+            status, error, extra = _error_answer(exc)
+            payload = json.dumps(error).encode()
         response_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                             *((k.lower().encode(), v.encode()) for k, v in extra.items())]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})

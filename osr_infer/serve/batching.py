@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,6 @@ class Job:
     names: list[str] | None = None
     tensor: np.ndarray | None = None
     future: "asyncio.Future[JobResult] | None" = None
-    queued_at: float = field(default_factory=time.perf_counter)
 
     @property
     def nbytes(self) -> int:
